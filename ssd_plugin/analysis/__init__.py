@@ -1,0 +1,1 @@
+"""Default-box coverage analysis (see tools/analysis/default_box_coverage.py)."""
