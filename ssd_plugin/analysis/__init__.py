@@ -1,1 +1,40 @@
-"""Default-box coverage analysis (see tools/analysis/default_box_coverage.py)."""
+"""Default-box coverage analysis and scale search (see tools/analysis/default_box_coverage.py)."""
+
+from .coverage import (
+    SIZE_BUCKETS,
+    best_default_box_overlaps,
+    coverage_figures,
+    positives_per_level,
+)
+from .default_box_setup import (
+    build_prior_generator,
+    load_config,
+    network_featmap_sizes,
+    prior_generator_config,
+)
+from .ground_truths import GroundTruths, find_coco_datasets, load_ground_truths, resized_shapes
+from .plot import plot_coverage
+from .report import CoverageProblem, coverage_report, evaluate_coverage, prepare_coverage
+from .scale_search import RATIO_CANDIDATES, search_scale_range
+
+__all__ = [
+    'SIZE_BUCKETS',
+    'RATIO_CANDIDATES',
+    'GroundTruths',
+    'CoverageProblem',
+    'best_default_box_overlaps',
+    'positives_per_level',
+    'coverage_figures',
+    'load_config',
+    'prior_generator_config',
+    'build_prior_generator',
+    'network_featmap_sizes',
+    'find_coco_datasets',
+    'resized_shapes',
+    'load_ground_truths',
+    'prepare_coverage',
+    'evaluate_coverage',
+    'coverage_report',
+    'search_scale_range',
+    'plot_coverage',
+]

@@ -1,1 +1,2 @@
+from .checked_coco import CheckedCocoDataset  # noqa: F401
 from .transforms import *  # noqa: F401,F403

@@ -1,1 +1,3 @@
-__all__ = []
+from .reduced_vgg16 import ReducedVGG16
+
+__all__ = ['ReducedVGG16']

@@ -1,1 +1,3 @@
-__all__ = []
+from .multibox_head import MultiBoxHead
+
+__all__ = ['MultiBoxHead']

@@ -1,0 +1,174 @@
+# SSD on the synthetic "shapes" demo set (ssd_plugin/datasets/demo_shapes.py), sized to train on
+# two CPU cores in minutes: `make demo` runs it through tools/run_demo.sh. Same SSD as the paper
+# (multi-scale default boxes, MultiBox matching and loss, SSD augmentation) with a narrow
+# ResNet-18 trunk trained from scratch instead of the reduced VGG16, at a 256 px input.
+# Iteration-based, with iteration-interval checkpoints, so `--resume` continues mid-"epoch" on
+# exactly the batches an uninterrupted run would see (IterBasedTrainLoop replays the sampler).
+_base_ = ['mmdet::_base_/default_runtime.py']
+custom_imports = dict(imports=['ssd_plugin'], allow_failed_imports=False)
+
+data_root = 'data/demo_shapes/'
+# Must equal ssd_plugin.datasets.demo_shapes.DEMO_CLASSES (tests/test_tools/test_demo.py checks).
+metainfo = dict(
+    classes=('circle', 'square', 'triangle', 'star', 'cross'),
+    palette=[(220, 20, 60), (0, 130, 200), (60, 180, 75), (245, 130, 48), (145, 30, 180)],
+)
+input_size = 256
+max_iters = 3000
+val_interval = 1000
+
+model = dict(
+    type='SingleStageDetector',
+    data_preprocessor=dict(
+        type='DetDataPreprocessor',
+        mean=[123.675, 116.28, 103.53],
+        std=[58.395, 57.12, 57.375],
+        bgr_to_rgb=True,
+        pad_size_divisor=1,
+    ),
+    # stride 8 (32 x 32 at 256 px) and 16 maps; from scratch, so BN everywhere
+    backbone=dict(
+        type='ResNet',
+        depth=18,
+        base_channels=32,
+        num_stages=3,
+        strides=(1, 2, 2),
+        dilations=(1, 1, 1),
+        out_indices=(1, 2),
+        norm_cfg=dict(type='BN', requires_grad=True),
+        norm_eval=False,
+        init_cfg=dict(type='Kaiming', layer='Conv2d'),
+    ),
+    # 16 -> 8 -> 4 -> 2 -> 1: six levels at strides 8 ... 256
+    neck=dict(
+        type='SSDExtraLayers',
+        in_channels=(64, 128),
+        out_channels=(64, 128, 128, 128, 64, 64),
+        strides=(2, 2, 2, 2),
+        paddings=(1, 1, 1, 1),
+        kernel_sizes=3,
+        l2_norm_scale=None,
+        norm_cfg=dict(type='BN'),
+    ),
+    bbox_head=dict(
+        type='MultiBoxHead',
+        num_classes=5,
+        in_channels=(64, 128, 128, 128, 64, 64),
+        # Caffe-style integer sizes 12, 25, 76, 128, 179, 230 px: the halved first level covers
+        # the 10-20 px shapes (4 % of 256 is 10 px)
+        prior_generator=dict(
+            type='DefaultBoxGenerator',
+            input_size=input_size,
+            strides=(8, 16, 32, 64, 128, 256),
+            ratios=([2], [2, 3], [2, 3], [2, 3], [2], [2]),
+            scale_range=(0.1, 0.9),
+            scale_mode='caffe',
+        ),
+        bbox_coder=dict(
+            type='DeltaXYWHBBoxCoder',
+            target_means=[0.0, 0.0, 0.0, 0.0],
+            target_stds=[0.1, 0.1, 0.2, 0.2],
+        ),
+        matcher=dict(type='MultiBoxMatcher', pos_iou_thr=0.5),
+        loss=dict(type='MultiBoxLoss', neg_pos_ratio=3, beta=1.0, alpha=1.0),
+    ),
+    train_cfg=None,
+    test_cfg=dict(
+        score_thr=0.01,
+        nms_pre=400,
+        nms=dict(type='nms', iou_threshold=0.45),
+        min_bbox_size=0,
+        max_per_img=100,
+    ),
+)
+
+# SSD augmentation (docs/design.md); zoom-out only to 2x, since the smallest shapes are 10 px
+train_pipeline = [
+    dict(type='LoadImageFromFile'),
+    dict(type='LoadAnnotations', with_bbox=True),
+    dict(type='ZoomOut', prob=0.5, ratio_range=(1, 2), fill=(103.53, 116.28, 123.675)),
+    dict(type='MinIoUCrop'),
+    dict(type='Resize', scale=(input_size, input_size), keep_ratio=False),
+    dict(type='RandomFlip', prob=0.5),
+    dict(type='PhotometricDistort'),
+    dict(type='PackDetInputs'),
+]
+test_pipeline = [
+    dict(type='LoadImageFromFile'),
+    dict(type='Resize', scale=(input_size, input_size), keep_ratio=False),
+    dict(type='LoadAnnotations', with_bbox=True),
+    dict(
+        type='PackDetInputs',
+        meta_keys=('img_id', 'img_path', 'ori_shape', 'img_shape', 'scale_factor'),
+    ),
+]
+dataset_type = 'CheckedCocoDataset'
+train_dataloader = dict(
+    batch_size=16,
+    num_workers=2,
+    persistent_workers=True,
+    # InfiniteSampler + IterBasedTrainLoop: a resumed run skips exactly the consumed batches
+    sampler=dict(type='InfiniteSampler', shuffle=True),
+    batch_sampler=None,
+    dataset=dict(
+        type=dataset_type,
+        data_root=data_root,
+        metainfo=metainfo,
+        ann_file='annotations/instances_train.json',
+        data_prefix=dict(img='train/'),
+        filter_cfg=dict(filter_empty_gt=False),
+        pipeline=train_pipeline,
+    ),
+)
+val_dataloader = dict(
+    batch_size=16,
+    num_workers=2,
+    persistent_workers=True,
+    drop_last=False,
+    sampler=dict(type='DefaultSampler', shuffle=False),
+    dataset=dict(
+        type=dataset_type,
+        data_root=data_root,
+        metainfo=metainfo,
+        ann_file='annotations/instances_val.json',
+        data_prefix=dict(img='val/'),
+        test_mode=True,
+        pipeline=test_pipeline,
+    ),
+)
+test_dataloader = val_dataloader
+val_evaluator = dict(
+    type='CocoMetric',
+    ann_file=data_root + 'annotations/instances_val.json',
+    metric='bbox',
+    classwise=True,
+    format_only=False,
+)
+test_evaluator = val_evaluator
+
+train_cfg = dict(type='IterBasedTrainLoop', max_iters=max_iters, val_interval=val_interval)
+val_cfg = dict(type='ValLoop')
+test_cfg = dict(type='TestLoop')
+
+optim_wrapper = dict(
+    type='OptimWrapper',
+    optimizer=dict(type='SGD', lr=0.02, momentum=0.9, weight_decay=5e-4),
+    clip_grad=dict(max_norm=10.0),
+)
+param_scheduler = [
+    dict(type='LinearLR', start_factor=0.01, by_epoch=False, begin=0, end=200),
+    dict(type='CosineAnnealingLR', by_epoch=False, begin=0, end=max_iters, eta_min=2e-4),
+]
+
+default_hooks = dict(
+    logger=dict(type='LoggerHook', interval=20),
+    checkpoint=dict(type='CheckpointHook', by_epoch=False, interval=250, max_keep_ckpts=2),
+)
+log_processor = dict(by_epoch=False)
+custom_hooks = [
+    dict(type='NumClassCheckHook'),
+    dict(type='NonFiniteLossHook'),
+]
+randomness = dict(seed=0)
+env_cfg = dict(cudnn_benchmark=False)
+auto_scale_lr = dict(enable=False, base_batch_size=16)

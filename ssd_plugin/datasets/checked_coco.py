@@ -1,0 +1,128 @@
+"""DATASETS ``CheckedCocoDataset``: mmdet's ``CocoDataset`` without its silent failure modes.
+
+mmdet's ``CocoDataset`` quietly mis-reads several broken inputs:
+
+- a class name of ``metainfo['classes']`` that the file does not define is dropped, and the
+  labels of the remaining classes shift (so do they when the file lists the classes in another
+  order: labels follow the file's order, names the config's);
+- an annotation whose ``category_id`` the file does not define, or that is outside the config's
+  classes, is dropped;
+- with ``filter_cfg.filter_empty_gt`` the training set loses every image without boxes, unlogged;
+- a missing image file is found only when a data loader worker reaches it, mid-training.
+
+This subclass raises a ``ValueError`` / ``FileNotFoundError`` naming the annotation file and the
+offending class, category id, annotation id or image file instead, and logs what the filter
+leaves out. A corrupt image file already fails with mmcv's ``failed to load image: <path>`` when
+it is loaded.
+"""
+
+import os.path as osp
+from typing import List, Union
+
+from mmdet.datasets import CocoDataset
+from mmdet.registry import DATASETS
+from mmengine.logging import print_log
+
+__all__ = ['CheckedCocoDataset']
+
+_SHOWN = 5  # how many offending file names an error lists
+
+
+@DATASETS.register_module()
+class CheckedCocoDataset(CocoDataset):
+    """A ``CocoDataset`` that validates its annotation file against the config.
+
+    Args:
+        ignore_unlisted_categories (bool): Drop annotations of categories that the file defines
+            but ``metainfo['classes']`` leaves out (training on a subset of the classes) instead
+            of raising. Defaults to False.
+        check_image_files (bool): Check at start-up that every image file exists (local files
+            only; skipped when ``backend_args`` is set). Defaults to True.
+        *args, **kwargs: As :class:`mmdet.datasets.CocoDataset`.
+    """
+
+    def __init__(
+        self,
+        *args,
+        ignore_unlisted_categories: bool = False,
+        check_image_files: bool = True,
+        **kwargs,
+    ) -> None:
+        self.ignore_unlisted_categories = ignore_unlisted_categories
+        self.check_image_files = check_image_files
+        super().__init__(*args, **kwargs)
+
+    def load_data_list(self) -> List[dict]:
+        self._classes_checked = False
+        data_list = super().load_data_list()
+        if not data_list:
+            raise ValueError(f'{self.ann_file} lists no images')
+        if self.check_image_files and self.backend_args is None:
+            missing = [d['img_path'] for d in data_list if not osp.isfile(d['img_path'])]
+            if missing:
+                raise FileNotFoundError(
+                    f'{len(missing)} of the {len(data_list)} image files of {self.ann_file} do '
+                    f'not exist, e.g. {missing[:_SHOWN]} (check data_root and data_prefix)'
+                )
+        return data_list
+
+    def parse_data_info(self, raw_data_info: dict) -> Union[dict, List[dict]]:
+        # self.coco (the whole file) exists only while super().load_data_list() runs
+        if not self._classes_checked:
+            self._check_classes()
+            self._classes_checked = True
+        categories = self.coco.cats
+        for ann in raw_data_info['raw_ann_info']:
+            cat_id = ann['category_id']
+            if cat_id in self.cat2label:
+                continue
+            where = (
+                f'annotation id {ann.get("id")} of image id {ann["image_id"]} '
+                f'({raw_data_info["raw_img_info"]["file_name"]}) in {self.ann_file}'
+            )
+            if cat_id not in categories:
+                raise ValueError(
+                    f'{where} has category_id {cat_id!r}, which is not in the file\'s '
+                    f'categories (ids {sorted(categories)})'
+                )
+            if not self.ignore_unlisted_categories:
+                raise ValueError(
+                    f'{where} has category_id {cat_id} ({categories[cat_id]["name"]!r}), which '
+                    f'is not in the config\'s classes {self.metainfo["classes"]}; add it there, '
+                    f'or set ignore_unlisted_categories=True to train on a subset of the classes'
+                )
+        return super().parse_data_info(raw_data_info)
+
+    def _check_classes(self) -> None:
+        """Every config class is a category of the file, in the file's order."""
+        classes = list(self.metainfo['classes'])
+        names = [self.coco.cats[i]['name'] for i in self.cat_ids]
+        if names == classes:
+            return
+        all_names = [c['name'] for c in self.coco.dataset['categories']]
+        absent = [c for c in classes if c not in all_names]
+        if absent:
+            problem = f'the classes {absent} are not category names of the file'
+        elif len(names) != len(classes):
+            problem = f'the file defines some of the classes twice: {names}'
+        else:
+            problem = f'the file lists them in another order: {names}'
+        raise ValueError(
+            f'metainfo classes {tuple(classes)} do not match the categories of {self.ann_file}: '
+            f'{problem} (the file\'s categories: {all_names})'
+        )
+
+    def filter_data(self) -> List[dict]:
+        kept = super().filter_data()
+        if len(kept) < len(self.data_list):
+            ids = {d['img_id'] for d in kept}
+            left_out = [d for d in self.data_list if d['img_id'] not in ids]
+            min_size = self.filter_cfg.get('min_size', 0)
+            small = sum(min(d['width'], d['height']) < min_size for d in left_out)
+            print_log(
+                f'{self.ann_file}: filter_cfg={self.filter_cfg} leaves out {len(left_out)} of '
+                f'{len(self.data_list)} images ({small} smaller than min_size, '
+                f'{len(left_out) - small} without boxes of the classes)',
+                logger='current',
+            )
+        return kept

@@ -1,0 +1,148 @@
+"""TRANSFORMS ``MinIoUCrop``: SSD's patch sampling (paper Sec. 2.2, "Data augmentation")."""
+
+from typing import Sequence, Tuple
+
+import numpy as np
+from mmcv.transforms import BaseTransform
+from mmdet.registry import TRANSFORMS
+from mmdet.structures.bbox import autocast_box_type
+
+from .lazy_canvas import take_pending_canvas
+from .patch_geometry import centres_in_patches, choose_patch
+from .zoom_out import UNSUPPORTED_KEYS
+
+__all__ = ['MinIoUCrop']
+
+
+@TRANSFORMS.register_module()
+class MinIoUCrop(BaseTransform):
+    """Crop a random patch: whole image, min-IoU patches or any patch, as Caffe's SSD samplers.
+
+    The mode is drawn uniformly among whole image, min IoU ``0.1, 0.3, 0.5, 0.7, 0.9`` and any
+    patch; each sampler tries ``max_trials`` patches (drawn and tested at once) and keeps the first
+    accepted one. A sampler whose trials all fail drops out of the draw, as in Caffe's pooled
+    choice (see :func:`~.patch_geometry.choose_patch`); the whole image is always available, so
+    the transform never loops. Patches follow Caffe's ``SampleBBox`` (side scale in
+    ``scale_range``, aspect ratio in ``aspect_ratio_range``, normalised to the image). The boxes
+    whose centre lies in the patch are kept, clipped to it, with their ``instance_keys`` entries.
+
+    After :class:`ZoomOut` the patch is sampled on the (unpainted) canvas and only its window is
+    painted, which gives the same pixels and boxes as cropping the painted canvas.
+
+    Differences from mmdet's ``MinIoURandomCrop``: ``constraint='any'`` by default (Caffe: some
+    box meets the bound; mmdet: all boxes), Caffe's scale/aspect sampling instead of independent
+    sides with rejection, offsets from 0 (mmdet draws them from ``[1, w - new_w]``), centres on
+    the patch border count as inside (Caffe), and no endless retry loop.
+
+    Required Keys:
+
+    - img (np.ndarray or the lazy canvas of :class:`ZoomOut`)
+    - img_shape
+    - gt_bboxes (BaseBoxes[torch.float32]) (optional)
+    - gt_bboxes_labels (np.int64) (optional)
+    - gt_ignore_flags (bool) (optional)
+
+    Modified Keys:
+
+    - img
+    - img_shape
+    - gt_bboxes
+    - gt_bboxes_labels
+    - gt_ignore_flags
+
+    Args:
+        min_ious: IoU bounds of the constrained samplers.
+        max_trials: Trials per sampler (Caffe: 50).
+        scale_range: Patch side scale bounds relative to the image (Caffe: ``(0.3, 1)``; the
+            paper's text says ``[0.1, 1]``).
+        aspect_ratio_range: Patch aspect ratio bounds, normalised to the image; must contain 1.
+        constraint: ``'any'`` (Caffe) or ``'all'`` (mmdet) box must meet the IoU bound.
+        instance_keys: Per-box fields filtered with the boxes (missing ones are skipped).
+    """
+
+    def __init__(
+        self,
+        min_ious: Sequence[float] = (0.1, 0.3, 0.5, 0.7, 0.9),
+        max_trials: int = 50,
+        scale_range: Tuple[float, float] = (0.3, 1.0),
+        aspect_ratio_range: Tuple[float, float] = (0.5, 2.0),
+        constraint: str = 'any',
+        instance_keys: Sequence[str] = ('gt_bboxes_labels', 'gt_ignore_flags'),
+    ) -> None:
+        if not all(0 < t <= 1 for t in min_ious):
+            raise ValueError(f'MinIoUCrop: min_ious must be in (0, 1], got {min_ious}')
+        if max_trials < 1:
+            raise ValueError(f'MinIoUCrop: max_trials must be >= 1, got {max_trials}')
+        if not 0 < scale_range[0] <= scale_range[1] <= 1:
+            raise ValueError(f'MinIoUCrop: scale_range must satisfy 0 < min <= max <= 1, got '
+                             f'{scale_range}')
+        if not 0 < aspect_ratio_range[0] <= 1 <= aspect_ratio_range[1]:
+            raise ValueError(f'MinIoUCrop: aspect_ratio_range must contain 1, got '
+                             f'{aspect_ratio_range}')
+        if constraint not in ('any', 'all'):
+            raise ValueError(f"MinIoUCrop: constraint must be 'any' or 'all', got {constraint!r}")
+        self.min_ious = tuple(min_ious)
+        self.max_trials = max_trials
+        self.scale_range = tuple(scale_range)
+        self.aspect_ratio_range = tuple(aspect_ratio_range)
+        self.constraint = constraint
+        self.instance_keys = tuple(instance_keys)
+
+    def _check_aligned(self, results: dict, num_boxes: int) -> None:
+        for key in self.instance_keys:
+            value = results.get(key)
+            if value is not None and len(value) != num_boxes:
+                raise ValueError(
+                    f'MinIoUCrop: {key!r} has {len(value)} entries but gt_bboxes has '
+                    f'{num_boxes} (image {results.get("img_path", "?")})'
+                )
+
+    @autocast_box_type()
+    def transform(self, results: dict) -> dict:
+        """Sample a patch and crop; see the class docstring."""
+        for key in UNSUPPORTED_KEYS:
+            if results.get(key) is not None:
+                raise NotImplementedError(
+                    f'MinIoUCrop does not transform {key!r} (SSD is a box detector); use mmdet '
+                    "'MinIoURandomCrop' for masks or segmentation maps"
+                )
+        canvas = take_pending_canvas(results)
+        height, width = (canvas if canvas is not None else results['img']).shape[:2]
+        gt_bboxes = results.get('gt_bboxes')
+        boxes = np.zeros((0, 4)) if gt_bboxes is None else gt_bboxes.numpy()
+        self._check_aligned(results, len(boxes))
+        _, patch = choose_patch(
+            width,
+            height,
+            boxes,
+            self.min_ious,
+            self.max_trials,
+            self.scale_range,
+            self.aspect_ratio_range,
+            self.constraint,
+        )
+        if patch is None:
+            return results  # whole image; a pending canvas stays lazy for its next reader
+        x1, y1, x2, y2 = (int(v) for v in patch)
+        if canvas is not None:
+            results['img'] = canvas.paint((x1, y1, x2, y2))
+        else:
+            results['img'] = results['img'][y1:y2, x1:x2]
+        results['img_shape'] = (y2 - y1, x2 - x1)
+        if gt_bboxes is not None:
+            keep = centres_in_patches(patch[None], boxes)[0]
+            cropped = gt_bboxes[keep]
+            cropped.translate_([-x1, -y1])
+            cropped.clip_((y2 - y1, x2 - x1))
+            results['gt_bboxes'] = cropped
+            for key in self.instance_keys:
+                if results.get(key) is not None:
+                    results[key] = results[key][keep]
+        return results
+
+    def __repr__(self) -> str:
+        return (
+            f'{self.__class__.__name__}(min_ious={self.min_ious}, max_trials={self.max_trials}, '
+            f'scale_range={self.scale_range}, aspect_ratio_range={self.aspect_ratio_range}, '
+            f"constraint='{self.constraint}', instance_keys={self.instance_keys})"
+        )

@@ -1,0 +1,176 @@
+"""Pure geometry of SSD's patch sampling (paper Sec. 2.2, "Data augmentation").
+
+Caffe's ``SampleBBox`` / ``SatisfySampleConstraint`` / ``MeetEmitConstraint`` (``bbox_util.cpp``),
+vectorised over all trials of a sampler: every function takes ``(P, 4)`` patches and ``(G, 4)``
+boxes, ``xyxy`` in pixels, and works on whole arrays without Python loops.
+"""
+
+from typing import Optional, Sequence, Tuple
+
+import numpy as np
+
+__all__ = [
+    'sample_patches',
+    'patch_box_iou',
+    'centres_in_patches',
+    'acceptable_patches',
+    'choose_patch',
+]
+
+
+def sample_patches(
+    num: int,
+    width: int,
+    height: int,
+    scale_range: Tuple[float, float],
+    aspect_ratio_range: Tuple[float, float],
+    rng=np.random,
+) -> np.ndarray:
+    """Draw ``num`` candidate patches as Caffe's ``SampleBBox`` does, snapped to whole pixels.
+
+    In coordinates normalised by the image size: side scale ``s ~ U(scale_range)``, aspect ratio
+    ``a ~ U(max(a_min, s^2), min(a_max, 1 / s^2))`` (the bounds keep the patch inside the image),
+    patch ``w = s * sqrt(a)``, ``h = s / sqrt(a)``, offsets ``x ~ U(0, 1 - w)``, ``y ~ U(0, 1 - h)``.
+    The pixel patch is ``[floor(x W), floor(x W) + max(1, floor(w W)))`` (clipped to the image), so
+    the IoUs computed on it are those of the pixels actually cropped.
+
+    Args:
+        num: Number of candidates.
+        width: Image width in pixels.
+        height: Image height in pixels.
+        scale_range: Side scale bounds ``(min, max)`` in ``(0, 1]`` (Caffe: ``(0.3, 1)``).
+        aspect_ratio_range: Aspect ratio bounds ``(min, max)`` (Caffe: ``(0.5, 2)``).
+        rng: Object with numpy's ``uniform(low, high, size)``; defaults to the global numpy RNG,
+            which mmengine seeds per worker.
+
+    Returns:
+        ``(num, 4)`` int64 ``xyxy`` patches with ``x2 > x1`` and ``y2 > y1`` inside the image.
+    """
+    scale = rng.uniform(scale_range[0], scale_range[1], size=num)
+    low = np.maximum(aspect_ratio_range[0], scale**2)
+    high = np.minimum(aspect_ratio_range[1], 1.0 / scale**2)
+    aspect = rng.uniform(low, high)
+    patch_w = np.minimum(scale * np.sqrt(aspect), 1.0)
+    patch_h = np.minimum(scale / np.sqrt(aspect), 1.0)
+    x1 = np.floor(rng.uniform(0.0, 1.0 - patch_w) * width)
+    y1 = np.floor(rng.uniform(0.0, 1.0 - patch_h) * height)
+    x1 = np.minimum(x1, width - 1)
+    y1 = np.minimum(y1, height - 1)
+    x2 = np.minimum(x1 + np.maximum(np.floor(patch_w * width), 1), width)
+    y2 = np.minimum(y1 + np.maximum(np.floor(patch_h * height), 1), height)
+    return np.stack([x1, y1, x2, y2], axis=1).astype(np.int64)
+
+
+def patch_box_iou(patches: np.ndarray, boxes: np.ndarray) -> np.ndarray:
+    """Jaccard overlap of every patch with every box (paper Eq. 1's ``IoU``), ``(P, G)``.
+
+    Degenerate boxes (zero or negative size) get overlap 0 and never a NaN: the union is at least
+    the patch area, which is positive.
+    """
+    patches = patches.astype(np.float64)
+    boxes = boxes.astype(np.float64)
+    inter_w = np.minimum(patches[:, None, 2], boxes[None, :, 2]) - np.maximum(
+        patches[:, None, 0], boxes[None, :, 0]
+    )
+    inter_h = np.minimum(patches[:, None, 3], boxes[None, :, 3]) - np.maximum(
+        patches[:, None, 1], boxes[None, :, 1]
+    )
+    inter = np.clip(inter_w, 0, None) * np.clip(inter_h, 0, None)
+    patch_area = (patches[:, 2] - patches[:, 0]) * (patches[:, 3] - patches[:, 1])
+    box_area = np.clip(boxes[:, 2] - boxes[:, 0], 0, None) * np.clip(
+        boxes[:, 3] - boxes[:, 1], 0, None
+    )
+    return inter / (patch_area[:, None] + box_area[None, :] - inter)
+
+
+def centres_in_patches(patches: np.ndarray, boxes: np.ndarray) -> np.ndarray:
+    """Whether each box's centre lies in each patch, borders included (Caffe's ``CENTER`` emit).
+
+    Returns:
+        ``(P, G)`` bool.
+    """
+    cx = (boxes[:, 0] + boxes[:, 2]) * 0.5
+    cy = (boxes[:, 1] + boxes[:, 3]) * 0.5
+    return (
+        (cx[None] >= patches[:, None, 0])
+        & (cx[None] <= patches[:, None, 2])
+        & (cy[None] >= patches[:, None, 1])
+        & (cy[None] <= patches[:, None, 3])
+    )
+
+
+def acceptable_patches(
+    patches: np.ndarray, boxes: np.ndarray, min_iou: float, constraint: str = 'any'
+) -> np.ndarray:
+    """Which patches a sampler accepts.
+
+    A patch is accepted when its jaccard overlap with the boxes meets ``min_iou`` (``'any'``: at
+    least one box, as Caffe's ``SatisfySampleConstraint``; ``'all'``: every box, as mmdet's
+    ``MinIoURandomCrop``) and at least one box centre lies in it, so the crop keeps an object.
+    Without boxes every patch is accepted (a background crop).
+
+    Args:
+        patches: ``(P, 4)`` candidate patches.
+        boxes: ``(G, 4)`` ground-truth boxes.
+        min_iou: IoU bound; ``0`` means no bound (the "any patch" sampler).
+        constraint: ``'any'`` or ``'all'``.
+
+    Returns:
+        ``(P,)`` bool.
+    """
+    if len(boxes) == 0:
+        return np.ones(len(patches), dtype=bool)
+    accepted = centres_in_patches(patches, boxes).any(axis=1)
+    if min_iou > 0:
+        meets = patch_box_iou(patches, boxes) >= min_iou
+        accepted &= meets.all(axis=1) if constraint == 'all' else meets.any(axis=1)
+    return accepted
+
+
+
+def choose_patch(
+    width: int,
+    height: int,
+    boxes: np.ndarray,
+    min_ious: Sequence[float] = (0.1, 0.3, 0.5, 0.7, 0.9),
+    max_trials: int = 50,
+    scale_range: Tuple[float, float] = (0.3, 1.0),
+    aspect_ratio_range: Tuple[float, float] = (0.5, 2.0),
+    constraint: str = 'any',
+    rng=np.random,
+) -> Tuple[int, Optional[np.ndarray]]:
+    """SSD's patch choice: whole image, a patch with min IoU ``t`` for each ``t``, or any patch.
+
+    Caffe (``GenerateBatchSamples`` in ``ssd_pascal.py``'s data layer) runs every sampler
+    (``max_trials`` trials, first accepted patch kept), pools the whole image with the samplers
+    that found a patch and picks one of the pool uniformly. Equivalently, and cheaper, the modes
+    are visited in a uniformly random order and the first one that finds a patch wins: each mode
+    is picked with probability ``1 / |pool|`` given the pool. So the 7 modes are uniform whenever
+    every sampler succeeds, and a sampler that fails all its trials hands its share to the others
+    (the whole image always succeeds).
+
+    Args:
+        width: Image width.
+        height: Image height.
+        boxes: ``(G, 4)`` ground-truth boxes (may be empty).
+        min_ious: IoU bounds of the constrained samplers (paper: 0.1, 0.3, 0.5, 0.7, 0.9).
+        max_trials: Candidate patches per sampler (Caffe: 50), drawn at once.
+        scale_range: See :func:`sample_patches`.
+        aspect_ratio_range: See :func:`sample_patches`.
+        constraint: ``'any'`` (Caffe) or ``'all'`` (mmdet); see :func:`acceptable_patches`.
+        rng: numpy-like RNG (``permutation``, ``uniform``).
+
+    Returns:
+        ``(mode, patch)``: mode ``0`` is the whole image (patch ``None``), mode ``k`` in
+        ``1..len(min_ious)`` the sampler with bound ``min_ious[k - 1]``, mode ``len(min_ious) + 1``
+        the unconstrained sampler; ``patch`` is ``(4,)`` int64 ``xyxy``.
+    """
+    bounds = (*min_ious, 0.0)
+    for mode in rng.permutation(len(bounds) + 1):
+        if mode == 0:
+            return 0, None
+        patches = sample_patches(max_trials, width, height, scale_range, aspect_ratio_range, rng)
+        accepted = acceptable_patches(patches, boxes, bounds[mode - 1], constraint)
+        if accepted.any():
+            return int(mode), patches[accepted.argmax()]
+    raise AssertionError('unreachable: the whole-image mode always succeeds')

@@ -1,0 +1,91 @@
+"""What ``tools/train.py`` and ``tools/test.py`` share: arguments, config loading, CPU launch.
+
+Distributed runs on machines without CUDA GPUs use the gloo backend. mmengine 0.10.7 cannot
+start one by itself: its ``init_dist`` calls ``torch.cuda.set_device`` for every launcher
+(``pytorch``, ``slurm``, ``mpi``), which raises "Found no NVIDIA driver" on a CPU-only host, and
+``Runner.wrap_model`` passes ``device_ids=[LOCAL_RANK]`` to DDP, which DDP rejects for a CPU
+module. :func:`setup_cpu_distributed` handles both; on a host with CUDA it does nothing, so NCCL
+and mmengine's own code path stay in charge there.
+"""
+
+import argparse
+import os
+import os.path as osp
+
+from mmengine.config import Config, DictAction
+from mmengine.dist import init_dist, is_distributed
+from mmengine.registry import MODEL_WRAPPERS
+from torch import cuda
+from torch.nn.parallel import DistributedDataParallel
+
+__all__ = ['add_launch_args', 'load_cfg', 'setup_cpu_distributed']
+
+
+def add_launch_args(parser: argparse.ArgumentParser) -> None:
+    """Add mmdet's ``--work-dir``, ``--cfg-options``, ``--launcher`` and ``--local-rank``."""
+    parser.add_argument('--work-dir', help='folder for logs, checkpoints and metrics')
+    parser.add_argument('--cfg-options', nargs='+', action=DictAction,
+                        help='override config settings, key=value (e.g. '
+                        'train_dataloader.batch_size=4 model.bbox_head.num_classes=3)')  # fmt: skip
+    parser.add_argument('--launcher', choices=['none', 'pytorch', 'slurm', 'mpi'],
+                        default='none', help='job launcher')  # fmt: skip
+    # torch.distributed.launch passes --local-rank (torch >= 2.0), older launchers --local_rank
+    parser.add_argument('--local_rank', '--local-rank', type=int, default=0)
+
+
+def load_cfg(config: str, args: argparse.Namespace) -> Config:
+    """Load a config and apply the :func:`add_launch_args` arguments, as mmdet's tools do.
+
+    ``work_dir`` is, in priority order: ``--work-dir``, the config's, ``./work_dirs/<name>``.
+    Also sets ``LOCAL_RANK`` from ``--local-rank`` unless the launcher has set it.
+    """
+    os.environ.setdefault('LOCAL_RANK', str(args.local_rank))
+    cfg = Config.fromfile(config)
+    cfg.launcher = args.launcher
+    if args.cfg_options is not None:
+        cfg.merge_from_dict(args.cfg_options)
+    if args.work_dir is not None:
+        cfg.work_dir = args.work_dir
+    elif cfg.get('work_dir') is None:
+        cfg.work_dir = osp.join('./work_dirs', osp.splitext(osp.basename(config))[0])
+    return cfg
+
+
+def setup_cpu_distributed(cfg: Config) -> bool:
+    """Start the gloo process group and a CPU DDP wrapper for a distributed config on CPUs.
+
+    Does nothing (returns False) when ``cfg.launcher`` is ``'none'`` or CUDA is available.
+    Otherwise sets ``cfg.env_cfg.dist_cfg.backend = 'gloo'``, initialises the process group with
+    mmengine's own launcher code (so each launcher's environment is read exactly as mmengine
+    reads it) minus the ``torch.cuda.set_device`` call, and sets ``device_ids=None`` in
+    ``cfg.model_wrapper_cfg`` when the wrapper is a DDP subclass. The runner then finds the
+    process group ready and skips its own ``init_dist``.
+
+    Args:
+        cfg (Config): The full config, ``launcher`` already set. Modified in place.
+
+    Returns:
+        bool: Whether the CPU setup was applied.
+    """
+    if cfg.get('launcher', 'none') == 'none' or cuda.is_available():
+        return False
+    dist_cfg = cfg.setdefault('env_cfg', {}).setdefault('dist_cfg', {})
+    dist_cfg['backend'] = 'gloo'
+    if not is_distributed():
+        set_device = cuda.set_device
+        cuda.set_device = lambda device: None  # no CUDA device to select
+        try:
+            init_dist(cfg.launcher, **dist_cfg)
+        finally:
+            cuda.set_device = set_device
+
+    wrapper_cfg = cfg.get('model_wrapper_cfg') or dict(
+        type='MMDistributedDataParallel',
+        broadcast_buffers=False,
+        find_unused_parameters=cfg.get('find_unused_parameters', False),
+    )
+    wrapper_type = MODEL_WRAPPERS.get(wrapper_cfg.get('type', 'MMDistributedDataParallel'))
+    if isinstance(wrapper_type, type) and issubclass(wrapper_type, DistributedDataParallel):
+        wrapper_cfg['device_ids'] = None  # a CPU module takes no device ids
+    cfg.model_wrapper_cfg = wrapper_cfg
+    return True

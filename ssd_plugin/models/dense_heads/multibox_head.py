@@ -1,0 +1,265 @@
+"""MODELS ``MultiBoxHead``: SSD's per-level predictors, batched loss and batched inference."""
+
+from collections import OrderedDict
+from typing import Dict, List, Optional, Sequence, Tuple
+
+import torch
+import torch.nn as nn
+from mmcv.cnn import ConvModule
+from mmdet.models.dense_heads.base_dense_head import BaseDenseHead
+from mmdet.registry import MODELS, TASK_UTILS
+from mmdet.structures.bbox import get_box_tensor
+from mmdet.utils import ConfigType, InstanceList, MultiConfig, OptConfigType, OptInstanceList
+from mmengine.config import ConfigDict
+from mmengine.structures import InstanceData
+from torch import Tensor
+from torch.nn.utils.rnn import pad_sequence
+
+from ssd_plugin.functional.postprocess import batched_multiclass_nms
+
+__all__ = ['MultiBoxHead']
+
+
+@MODELS.register_module()
+class MultiBoxHead(BaseDenseHead):
+    """SSD's multibox predictors (paper Sec. 2.1, Fig. 2) with a batched loss and inference.
+
+    Level ``l`` (``k_l`` default boxes per location) gets a 3x3 (padding 1) conv to
+    ``k_l * (C + 1)`` class scores (background last) and one to ``k_l * 4`` offsets. With
+    ``use_depthwise`` (SSDLite, Sandler et al. 2018) each is a depthwise 3x3 ConvModule
+    (``norm_cfg``/``act_cfg``) followed by a 1x1 conv, as mmdet's SSDHead.
+
+    State-dict keys: ``cls_convs.{l}.pred.{weight,bias}`` and ``reg_convs.{l}.pred.*``; with
+    ``use_depthwise`` also ``{cls,reg}_convs.{l}.depthwise.{conv,bn}.*``.
+
+    Training matches all default boxes of the batch to the padded ground truths in one matcher
+    call, encodes the offsets with ``bbox_coder`` and calls ``loss`` once. Inference softmaxes,
+    decodes the whole batch and runs :func:`batched_multiclass_nms` once; unlike mmdet 3.3's
+    SSDHead it never reads ``self.loss_cls`` (mmdet issue #11063).
+
+    Args:
+        num_classes: Object classes ``C`` (background excluded).
+        in_channels: Channels of each input level; one level per prior-generator level.
+        use_depthwise: SSDLite predictors.
+        conv_cfg: Conv config of the depthwise ConvModules.
+        norm_cfg: Norm config of the depthwise ConvModules (SSDLite: BN).
+        act_cfg: Activation config of the depthwise ConvModules (SSDLite: ReLU6).
+        prior_generator: Default-box generator (``TASK_UTILS``); sets ``k_l``.
+        bbox_coder: Offset coder; the default is the paper's variances (0.1, 0.1, 0.2, 0.2).
+        matcher: ``TASK_UTILS`` matcher with ``batch_assign(priors, gt_bboxes, gt_valid)``.
+        loss: ``MODELS`` loss taking ``(cls_scores, bbox_preds, labels, bbox_targets)``.
+        train_cfg: Unused (matching and loss are configured above); kept for mmdet detectors.
+        test_cfg: ``score_thr``, ``nms=dict(iou_threshold=...)``, ``nms_pre`` (per image and
+            class), ``max_per_img`` and optional ``min_bbox_size`` (boxes not wider and taller
+            than it are dropped, as mmdet does).
+        init_cfg: Xavier uniform, zero bias (Caffe's ``xavier`` filler, mmdet's SSDHead).
+    """
+
+    def __init__(
+        self,
+        num_classes: int = 80,
+        in_channels: Sequence[int] = (512, 1024, 512, 256, 256, 256),
+        use_depthwise: bool = False,
+        conv_cfg: OptConfigType = None,
+        norm_cfg: OptConfigType = None,
+        act_cfg: OptConfigType = None,
+        prior_generator: ConfigType = dict(  # noqa: B006 (built, never mutated)
+            type='DefaultBoxGenerator',
+            input_size=300,
+            strides=(8, 16, 32, 64, 100, 300),
+            ratios=([2], [2, 3], [2, 3], [2, 3], [2], [2]),
+            scale_range=(0.15, 0.9),
+            scale_mode='caffe',
+        ),
+        bbox_coder: ConfigType = dict(  # noqa: B006
+            type='DeltaXYWHBBoxCoder',
+            target_means=[0.0, 0.0, 0.0, 0.0],
+            target_stds=[0.1, 0.1, 0.2, 0.2],
+        ),
+        matcher: ConfigType = dict(type='MultiBoxMatcher', pos_iou_thr=0.5),  # noqa: B006
+        loss: ConfigType = dict(type='MultiBoxLoss', neg_pos_ratio=3, beta=1.0, alpha=1.0),  # noqa: B006
+        train_cfg: OptConfigType = None,
+        test_cfg: OptConfigType = None,
+        init_cfg: MultiConfig = dict(  # noqa: B006
+            type='Xavier', layer='Conv2d', distribution='uniform', bias=0
+        ),
+    ) -> None:
+        super().__init__(init_cfg=init_cfg)
+        if num_classes < 1:
+            raise ValueError(f'num_classes must be >= 1, got {num_classes}')
+        self.num_classes = num_classes
+        self.cls_out_channels = num_classes + 1
+        self.in_channels = tuple(in_channels)
+        self.prior_generator = TASK_UTILS.build(prior_generator)
+        self.num_base_priors = list(self.prior_generator.num_base_priors)
+        if len(self.in_channels) != len(self.num_base_priors):
+            raise ValueError(
+                f'MultiBoxHead: in_channels={self.in_channels} has {len(self.in_channels)} '
+                f'levels but prior_generator has {len(self.num_base_priors)} '
+                f'(num_base_priors={self.num_base_priors}); they must match'
+            )
+        self.bbox_coder = TASK_UTILS.build(bbox_coder)
+        self.matcher = TASK_UTILS.build(matcher)
+        self.loss_module = MODELS.build(loss)
+        self.train_cfg = train_cfg
+        self.test_cfg = test_cfg
+
+        layer_cfg = dict(conv_cfg=conv_cfg, norm_cfg=norm_cfg, act_cfg=act_cfg)
+        self.cls_convs = nn.ModuleList()
+        self.reg_convs = nn.ModuleList()
+        for channels, k in zip(self.in_channels, self.num_base_priors):
+            for convs, out in ((self.cls_convs, k * self.cls_out_channels), (self.reg_convs, k * 4)):
+                layers = OrderedDict()
+                if use_depthwise:
+                    layers['depthwise'] = ConvModule(
+                        channels, channels, 3, padding=1, groups=channels, **layer_cfg
+                    )
+                    layers['pred'] = nn.Conv2d(channels, out, 1)
+                else:
+                    layers['pred'] = nn.Conv2d(channels, out, 3, padding=1)
+                convs.append(nn.Sequential(layers))
+
+    def forward(self, x: Sequence[Tensor]) -> Tuple[List[Tensor], List[Tensor]]:
+        """Per-level ``(N, k*(C+1), H, W)`` class scores and ``(N, k*4, H, W)`` offsets."""
+        if len(x) != len(self.cls_convs):
+            raise ValueError(
+                f'MultiBoxHead got {len(x)} feature maps but has {len(self.cls_convs)} levels '
+                f'(in_channels={self.in_channels})'
+            )
+        cls_scores = [conv(feat) for feat, conv in zip(x, self.cls_convs)]
+        bbox_preds = [conv(feat) for feat, conv in zip(x, self.reg_convs)]
+        return cls_scores, bbox_preds
+
+    def _flatten(self, cls_scores: List[Tensor], bbox_preds: List[Tensor]) -> Tuple[Tensor, ...]:
+        """``(B, P, C+1)`` scores, ``(B, P, 4)`` offsets and the ``(P, 4)`` default boxes.
+
+        The default boxes are float32 whatever the outputs' dtype: matching and decoding in
+        float16 would round 300-pixel coordinates to quarter pixels.
+        """
+        num_imgs = cls_scores[0].shape[0]
+        flat_cls = torch.cat(
+            [s.permute(0, 2, 3, 1).reshape(num_imgs, -1, self.cls_out_channels) for s in cls_scores],
+            dim=1,
+        )
+        flat_reg = torch.cat(
+            [b.permute(0, 2, 3, 1).reshape(num_imgs, -1, 4) for b in bbox_preds], dim=1
+        )
+        priors = torch.cat(
+            self.prior_generator.grid_priors(
+                [s.shape[-2:] for s in cls_scores], dtype=torch.float32, device=flat_reg.device
+            )
+        )
+        return flat_cls, flat_reg, priors
+
+    def loss_by_feat(
+        self,
+        cls_scores: List[Tensor],
+        bbox_preds: List[Tensor],
+        batch_gt_instances: InstanceList,
+        batch_img_metas: List[dict],
+        batch_gt_instances_ignore: OptInstanceList = None,
+    ) -> Dict[str, Tensor]:
+        """MultiBox loss of a batch (paper Eq. 1), matched and mined without a per-image loop.
+
+        Ignored (crowd) instances are kept apart by mmdet and never match, so they are left out;
+        their default boxes stay candidates for background, as with mmdet's SSD settings
+        (``ignore_iof_thr=-1``) and Caffe.
+
+        Returns:
+            ``dict(loss_cls=..., loss_bbox=...)``, scalars normalised by the batch's positives.
+        """
+        flat_cls, flat_reg, priors = self._flatten(cls_scores, bbox_preds)
+        num_imgs, num_priors = flat_reg.shape[:2]
+        gt_bboxes, gt_labels, gt_valid = _pad_ground_truths(batch_gt_instances, priors)
+        matched, _ = self.matcher.batch_assign(priors, gt_bboxes, gt_valid)
+
+        positive = matched >= 0
+        index = matched.clamp(min=0)
+        labels = torch.where(positive, gt_labels.gather(1, index), self.num_classes)
+        matched_boxes = gt_bboxes.gather(1, index[..., None].expand(-1, -1, 4))
+        # Background rows encode the prior onto itself, so every target stays finite.
+        all_priors = priors.expand(num_imgs, -1, -1)
+        matched_boxes = torch.where(positive[..., None], matched_boxes, all_priors)
+        bbox_targets = self.bbox_coder.encode(
+            all_priors.reshape(-1, 4), matched_boxes.reshape(-1, 4)
+        ).view(num_imgs, num_priors, 4)
+        return self.loss_module(flat_cls, flat_reg, labels, bbox_targets)
+
+    def predict_by_feat(
+        self,
+        cls_scores: List[Tensor],
+        bbox_preds: List[Tensor],
+        score_factors: Optional[List[Tensor]] = None,
+        batch_img_metas: Optional[List[dict]] = None,
+        cfg: OptConfigType = None,
+        rescale: bool = False,
+        with_nms: bool = True,
+    ) -> InstanceList:
+        """Detections of a batch (paper Sec. 3 "Inference"), all images at once.
+
+        Boxes are decoded and clipped to each image's ``img_shape``; with ``rescale`` they are
+        divided by its ``scale_factor`` (NMS runs before rescaling: IoU is invariant to scaling
+        each axis). ``score_factors`` must be None (SSD has none).
+
+        Returns:
+            One ``InstanceData(bboxes, scores, labels)`` per image, sorted by descending score.
+        """
+        if score_factors is not None:
+            raise ValueError('MultiBoxHead has no score factors; score_factors must be None')
+        cfg = ConfigDict(self.test_cfg if cfg is None else cfg)
+        flat_cls, flat_reg, priors = self._flatten(cls_scores, bbox_preds)
+        num_imgs, num_priors = flat_reg.shape[:2]
+        scores = flat_cls.detach().float().softmax(-1)[..., : self.num_classes]
+        boxes = self.bbox_coder.decode(
+            priors.repeat(num_imgs, 1), flat_reg.detach().float().reshape(-1, 4)
+        ).view(num_imgs, num_priors, 4)
+        # Clip per image (x to width, y to height), as mmdet's decode with max_shape=img_shape.
+        img_hw = boxes.new_tensor([meta['img_shape'][:2] for meta in batch_img_metas])
+        boxes = torch.minimum(boxes, img_hw.flip(1).repeat(1, 2)[:, None]).clamp(min=0)
+        min_size = cfg.get('min_bbox_size', -1)
+        if min_size >= 0:
+            too_small = ((boxes[..., 2:] - boxes[..., :2]) <= min_size).any(-1)
+            scores = scores.masked_fill(too_small[..., None], 0)
+
+        nms_cfg = cfg.get('nms', None)
+        det_boxes, det_scores, det_labels, det_valid = batched_multiclass_nms(
+            boxes,
+            scores,
+            score_thr=cfg.get('score_thr', 0.0),
+            iou_thr=nms_cfg['iou_threshold'] if with_nms and nms_cfg else None,
+            nms_pre_per_class=cfg.get('nms_pre', -1),
+            max_per_img=cfg.get('max_per_img', 200),
+        )
+        if rescale:
+            scale = det_boxes.new_tensor([meta['scale_factor'] for meta in batch_img_metas])
+            det_boxes = det_boxes / scale.repeat(1, 2)[:, None]
+
+        results = []
+        for i, num in enumerate(det_valid.sum(1).tolist()):
+            results.append(
+                InstanceData(
+                    bboxes=det_boxes[i, :num], scores=det_scores[i, :num], labels=det_labels[i, :num]
+                )
+            )
+        return results
+
+
+def _pad_ground_truths(
+    batch_gt_instances: InstanceList, priors: Tensor
+) -> Tuple[Tensor, Tensor, Tensor]:
+    """Stack per-image ground truths into ``(B, G, 4)`` boxes, ``(B, G)`` labels and validity.
+
+    ``G`` is at least 1 so gathers stay well-defined. Padding and degenerate boxes (non-finite,
+    or without positive width and height) are invalid, so they never match.
+    """
+    boxes = [get_box_tensor(gt.bboxes).to(priors) for gt in batch_gt_instances]
+    labels = [gt.labels.to(priors.device) for gt in batch_gt_instances]
+    lengths = torch.tensor([len(b) for b in boxes], device=priors.device)
+    boxes.append(priors.new_zeros((1, 4)))  # guarantees G >= 1; dropped below
+    labels.append(labels[0].new_zeros(1))
+    gt_bboxes = pad_sequence(boxes, batch_first=True)[:-1]
+    gt_labels = pad_sequence(labels, batch_first=True)[:-1].long()
+    present = torch.arange(gt_bboxes.shape[1], device=priors.device) < lengths[:, None]
+    wh = gt_bboxes[..., 2:] - gt_bboxes[..., :2]
+    gt_valid = present & torch.isfinite(gt_bboxes).all(-1) & (wh > 0).all(-1)
+    return gt_bboxes, gt_labels, gt_valid

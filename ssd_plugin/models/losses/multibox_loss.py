@@ -1,0 +1,59 @@
+"""MODELS ``MultiBoxLoss``: SSD's training objective (paper Eq. 1-3) as an mmdet loss module."""
+
+from typing import Dict
+
+from mmdet.registry import MODELS
+from torch import Tensor, nn
+
+from ssd_plugin.functional.multibox_loss import multibox_loss
+
+__all__ = ['MultiBoxLoss']
+
+
+@MODELS.register_module()
+class MultiBoxLoss(nn.Module):
+    """``L = (L_conf + alpha L_loc) / N`` with per-image hard negative mining, batched.
+
+    See :func:`~ssd_plugin.functional.multibox_loss.multibox_loss`. Unlike mmdet's ``SSDHead``,
+    which normalises by ``sum(max(num_pos_i, 1))``, ``N`` is the batch's true positive count, so
+    an image without positives adds nothing to it (the paper's ``N``; both agree when every
+    image has a positive).
+
+    Args:
+        neg_pos_ratio: Hard negatives per positive (paper: 3).
+        beta: Smooth L1 transition point (paper: 1).
+        alpha: Weight of the localisation term (paper: 1).
+    """
+
+    def __init__(self, neg_pos_ratio: float = 3.0, beta: float = 1.0, alpha: float = 1.0) -> None:
+        super().__init__()
+        if neg_pos_ratio < 0 or beta < 0 or alpha < 0:
+            raise ValueError(
+                'neg_pos_ratio, beta and alpha must be >= 0, got '
+                f'{neg_pos_ratio}, {beta}, {alpha}'
+            )
+        self.neg_pos_ratio = neg_pos_ratio
+        self.beta = beta
+        self.alpha = alpha
+
+    def forward(
+        self, cls_scores: Tensor, bbox_preds: Tensor, labels: Tensor, bbox_targets: Tensor
+    ) -> Dict[str, Tensor]:
+        """Compute the loss of a batch.
+
+        Args:
+            cls_scores: ``(B, P, C + 1)`` logits, background last.
+            bbox_preds: ``(B, P, 4)`` offsets.
+            labels: ``(B, P)`` with background ``C`` (other negative values are ignored).
+            bbox_targets: ``(B, P, 4)`` encoded offsets (read only at positives).
+
+        Returns:
+            ``dict(loss_cls=..., loss_bbox=...)``.
+        """
+        loss_cls, loss_bbox = multibox_loss(
+            cls_scores, bbox_preds, labels, bbox_targets, self.neg_pos_ratio, self.beta, self.alpha
+        )
+        return dict(loss_cls=loss_cls, loss_bbox=loss_bbox)
+
+    def extra_repr(self) -> str:
+        return f'neg_pos_ratio={self.neg_pos_ratio}, beta={self.beta}, alpha={self.alpha}'

@@ -1,0 +1,144 @@
+"""SSD patch sampling geometry: Caffe's SampleBBox ranges, IoU, constraints, the mode draw."""
+
+import numpy as np
+import pytest
+import torch
+from mmdet.structures.bbox import bbox_overlaps
+
+from ssd_plugin.datasets.transforms.patch_geometry import (
+    acceptable_patches,
+    centres_in_patches,
+    choose_patch,
+    patch_box_iou,
+    sample_patches,
+)
+
+MIN_IOUS = (0.1, 0.3, 0.5, 0.7, 0.9)
+
+
+def test_sampled_patches_inside_image_with_caffe_scale_and_aspect():
+    np.random.seed(0)
+    width, height = 640, 480
+    patches = sample_patches(20000, width, height, (0.3, 1.0), (0.5, 2.0))
+    assert patches.dtype == np.int64
+    assert (patches[:, :2] >= 0).all() and (patches[:, 2] <= width).all()
+    assert (patches[:, 3] <= height).all()
+    assert (patches[:, 2] > patches[:, 0]).all() and (patches[:, 3] > patches[:, 1]).all()
+    w_norm = (patches[:, 2] - patches[:, 0]) / width
+    h_norm = (patches[:, 3] - patches[:, 1]) / height
+    scale = np.sqrt(w_norm * h_norm)
+    aspect = w_norm / h_norm
+    # Flooring to whole pixels moves each side by < 1 px.
+    assert scale.min() >= 0.3 - 2 / height and scale.max() <= 1.0
+    assert aspect.min() >= 0.5 * (1 - 2 / 0.3 / height) and aspect.max() <= 2.0 / (1 - 2 / 0.3 / height)
+    # The whole range is used: small patches, full-size patches, both extreme aspects.
+    assert scale.min() < 0.31 and scale.max() > 0.99
+    assert aspect.min() < 0.52 and aspect.max() > 1.9
+    # Offsets start at 0 (mmdet's quirk draws them from [1, w - new_w]).
+    assert (patches[:, 0] == 0).sum() > 10 and (patches[:, 1] == 0).sum() > 10
+
+
+def test_sampled_patches_never_degenerate_on_tiny_images():
+    np.random.seed(1)
+    patches = sample_patches(1000, 2, 1, (0.3, 1.0), (0.5, 2.0))
+    assert (patches[:, 2] > patches[:, 0]).all() and (patches[:, 3] > patches[:, 1]).all()
+    assert (patches[:, 2] <= 2).all() and (patches[:, 3] <= 1).all()
+
+
+def test_patch_box_iou_matches_mmdet_bbox_overlaps():
+    rng = np.random.default_rng(0)
+    patches = sample_patches(64, 300, 200, (0.3, 1.0), (0.5, 2.0), rng=rng)
+    x1y1 = rng.uniform(0, 250, (9, 2))
+    boxes = np.concatenate([x1y1, x1y1 + rng.uniform(1, 120, (9, 2))], axis=1)
+    expected = bbox_overlaps(torch.from_numpy(patches).float(), torch.from_numpy(boxes).float())
+    np.testing.assert_allclose(patch_box_iou(patches, boxes), expected.numpy(), atol=1e-6)
+
+
+def test_degenerate_boxes_give_zero_iou_not_nan():
+    patches = np.array([[0, 0, 10, 10], [5, 5, 6, 6]])
+    boxes = np.array([[3, 3, 3, 8], [4, 4, 2, 2], [0, 0, 10, 10.0]])
+    iou = patch_box_iou(patches, boxes)
+    assert np.isfinite(iou).all()
+    np.testing.assert_allclose(iou[:, :2], 0)
+    np.testing.assert_allclose(iou[:, 2], [1.0, 0.01])
+
+
+def test_centres_count_on_the_border_as_caffe():
+    patches = np.array([[10, 10, 20, 20]])
+    boxes = np.array([[5, 5, 15, 15], [15, 15, 25, 25], [0, 0, 20, 20], [21, 10, 23, 20.0]])
+    assert centres_in_patches(patches, boxes).tolist() == [[True, True, True, False]]
+
+
+def test_any_versus_all_constraint():
+    patches = np.array([[0, 0, 100, 100]])
+    boxes = np.array([[0, 0, 100, 100], [0, 0, 10, 10.0]])  # IoU 1.0 and 0.01
+    assert acceptable_patches(patches, boxes, 0.9, 'any').tolist() == [True]
+    assert acceptable_patches(patches, boxes, 0.9, 'all').tolist() == [False]
+    assert acceptable_patches(patches, boxes, 0.01, 'all').tolist() == [True]
+    # IoU met but no centre inside: rejected (the crop would keep no object).
+    far = np.array([[0, 0, 10, 10], [10, 0, 40, 10.0]])
+    assert acceptable_patches(np.array([[0, 0, 20, 10]]), far[1:], 0.3, 'any').tolist() == [False]
+    # No boxes: every patch is a valid background crop.
+    assert acceptable_patches(patches, np.zeros((0, 4)), 0.9, 'all').tolist() == [True]
+
+
+def _mode_counts(boxes, draws, constraint='any', seed=0, size=(300, 300), min_ious=MIN_IOUS):
+    np.random.seed(seed)
+    counts = np.zeros(len(min_ious) + 2, dtype=int)
+    for _ in range(draws):
+        mode, patch = choose_patch(size[1], size[0], boxes, min_ious, 50, (0.3, 1.0), (0.5, 2.0),
+                                   constraint)  # fmt: skip
+        counts[mode] += 1
+        if mode == 0:
+            assert patch is None
+            continue
+        iou = patch_box_iou(patch[None], boxes)[0]
+        bound = (*min_ious, 0.0)[mode - 1]
+        met = iou >= bound
+        assert met.all() if constraint == 'all' else met.any(), (mode, iou)
+        assert centres_in_patches(patch[None], boxes).any()
+    return counts
+
+
+@pytest.mark.parametrize('constraint', ['any', 'all'])
+def test_modes_uniform_when_every_sampler_succeeds(constraint):
+    # A large central box: the 0.1 to 0.7 and unconstrained samplers find a patch within 50 trials
+    # (almost) surely, so those modes and the whole image each get 1/7 of the draws.
+    boxes = np.array([[30.0, 30.0, 270.0, 270.0]])
+    draws = 2800
+    counts = _mode_counts(boxes, draws, constraint)
+    # The 0.9 sampler can fail all 50 trials; it then hands its share to the others.
+    expected = draws / 7
+    for mode in (0, 1, 2, 3, 6):
+        assert abs(counts[mode] - expected) < 5 * np.sqrt(expected), counts
+    assert counts.sum() == draws
+
+
+def test_failed_sampler_drops_out_and_the_rest_stay_uniform():
+    # A 60x60 box in 300x300: patches are at least 90x90, so IoU <= 3600 / 8100 < 0.5 and the
+    # 0.5 and 0.95 samplers always fail, while 0.01 and "any" always find a patch. The 3
+    # remaining modes share the draws uniformly (Caffe's pooled choice).
+    boxes = np.array([[120.0, 120.0, 180.0, 180.0]])
+    draws = 2400
+    counts = _mode_counts(boxes, draws, 'any', seed=3, min_ious=(0.01, 0.5, 0.95))
+    assert counts[2] == counts[3] == 0
+    for mode in (0, 1, 4):
+        assert abs(counts[mode] - draws / 3) < 5 * np.sqrt(draws / 3), counts
+
+
+def test_tiny_object_leaves_whole_image_and_any_patch():
+    boxes = np.array([[100.0, 100.0, 110.0, 110.0]])  # IoU <= 100 / 8100 < 0.1
+    counts = _mode_counts(boxes, 1000, 'any', seed=4)
+    assert counts[1:6].sum() == 0
+    assert abs(counts[0] - 500) < 5 * np.sqrt(250), counts
+
+
+def test_all_constraint_is_stricter_than_any_on_crowded_images():
+    rng = np.random.default_rng(5)
+    x1y1 = rng.uniform(0, 250, (12, 2))
+    boxes = np.concatenate([x1y1, x1y1 + rng.uniform(20, 60, (12, 2))], axis=1)
+    any_counts = _mode_counts(boxes, 700, 'any', seed=1)
+    all_counts = _mode_counts(boxes, 700, 'all', seed=1)
+    # With 12 scattered boxes no patch has IoU >= 0.1 with all of them: 'all' keeps only the
+    # whole image and the unconstrained sampler, 'any' also crops around single objects.
+    assert all_counts[1:6].sum() == 0 and any_counts[1:3].sum() > 100

@@ -1,0 +1,69 @@
+"""AllReduceLossHook: the logged training outputs are the mean over ranks (gloo, 2 processes)."""
+
+import os
+
+import pytest
+import torch
+import torch.distributed as dist
+import torch.multiprocessing as mp
+from mmengine.hooks import RuntimeInfoHook
+from mmengine.registry import HOOKS
+from mmengine.runner import get_priority
+
+from ssd_plugin.engine.hooks import AllReduceLossHook
+
+
+def _outputs(rank: int) -> dict:
+    return dict(
+        loss=torch.tensor(1.5 + rank * 2.0, requires_grad=True),
+        loss_cls=torch.tensor(0.25 * (rank + 1)),
+        acc=torch.tensor([90.0 + rank], dtype=torch.float32),  # 1-element, not 0-dim
+        per_level=torch.tensor([1.0, 2.0]) * (rank + 1),  # not a scalar: left alone
+        note='text',
+    )
+
+
+def _worker(rank: int, world_size: int, init_file: str, result_dir: str) -> None:
+    dist.init_process_group('gloo', init_method=f'file://{init_file}', rank=rank,
+                            world_size=world_size)  # fmt: skip
+    outputs = _outputs(rank)
+    AllReduceLossHook().after_train_iter(runner=None, batch_idx=0, outputs=outputs)
+    torch.save(outputs, os.path.join(result_dir, f'rank{rank}.pt'))
+    dist.destroy_process_group()
+
+
+def test_outputs_become_the_mean_over_ranks(tmp_path):
+    world_size = 2
+    # fork: the workers need no fresh interpreter (which would re-import mmdet, slowly)
+    mp.start_processes(_worker, args=(world_size, str(tmp_path / 'init'), str(tmp_path)),
+                       nprocs=world_size, start_method='fork')  # fmt: skip
+    expected = {
+        key: sum(_outputs(r)[key].detach() for r in range(world_size)) / world_size
+        for key in ('loss', 'loss_cls', 'acc')
+    }
+    for rank in range(world_size):
+        out = torch.load(tmp_path / f'rank{rank}.pt')
+        for key, value in expected.items():
+            torch.testing.assert_close(out[key], value.to(out[key].dtype).reshape(()))
+            assert out[key].dtype == _outputs(rank)[key].dtype
+        torch.testing.assert_close(out['per_level'], _outputs(rank)['per_level'])
+        assert out['note'] == 'text'
+    # exact mean, not an approximation: (1.5 + 3.5) / 2 = 2.5
+    assert float(torch.load(tmp_path / 'rank0.pt')['loss']) == 2.5
+
+
+def test_single_process_leaves_outputs_untouched():
+    outputs = _outputs(rank=1)
+    loss = outputs['loss']
+    AllReduceLossHook().after_train_iter(runner=None, batch_idx=0, outputs=outputs)
+    assert outputs['loss'] is loss
+
+
+def test_runs_before_runtime_info_hook_logs_the_outputs():
+    assert get_priority(AllReduceLossHook.priority) < get_priority(RuntimeInfoHook.priority)
+    assert isinstance(HOOKS.build(dict(type='mmdet.AllReduceLossHook')), AllReduceLossHook)
+
+
+@pytest.mark.parametrize('outputs', [None, {}])
+def test_no_outputs(outputs):
+    AllReduceLossHook().after_train_iter(runner=None, batch_idx=0, outputs=outputs)

@@ -1,0 +1,123 @@
+"""How well a config's SSD default boxes cover its training set, and a better scale setting.
+
+Example::
+
+    python tools/analysis/default_box_coverage.py configs/ssd300_vgg16_8xb8-120e_coco.py \\
+        --out-dir work_dirs/coverage --optimize
+
+Writes ``coverage.json`` (all figures) and ``coverage.png`` (best-IoU histogram, coverage by
+object size, positives per level) to ``--out-dir``; with ``--optimize`` prints the best
+``model.bbox_head.prior_generator`` keys as a config snippet with the before/after figures.
+"""
+
+import argparse
+import json
+import os
+import os.path as osp
+import sys
+import time
+
+from mmengine.config import DictAction
+
+sys.path.insert(0, osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__)))))
+
+from ssd_plugin.analysis import (  # noqa: E402  (the repository root goes on sys.path first)
+    evaluate_coverage,
+    plot_coverage,
+    prepare_coverage,
+    search_scale_range,
+)
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+    parser.add_argument('config', help='config file')
+    parser.add_argument('--out-dir', help='where to write coverage.json and coverage.png')
+    parser.add_argument('--optimize', action='store_true', help='search a better scale_range')
+    parser.add_argument('--search-ratios', action='store_true', help='search per-level ratios too')
+    parser.add_argument(
+        '--max-priors', type=int, help='bound on the default-box count (default: the current)'
+    )
+    parser.add_argument(
+        '--search-gts', type=int, default=50_000, help='ground truths the search subsamples'
+    )
+    parser.add_argument('--iou-thr', type=float, default=0.5, help='coverage / matching threshold')
+    parser.add_argument('--cfg-options', nargs='+', action=DictAction, help='override config keys')
+    return parser.parse_args(argv)
+
+
+def format_figures(name: str, report: dict) -> str:
+    """A few text lines of the main figures of a report."""
+
+    def row(label: str, fig: dict) -> str:
+        if not fig['num_gts']:
+            return f'  {label:<10} {0:>8} gts'
+        text = (
+            f'  {label:<10} {fig["num_gts"]:>8} gts  coverage@{report["iou_thr"]:g} '
+            f'{fig["coverage"]:.3f}  mean best IoU {fig["mean_best_iou"]:.3f}'
+        )
+        if 'mean_positives' in fig:
+            text += f'  positives/gt {fig["mean_positives"]:.2f}'
+        return text
+
+    lines = [f'{name}: {report["num_priors"]} default boxes, {report["num_images"]} images']
+    lines.append(row('all', report['overall']))
+    lines += [row(size, fig) for size, fig in report['by_size'].items()]
+    share = report['overall'].get('level_share')
+    if share is not None:
+        lines.append('  positives per level: ' + ' '.join(f'{s:.3f}' for s in share))
+    return '\n'.join(lines)
+
+
+def config_snippet(overrides: dict) -> str:
+    """The search result as ``model.bbox_head.prior_generator`` keys of a config."""
+    keys = ', '.join(f'{k}={tuple(v) if k == "scale_range" else v!r}' for k, v in overrides.items())
+    return f'model = dict(bbox_head=dict(prior_generator=dict({keys})))'
+
+
+def main(argv=None) -> None:
+    args = parse_args(argv)
+    out_dir = args.out_dir or osp.join(
+        'work_dirs', 'default_box_coverage', osp.splitext(osp.basename(args.config))[0]
+    )
+    timing = {}
+    start = time.perf_counter()
+    problem = prepare_coverage(args.config, args.cfg_options)
+    timing['load_s'] = time.perf_counter() - start
+    start = time.perf_counter()
+    report = evaluate_coverage(problem, iou_thr=args.iou_thr)
+    timing['report_s'] = time.perf_counter() - start
+    print(format_figures('config', report))
+    result = {'config': args.config, 'report': report}
+    optimized = None
+    if args.optimize:
+        start = time.perf_counter()
+        search = search_scale_range(
+            problem,
+            search_ratios=args.search_ratios,
+            max_priors=args.max_priors,
+            max_gts=args.search_gts,
+            iou_thr=args.iou_thr,
+        )
+        timing['search_s'] = time.perf_counter() - start
+        start = time.perf_counter()
+        optimized = evaluate_coverage(problem, search['overrides'], iou_thr=args.iou_thr)
+        timing['optimized_report_s'] = time.perf_counter() - start
+        result.update(search=search, optimized=optimized)
+        print(format_figures('optimized', optimized))
+        if search['overrides']:
+            print('best setting (add to the config):\n' + config_snippet(search['overrides']))
+        else:
+            print('no setting of the search beats the config')
+    result['timing'] = timing
+    print('timing: ' + ', '.join(f'{k} {v:.1f}' for k, v in timing.items()))
+
+    os.makedirs(out_dir, exist_ok=True)
+    with open(osp.join(out_dir, 'coverage.json'), 'w') as f:
+        json.dump(result, f, indent=1)
+    plot_coverage(report, osp.join(out_dir, 'coverage.png'), optimized)
+    print(f'wrote {osp.join(out_dir, "coverage.json")} and {osp.join(out_dir, "coverage.png")}')
+
+
+if __name__ == '__main__':
+    main()

@@ -1,0 +1,23 @@
+#!/usr/bin/env bash
+# Distributed training: bash tools/dist_train.sh CONFIG NUM_PROCESSES [train.py args...]
+# One process per GPU (NCCL), or per CPU worker with the gloo backend when there is no GPU.
+# Multi-node: NNODES, NODE_RANK, MASTER_ADDR, PORT; PYTHON selects the interpreter.
+set -euo pipefail
+
+CONFIG=$1
+GPUS=$2
+NNODES=${NNODES:-1}
+NODE_RANK=${NODE_RANK:-0}
+PORT=${PORT:-29500}
+MASTER_ADDR=${MASTER_ADDR:-127.0.0.1}
+PYTHON=${PYTHON:-python}
+TOOLS_DIR=$(dirname "$0")
+
+PYTHONPATH="$TOOLS_DIR/..${PYTHONPATH:+:$PYTHONPATH}" \
+"$PYTHON" -m torch.distributed.run \
+    --nnodes="$NNODES" \
+    --node_rank="$NODE_RANK" \
+    --master_addr="$MASTER_ADDR" \
+    --nproc_per_node="$GPUS" \
+    --master_port="$PORT" \
+    "$TOOLS_DIR/train.py" "$CONFIG" --launcher pytorch "${@:3}"

@@ -1,0 +1,67 @@
+"""Test (and evaluate) a detector (MMDetection 3.x ``tools/test.py`` conventions).
+
+Examples::
+
+    python tools/test.py CONFIG CHECKPOINT                      # metrics of cfg.test_evaluator
+    python tools/test.py CONFIG CHECKPOINT --out results.pkl    # also dump raw results, re-score
+                                                                # with tools/analysis/rescore_results.py
+    python tools/test.py CONFIG CHECKPOINT --show-dir vis       # draw predictions
+    python tools/test.py configs/ssd300_vgg16_8xb8-120e_coco_test-dev.py CHECKPOINT  # submission
+    bash tools/dist_test.sh CONFIG CHECKPOINT 8
+    mim test ssd_plugin CONFIG --checkpoint CHECKPOINT --launcher pytorch --gpus 8
+"""
+
+import argparse
+
+from mmdet.engine.hooks.utils import trigger_visualization_hook
+from mmdet.utils import setup_cache_size_limit_of_dynamo
+from mmengine.config import Config
+from mmengine.evaluator import DumpResults
+from mmengine.registry import RUNNERS
+from mmengine.runner import Runner
+
+import ssd_plugin  # noqa: F401  (registers the components: configs need no custom_imports)
+from ssd_plugin.engine.launch import add_launch_args, load_cfg, setup_cpu_distributed
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description='Test (and evaluate) a detector')
+    parser.add_argument('config', help='test config file path')
+    parser.add_argument('checkpoint', help='checkpoint file')
+    parser.add_argument('--out', help='dump the raw results (predictions and ground truth) to '
+                        'this .pkl file for offline evaluation')  # fmt: skip
+    parser.add_argument('--show', action='store_true', help='show the predictions')
+    parser.add_argument('--show-dir', help='save images with predictions drawn, under '
+                        'work_dir/<timestamp>/<show-dir>')  # fmt: skip
+    parser.add_argument('--wait-time', type=float, default=2, help='--show interval (s)')
+    add_launch_args(parser)
+    args = parser.parse_args(argv)
+    if args.out is not None and not args.out.endswith(('.pkl', '.pickle')):
+        parser.error(f'--out must be a .pkl or .pickle file, got {args.out}')
+    return args
+
+
+def build_cfg(args: argparse.Namespace) -> Config:
+    """The config as the command line asks for it."""
+    cfg = load_cfg(args.config, args)
+    cfg.load_from = args.checkpoint
+    if args.show or args.show_dir:
+        cfg = trigger_visualization_hook(cfg, args)
+    return cfg
+
+
+def main(argv=None) -> None:
+    args = parse_args(argv)
+    setup_cache_size_limit_of_dynamo()
+    cfg = build_cfg(args)
+    setup_cpu_distributed(cfg)
+    runner = Runner.from_cfg(cfg) if 'runner_type' not in cfg else RUNNERS.build(cfg)
+    if args.out is not None:
+        # mmengine's DumpResults keeps the ground truth (mmdet's DumpDetResults drops it), so
+        # metrics that read it from the samples, such as VOCMetric, can re-score the file
+        runner.test_evaluator.metrics.append(DumpResults(out_file_path=args.out))
+    runner.test()
+
+
+if __name__ == '__main__':
+    main()

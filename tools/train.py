@@ -1,0 +1,68 @@
+"""Train a detector (MMDetection 3.x ``tools/train.py`` conventions).
+
+Examples::
+
+    python tools/train.py configs/ssd300_vgg16_8xb8-120e_coco.py --work-dir work_dirs/ssd300
+    python tools/train.py CONFIG --resume                 # from work_dir's latest checkpoint
+    python tools/train.py CONFIG --resume path/to/epoch_12.pth --amp --auto-scale-lr
+    bash tools/dist_train.sh CONFIG 8                     # 8 processes (gloo without GPUs)
+    mim train ssd_plugin CONFIG --launcher pytorch --gpus 8
+"""
+
+import argparse
+
+from mmdet.utils import setup_cache_size_limit_of_dynamo
+from mmengine.config import Config
+from mmengine.registry import RUNNERS
+from mmengine.runner import Runner
+
+import ssd_plugin  # noqa: F401  (registers the components: configs need no custom_imports)
+from ssd_plugin.engine.launch import add_launch_args, load_cfg, setup_cpu_distributed
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description='Train a detector')
+    parser.add_argument('config', help='train config file path')
+    parser.add_argument('--amp', action='store_true', help='automatic mixed precision')
+    parser.add_argument('--auto-scale-lr', action='store_true',
+                        help='scale the LR by total batch size / auto_scale_lr.base_batch_size')  # fmt: skip
+    parser.add_argument('--resume', nargs='?', type=str, const='auto',
+                        help='resume from this checkpoint, or without a path from the latest '
+                        'checkpoint in the work dir')  # fmt: skip
+    add_launch_args(parser)
+    return parser.parse_args(argv)
+
+
+def build_cfg(args: argparse.Namespace) -> Config:
+    """The config as the command line asks for it."""
+    cfg = load_cfg(args.config, args)
+    if args.amp:
+        cfg.optim_wrapper.type = 'AmpOptimWrapper'
+        cfg.optim_wrapper.loss_scale = 'dynamic'
+    if args.auto_scale_lr:
+        if 'base_batch_size' not in cfg.get('auto_scale_lr', {}):
+            raise RuntimeError(f'--auto-scale-lr needs auto_scale_lr.base_batch_size in '
+                               f'{args.config}')  # fmt: skip
+        cfg.auto_scale_lr.enable = True
+    if args.resume == 'auto':
+        cfg.resume, cfg.load_from = True, None
+    elif args.resume is not None:
+        cfg.resume, cfg.load_from = True, args.resume
+
+    hooks = cfg.setdefault('custom_hooks', [])
+    if args.launcher != 'none' and all(h.get('type') != 'AllReduceLossHook' for h in hooks):
+        hooks.append(dict(type='AllReduceLossHook'))  # log the mean loss of all ranks
+    return cfg
+
+
+def main(argv=None) -> None:
+    args = parse_args(argv)
+    setup_cache_size_limit_of_dynamo()
+    cfg = build_cfg(args)
+    setup_cpu_distributed(cfg)
+    runner = Runner.from_cfg(cfg) if 'runner_type' not in cfg else RUNNERS.build(cfg)
+    runner.train()
+
+
+if __name__ == '__main__':
+    main()
