@@ -1,7 +1,8 @@
 # SSD on the synthetic "shapes" demo set (ssd_plugin/datasets/demo_shapes.py), sized to train on
 # two CPU cores in minutes: `make demo` runs it through tools/run_demo.sh. Same SSD as the paper
 # (multi-scale default boxes, MultiBox matching and loss, SSD augmentation) with a narrow
-# ResNet-18 trunk trained from scratch instead of the reduced VGG16, at a 256 px input.
+# ResNet-18 trunk (24 base channels) trained from scratch instead of the reduced VGG16, at a
+# 192 px input.
 # Iteration-based, with iteration-interval checkpoints, so `--resume` continues mid-"epoch" on
 # exactly the batches an uninterrupted run would see (IterBasedTrainLoop replays the sampler).
 _base_ = ['mmdet::_base_/default_runtime.py']
@@ -13,9 +14,9 @@ metainfo = dict(
     classes=('circle', 'square', 'triangle', 'star', 'cross'),
     palette=[(220, 20, 60), (0, 130, 200), (60, 180, 75), (245, 130, 48), (145, 30, 180)],
 )
-input_size = 256
-max_iters = 3000
-val_interval = 1000
+input_size = 192
+max_iters = 2000
+val_interval = 500
 
 model = dict(
     type='SingleStageDetector',
@@ -26,11 +27,11 @@ model = dict(
         bgr_to_rgb=True,
         pad_size_divisor=1,
     ),
-    # stride 8 (32 x 32 at 256 px) and 16 maps; from scratch, so BN everywhere
+    # stride 8 (24 x 24 at 192 px) and 16 maps; from scratch, so BN everywhere
     backbone=dict(
         type='ResNet',
         depth=18,
-        base_channels=32,
+        base_channels=24,
         num_stages=3,
         strides=(1, 2, 2),
         dilations=(1, 1, 1),
@@ -39,11 +40,11 @@ model = dict(
         norm_eval=False,
         init_cfg=dict(type='Kaiming', layer='Conv2d'),
     ),
-    # 16 -> 8 -> 4 -> 2 -> 1: six levels at strides 8 ... 256
+    # 12 -> 6 -> 3 -> 2 -> 1: six levels, 24 x 24 down to 1 x 1
     neck=dict(
         type='SSDExtraLayers',
-        in_channels=(64, 128),
-        out_channels=(64, 128, 128, 128, 64, 64),
+        in_channels=(48, 96),
+        out_channels=(48, 96, 96, 96, 48, 48),
         strides=(2, 2, 2, 2),
         paddings=(1, 1, 1, 1),
         kernel_sizes=3,
@@ -53,13 +54,13 @@ model = dict(
     bbox_head=dict(
         type='MultiBoxHead',
         num_classes=5,
-        in_channels=(64, 128, 128, 128, 64, 64),
-        # Caffe-style integer sizes 12, 25, 76, 128, 179, 230 px: the halved first level covers
-        # the 10-20 px shapes (4 % of 256 is 10 px)
+        in_channels=(48, 96, 96, 96, 48, 48),
+        # Caffe-style integer sizes: the halved first level covers the smallest shapes
+        # (4 % of 192 px is 8 px)
         prior_generator=dict(
             type='DefaultBoxGenerator',
             input_size=input_size,
-            strides=(8, 16, 32, 64, 128, 256),
+            strides=(8, 16, 32, 64, 96, 192),
             ratios=([2], [2, 3], [2, 3], [2, 3], [2], [2]),
             scale_range=(0.1, 0.9),
             scale_mode='caffe',
@@ -104,7 +105,7 @@ test_pipeline = [
 ]
 dataset_type = 'CheckedCocoDataset'
 train_dataloader = dict(
-    batch_size=16,
+    batch_size=8,
     num_workers=2,
     persistent_workers=True,
     # InfiniteSampler + IterBasedTrainLoop: a resumed run skips exactly the consumed batches
@@ -156,7 +157,7 @@ optim_wrapper = dict(
     clip_grad=dict(max_norm=10.0),
 )
 param_scheduler = [
-    dict(type='LinearLR', start_factor=0.01, by_epoch=False, begin=0, end=200),
+    dict(type='LinearLR', start_factor=0.01, by_epoch=False, begin=0, end=100),
     dict(type='CosineAnnealingLR', by_epoch=False, begin=0, end=max_iters, eta_min=2e-4),
 ]
 
@@ -171,4 +172,4 @@ custom_hooks = [
 ]
 randomness = dict(seed=0)
 env_cfg = dict(cudnn_benchmark=False)
-auto_scale_lr = dict(enable=False, base_batch_size=16)
+auto_scale_lr = dict(enable=False, base_batch_size=8)

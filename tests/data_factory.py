@@ -20,13 +20,19 @@ from mmdet.registry import DATASETS
 from mmengine.config import Config, ConfigDict
 
 __all__ = [
-    'VOC_CLASSES', 'make_coco_dataset', 'make_voc_dataset', 'dataset_classes',
+    'VOC_CLASSES', 'CLASSES', 'CAT_IDS', 'SPLITS', 'make_coco_dataset', 'make_voc_dataset', 'dataset_classes',
     'leaf_datasets', 'use_tiny_datasets', 'drop_pretrained',
 ]  # fmt: skip
 
 VOC_CLASSES = ('aeroplane', 'bicycle', 'bird', 'boat', 'bottle', 'bus', 'car', 'cat', 'chair',
                'cow', 'diningtable', 'dog', 'horse', 'motorbike', 'person', 'pottedplant',
                'sheep', 'sofa', 'train', 'tvmonitor')  # fmt: skip
+
+#: Three classes for tiny COCO datasets, their (non-contiguous) category ids, and the
+#: (unordered, non-contiguous) image ids of each split; the last image of each split is empty.
+CLASSES = ('red', 'green', 'blue')
+CAT_IDS = (1, 3, 7)
+SPLITS = {'train': [42, 7, 19, 5, 88], 'val': [1000, 3, 77], 'test': [501, 12, 250]}
 
 # (width, height) cycle: landscape and portrait images, so rescaling to the input is exercised
 _SIZES = ((160, 120), (120, 150), (144, 144))

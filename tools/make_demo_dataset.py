@@ -43,7 +43,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument('--seed', type=_int_at_least(0), default=0, help='base random seed')
     parser.add_argument('--num-train', type=_int_at_least(1), default=2000)
     parser.add_argument('--num-val', type=_int_at_least(1), default=200)
-    parser.add_argument('--image-size', type=_int_at_least(64), default=256, help='image side')
+    parser.add_argument('--image-size', type=_int_at_least(64), default=192, help='image side')
     parser.add_argument('--max-objects', type=_int_at_least(1), default=6)
     parser.add_argument(
         '--size-range',

@@ -1,11 +1,6 @@
 """Default-box coverage analysis and scale search (see tools/analysis/default_box_coverage.py)."""
 
-from .coverage import (
-    SIZE_BUCKETS,
-    best_default_box_overlaps,
-    coverage_figures,
-    positives_per_level,
-)
+from .coverage import SIZE_BUCKETS, best_default_box_overlaps, coverage_figures
 from .default_box_setup import (
     build_prior_generator,
     load_config,
@@ -13,7 +8,9 @@ from .default_box_setup import (
     prior_generator_config,
 )
 from .ground_truths import GroundTruths, find_coco_datasets, load_ground_truths, resized_shapes
+from .grid_layout import GridLayout, grid_layouts, nearest_candidates, threshold_candidates
 from .plot import plot_coverage
+from .positives import matcher_positives, positives_per_level
 from .report import CoverageProblem, coverage_report, evaluate_coverage, prepare_coverage
 from .scale_search import RATIO_CANDIDATES, search_scale_range
 
@@ -23,7 +20,12 @@ __all__ = [
     'GroundTruths',
     'CoverageProblem',
     'best_default_box_overlaps',
+    'GridLayout',
+    'grid_layouts',
+    'nearest_candidates',
+    'threshold_candidates',
     'positives_per_level',
+    'matcher_positives',
     'coverage_figures',
     'load_config',
     'prior_generator_config',

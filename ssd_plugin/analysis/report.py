@@ -5,7 +5,7 @@ from typing import Dict, List, Optional, Tuple, Union
 
 from mmengine.config import Config
 
-from .coverage import best_default_box_overlaps, coverage_figures, positives_per_level
+from .coverage import best_default_box_overlaps, coverage_figures
 from .default_box_setup import (
     build_prior_generator,
     level_priors,
@@ -14,6 +14,7 @@ from .default_box_setup import (
     prior_generator_config,
 )
 from .ground_truths import GroundTruths, load_ground_truths
+from .positives import positives_per_level
 
 __all__ = ['CoverageProblem', 'prepare_coverage', 'evaluate_coverage', 'coverage_report']
 
@@ -77,9 +78,11 @@ def evaluate_coverage(
     """
     generator_cfg = {**problem.generator_cfg, **(overrides or {})}
     priors = level_priors(build_prior_generator(generator_cfg), problem.featmap_sizes)
-    best_iou, _ = best_default_box_overlaps(priors, problem.featmap_sizes, problem.gts.bboxes)
-    positives = positives_per_level(priors, problem.gts, iou_thr) if with_positives else None
-    figures = coverage_figures(problem.gts, best_iou, positives, iou_thr)
+    best = best_default_box_overlaps(priors, problem.featmap_sizes, problem.gts.bboxes)
+    positives = None
+    if with_positives:
+        positives = positives_per_level(priors, problem.featmap_sizes, problem.gts, iou_thr, best)
+    figures = coverage_figures(problem.gts, best[0], positives, iou_thr)
     return {
         'prior_generator': generator_cfg,
         'featmap_sizes': [list(s) for s in problem.featmap_sizes],

@@ -254,7 +254,7 @@ def make_demo_dataset(
     seed: int = 0,
     num_train: int = 2000,
     num_val: int = 200,
-    image_size: int = 256,
+    image_size: int = 192,
     **kwargs,
 ) -> Dict[str, str]:
     """Write the train and val splits; returns ``{split: annotation file}``.
@@ -264,7 +264,7 @@ def make_demo_dataset(
         seed: Base seed. Defaults to 0.
         num_train: Training images. Defaults to 2000.
         num_val: Validation images. Defaults to 200.
-        image_size: Image side in pixels. Defaults to 256.
+        image_size: Image side in pixels. Defaults to 192.
         **kwargs: ``size_range``, ``max_objects``, ``min_visible`` of :func:`render_image`.
     """
     _check_positive_int('num_train', num_train)

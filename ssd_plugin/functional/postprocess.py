@@ -15,7 +15,6 @@ CUDA kernel builds an ``N x N`` bit mask, which grows with the square of the bat
 from typing import Optional, Tuple
 
 import torch
-from mmdet.structures.bbox import bbox_overlaps
 from torch import Tensor
 
 __all__ = ['group_rank', 'padded_greedy_nms', 'batched_multiclass_nms']
@@ -41,6 +40,19 @@ def group_rank(groups: Tensor, scores: Tensor, num_groups: int) -> Tuple[Tensor,
     starts = counts.cumsum(0) - counts
     rank = torch.arange(len(order), device=groups.device) - starts[groups[order]]
     return order, rank
+
+
+def _overlap_exceeds(boxes: Tensor, iou_thr: float) -> Tensor:
+    """``(G, K, K)`` bool: ``IoU(box_i, box_j) > iou_thr`` within each row of ``(G, K, 4)``.
+
+    Tested as ``inter > iou_thr * union`` (no division): the same as torchvision's
+    ``inter / union > iou_thr`` for ``union > 0``, and False for two empty boxes (NaN there).
+    """
+    top_left = torch.maximum(boxes[:, :, None, :2], boxes[:, None, :, :2])
+    bottom_right = torch.minimum(boxes[:, :, None, 2:], boxes[:, None, :, 2:])
+    inter = (bottom_right - top_left).clamp(min=0).prod(-1)
+    area = (boxes[..., 2:] - boxes[..., :2]).prod(-1)
+    return inter > iou_thr * (area[:, :, None] + area[:, None, :] - inter)
 
 
 def padded_greedy_nms(
@@ -73,8 +85,7 @@ def padded_greedy_nms(
     chunk = max(1, max_elements // (k * k))
     for start in range(0, num_groups, chunk):
         rows = slice(start, start + chunk)
-        overlaps = bbox_overlaps(boxes[rows], boxes[rows])
-        suppresses = (overlaps > iou_thr) & later & valid[rows, :, None]
+        suppresses = _overlap_exceeds(boxes[rows], iou_thr) & later & valid[rows, :, None]
         kept = valid[rows]
         while True:
             updated = valid[rows] & ~(suppresses & kept[:, :, None]).any(dim=1)

@@ -11,7 +11,16 @@ from typing import Optional, Sequence, Tuple
 
 import numpy as np
 
-__all__ = ['write_synthetic_coco', 'tiny_config']
+__all__ = ['SSD300_GENERATOR', 'write_synthetic_coco', 'tiny_config', 'write_config']
+
+SSD300_GENERATOR = dict(
+    type='DefaultBoxGenerator',
+    input_size=300,
+    strides=(8, 16, 32, 64, 100, 300),
+    ratios=([2], [2, 3], [2, 3], [2, 3], [2], [2]),
+    scale_range=(0.15, 0.9),
+    scale_mode='caffe',
+)
 
 
 def write_synthetic_coco(
@@ -95,14 +104,11 @@ def tiny_config(
             type='SingleStageDetector',
             bbox_head=dict(
                 type='SSDHead',
-                prior_generator=dict(
-                    type='DefaultBoxGenerator',
-                    input_size=input_size,
-                    strides=(8, 16, 32, 64, 100, 300),
-                    ratios=([2], [2, 3], [2, 3], [2, 3], [2], [2]),
-                    scale_range=scale_range,
-                    scale_mode='caffe',
-                ),
+                prior_generator={
+                    **SSD300_GENERATOR,
+                    'input_size': input_size,
+                    'scale_range': scale_range,
+                },
             ),
         ),
         train_dataloader=dict(
@@ -119,6 +125,13 @@ def tiny_config(
             )
         ),
     )
+
+
+def write_config(path: str, cfg: dict) -> str:
+    """Write a config dict as a python config file; returns ``path``."""
+    with open(path, 'w') as f:
+        f.writelines(f'{key} = {value!r}\n' for key, value in cfg.items())
+    return path
 
 
 if __name__ == '__main__':

@@ -1,10 +1,12 @@
 """ONNX export of a MultiBoxHead detector, checked with onnxruntime against PyTorch.
 
 The detector is tiny (ResNet-18 at 8 base channels + SSDExtraLayers + MultiBoxHead, 128 px, 372
-default boxes, 3 classes). Its classification weights are scaled up after the Xavier init so the
-class probabilities spread over (0, 1) instead of sitting near 1/4: the detections are then many,
-with distinct scores, and NMS suppresses a good share of the candidates, so the comparison with
-``model.predict`` exercises the threshold, the per-class cap, NMS and the per-image top-k.
+default boxes, 3 classes). After the Xavier init its class logits are standardised (each channel
+to mean 0 and std 2 over the test images, by rescaling the last conv), so the class probabilities
+spread over (0, 1) instead of sitting near 1/4 for one dominant class: the detections are then
+many, of every class, with distinct scores, and NMS suppresses a good share of the candidates, so
+the comparison with ``model.predict`` exercises the threshold, the per-class cap, NMS and the
+per-image top-k.
 """
 
 import numpy as np
@@ -20,18 +22,40 @@ from ssd_plugin.deploy import ONNXDetector, export_onnx
 SIZE = 128
 TINY_SSD = dict(
     type='SingleStageDetector',
-    data_preprocessor=dict(type='DetDataPreprocessor', mean=[123.675, 116.28, 103.53],
-                           std=[58.395, 57.12, 57.375], bgr_to_rgb=True),  # fmt: skip
+    data_preprocessor=dict(
+        type='DetDataPreprocessor',
+        mean=[123.675, 116.28, 103.53],
+        std=[58.395, 57.12, 57.375],
+        bgr_to_rgb=True,
+    ),  # fmt: skip
     backbone=dict(type='ResNet', depth=18, base_channels=8, out_indices=(2, 3), init_cfg=None),
-    neck=dict(type='SSDExtraLayers', in_channels=(32, 64), out_channels=(32, 64, 32, 32),
-              strides=(2, 2), paddings=(1, 1)),  # fmt: skip  (maps 8, 4, 2, 1)
+    neck=dict(
+        type='SSDExtraLayers',
+        in_channels=(32, 64),
+        out_channels=(32, 64, 32, 32),
+        strides=(2, 2),
+        paddings=(1, 1),
+    ),  # fmt: skip  (maps 8, 4, 2, 1)
     bbox_head=dict(
-        type='MultiBoxHead', num_classes=3, in_channels=(32, 64, 32, 32),
-        prior_generator=dict(type='DefaultBoxGenerator', input_size=SIZE,
-                             strides=(16, 32, 64, 128), ratios=([2], [2, 3], [2], [2]),
-                             scale_mode='paper', scale_range=(0.2, 0.9))),  # fmt: skip
-    test_cfg=dict(nms_pre=50, score_thr=0.05, nms=dict(type='nms', iou_threshold=0.45),
-                  min_bbox_size=0, max_per_img=30),  # fmt: skip
+        type='MultiBoxHead',
+        num_classes=3,
+        in_channels=(32, 64, 32, 32),
+        prior_generator=dict(
+            type='DefaultBoxGenerator',
+            input_size=SIZE,
+            strides=(16, 32, 64, 128),
+            ratios=([2], [2, 3], [2], [2]),
+            scale_mode='paper',
+            scale_range=(0.2, 0.9),
+        ),
+    ),  # fmt: skip
+    test_cfg=dict(
+        nms_pre=50,
+        score_thr=0.05,
+        nms=dict(type='nms', iou_threshold=0.45),
+        min_bbox_size=0,
+        max_per_img=30,
+    ),  # fmt: skip
 )
 
 
@@ -40,9 +64,14 @@ def tiny_ssd(**test_cfg) -> torch.nn.Module:
     torch.manual_seed(0)
     model = MODELS.build(TINY_SSD)
     model.init_weights()
+    # standardise every class logit channel to mean 0, std 2 over the test images
     with torch.no_grad():
-        for conv in model.bbox_head.cls_convs:
-            conv.pred.weight.mul_(8)
+        feats = model.extract_feat(model.data_preprocessor(dict(inputs=list(images(4))))['inputs'])
+        for conv, feat in zip(model.bbox_head.cls_convs, feats):
+            logits = conv(feat)
+            mean, scale = logits.mean((0, 2, 3)), 2 / logits.std((0, 2, 3))
+            conv.pred.bias.sub_(mean).mul_(scale)
+            conv.pred.weight.mul_(scale[:, None, None, None])
     model.bbox_head.test_cfg.update(test_cfg)
     return model.eval()
 
@@ -62,13 +91,19 @@ def run_onnx(path, img: torch.Tensor):
 def predict(model, img: torch.Tensor):
     """``model.predict`` through its data preprocessor, boxes in input pixels."""
     samples = [
-        DetDataSample(metainfo=dict(img_shape=(SIZE, SIZE), ori_shape=(SIZE, SIZE),
-                                    scale_factor=(1.0, 1.0), pad_shape=(SIZE, SIZE)))  # fmt: skip
+        DetDataSample(
+            metainfo=dict(
+                img_shape=(SIZE, SIZE),
+                ori_shape=(SIZE, SIZE),
+                scale_factor=(1.0, 1.0),
+                pad_shape=(SIZE, SIZE),
+            )
+        )  # fmt: skip
         for _ in range(len(img))
     ]
     data = model.data_preprocessor(dict(inputs=list(img), data_samples=samples), False)
     with torch.no_grad():
-        samples = model.predict(data["inputs"], data["data_samples"], rescale=False)
+        samples = model.predict(data['inputs'], data['data_samples'], rescale=False)
     return [s.pred_instances for s in samples]
 
 
@@ -110,7 +145,7 @@ def test_decoded_outputs_match_pytorch(tmp_path):
     'test_cfg',
     [
         dict(),  # nms_pre 50 of 372 per class, 30 per image: both caps bind
-        dict(nms_pre=-1, score_thr=0.6, max_per_img=100),  # few detections: padded rows
+        dict(nms_pre=-1, score_thr=0.9, max_per_img=100),  # few detections: padded rows
     ],
 )
 def test_detections_match_predict(tmp_path, test_cfg):
@@ -124,16 +159,28 @@ def test_detections_match_predict(tmp_path, test_cfg):
     assert labels.dtype == np.int64
 
     results = predict(model, img)
-    with_nms_off = model.bbox_head.predict_by_feat(
-        *model.bbox_head(model.extract_feat(model.data_preprocessor(
-            dict(inputs=list(img)), False)['inputs'])),  # fmt: skip
-        batch_img_metas=[dict(img_shape=(SIZE, SIZE))] * 3, with_nms=False)
+    # what NMS does here: it removes candidates, and changes the kept top-k of some image
+    head = model.bbox_head
+    with torch.no_grad():
+        outs = head(model.extract_feat(model.data_preprocessor(dict(inputs=list(img)))['inputs']))
+    metas = [dict(img_shape=(SIZE, SIZE))] * 3
+    all_kept, all_cands = (
+        head.predict_by_feat(
+            *outs, batch_img_metas=metas, cfg=dict(cfg, max_per_img=10**4), with_nms=with_nms
+        )  # fmt: skip
+        for with_nms in (True, False)
+    )
+    without_nms = head.predict_by_feat(*outs, batch_img_metas=metas, with_nms=False)
+    assert any(
+        len(r.scores) != len(n.scores) or not torch.equal(r.scores, n.scores)
+        for r, n in zip(results, without_nms)
+    )
     for i, result in enumerate(results):
         num = len(result.scores)
-        # non-degenerate: detections of several classes, distinct scores, NMS removed some
+        # non-degenerate: detections of several classes, distinct scores
         assert 3 <= num and len(set(result.labels.tolist())) >= 2
         assert len(torch.unique(result.scores)) == num
-        assert num < len(with_nms_off[i].scores)
+        assert len(all_kept[i].scores) < len(all_cands[i].scores)
         valid = labels[i] >= 0
         assert valid.sum() == num and valid[:num].all()  # detections first, then padding
         np.testing.assert_array_equal(labels[i, :num], result.labels.numpy())
@@ -160,7 +207,7 @@ def test_dynamic_batch_with_nms_and_metadata(tmp_path):
     dets_batch, labels_batch = run_onnx(path, img)
     dets_one, labels_one = run_onnx(path, img[2:3])
     np.testing.assert_array_equal(labels_batch[2:3], labels_one)
-    np.testing.assert_allclose(dets_batch[2:3], dets_one, rtol=0, atol=1e-5)
+    np.testing.assert_allclose(dets_batch[2:3], dets_one, rtol=0, atol=1e-4)
 
 
 def test_clear_errors(tmp_path):

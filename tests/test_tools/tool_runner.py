@@ -8,18 +8,18 @@ from types import ModuleType
 from typing import Dict, Optional, Sequence
 
 from data_factory import (
-    drop_pretrained, leaf_datasets, make_coco_dataset, make_voc_dataset, use_tiny_datasets)
+    CAT_IDS, CLASSES, SPLITS, drop_pretrained,
+    leaf_datasets,
+    make_coco_dataset,
+    make_voc_dataset,
+    use_tiny_datasets,
+)
 from mmengine.config import Config
 
 REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 CONFIGS = osp.join(REPO, 'configs')
 TOOLS = osp.join(REPO, 'tools')
 HERE = osp.dirname(osp.abspath(__file__))
-#: The three classes of the tiny COCO datasets, their (non-contiguous) category ids, and
-#: (unordered, non-contiguous) image ids of each split.
-CLASSES = ('red', 'green', 'blue')
-CAT_IDS = (1, 3, 7)
-SPLITS = {'train': [42, 7, 19, 5, 88], 'val': [1000, 3, 77], 'test': [501, 12, 250]}
 
 
 def load_tool(relpath: str) -> ModuleType:
@@ -77,4 +77,3 @@ def tiny_config(base: str, root: str, classes: Sequence[str] = CLASSES, **overri
     path = osp.join(root, 'config.py')
     cfg.dump(path)
     return path
-

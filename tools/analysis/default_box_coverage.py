@@ -17,6 +17,7 @@ import os.path as osp
 import sys
 import time
 
+import torch
 from mmengine.config import DictAction
 
 sys.path.insert(0, osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__)))))
@@ -42,6 +43,13 @@ def parse_args(argv=None) -> argparse.Namespace:
         '--search-gts', type=int, default=50_000, help='ground truths the search subsamples'
     )
     parser.add_argument('--iou-thr', type=float, default=0.5, help='coverage / matching threshold')
+    parser.add_argument(
+        '--num-threads',
+        type=int,
+        default=1,
+        help='torch CPU threads (default 1: the work is many small tensor ops, which extra '
+        'threads slow down on a loaded machine)',
+    )
     parser.add_argument('--cfg-options', nargs='+', action=DictAction, help='override config keys')
     return parser.parse_args(argv)
 
@@ -80,6 +88,7 @@ def main(argv=None) -> None:
     out_dir = args.out_dir or osp.join(
         'work_dirs', 'default_box_coverage', osp.splitext(osp.basename(args.config))[0]
     )
+    torch.set_num_threads(args.num_threads)
     timing = {}
     start = time.perf_counter()
     problem = prepare_coverage(args.config, args.cfg_options)

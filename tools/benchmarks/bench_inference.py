@@ -27,6 +27,7 @@ import argparse
 import copy
 import time
 from contextlib import nullcontext
+from functools import partial
 from typing import Callable, Dict, List, Sequence
 
 import cv2
@@ -53,7 +54,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument('--repeats', type=int, default=10, help='timed batches per setting')
     parser.add_argument('--warmup', type=int, default=2, help='untimed batches per setting')
     parser.add_argument('--reference', default=REFERENCE,
-                        help=f'config to compare with (default {REFERENCE}); "none" to skip')  # fmt: skip
+                        help='config to compare with; "none": skip')  # fmt: skip
     parser.add_argument('--no-forward', action='store_true', help='skip the forward-only timing')
     return parser.parse_args(argv)
 
@@ -107,16 +108,18 @@ def bench_model(name: str, cfg: Config, args: argparse.Namespace, images) -> Lis
     for precision in precisions:
         if precision != 'fp32':
             model = model.to(memory_format=torch.channels_last)
-        autocast = (
-            torch.autocast('cuda', dtype=torch.bfloat16) if precision != 'fp32' else nullcontext()
-        )
         for bs in args.batch_sizes:
             data = make_batch(cfg, images[:bs])
             inputs = model.data_preprocessor(data, False)['inputs']
-            steps = {'full': lambda: model.test_step(data)}
+            steps = {'full': partial(model.test_step, data)}
             if not args.no_forward:
-                steps['forward'] = lambda: model(inputs, mode='tensor')
+                steps['forward'] = partial(model, inputs, mode='tensor')
             for step, fn in steps.items():
+                autocast = (
+                    torch.autocast('cuda', dtype=torch.bfloat16)
+                    if precision != 'fp32'
+                    else nullcontext()
+                )
                 with torch.inference_mode(), autocast:
                     sec = time_it(fn, args.repeats, args.warmup, args.device)
                 rows.append(dict(model=name, precision=precision, batch=bs, step=step,

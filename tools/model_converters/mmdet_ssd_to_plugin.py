@@ -78,12 +78,14 @@ def convert(state_dict: Dict[str, Tensor], source: str = 'the state dict') -> Di
         KeyError: Keys that are not mmdet SSD keys, or keys an SSD checkpoint needs, naming
             them and ``source``.
     """
-    depthwise = any(
-        m and m.group(3) == '1' for m in (_HEAD_KEY.fullmatch(k) for k in state_dict)
-    )
+    depthwise = any(m and m.group(3) == '1' for m in (_HEAD_KEY.fullmatch(k) for k in state_dict))
     converted, unexpected = OrderedDict(), []
     for key, value in state_dict.items():
-        vgg, extra, head = _VGG_KEY.fullmatch(key), _EXTRA_KEY.fullmatch(key), _HEAD_KEY.fullmatch(key)
+        vgg, extra, head = (
+            _VGG_KEY.fullmatch(key),
+            _EXTRA_KEY.fullmatch(key),
+            _HEAD_KEY.fullmatch(key),
+        )
         if vgg and int(vgg.group(1)) in _VGG_NAMES:
             new_key = f'backbone.{_VGG_NAMES[int(vgg.group(1))]}.{vgg.group(2)}'
         elif key.startswith('backbone.') and not key.startswith('backbone.features.'):
@@ -105,7 +107,7 @@ def convert(state_dict: Dict[str, Tensor], source: str = 'the state dict') -> Di
         raise KeyError(
             f'{source}: {len(unexpected)} keys are not mmdet SSDVGG/SSDNeck/SSDHead keys: '
             f'{unexpected[:20]}{" ..." if len(unexpected) > 20 else ""} (a checkpoint from '
-            'mmdet < 2.14 needs mmdet\'s tools/model_converters/upgrade_ssd_version.py first)'
+            "mmdet < 2.14 needs mmdet's tools/model_converters/upgrade_ssd_version.py first)"
         )
     missing = _missing_keys(state_dict, depthwise)
     if missing:

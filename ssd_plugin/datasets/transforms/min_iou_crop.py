@@ -5,7 +5,7 @@ from typing import Sequence, Tuple
 import numpy as np
 from mmcv.transforms import BaseTransform
 from mmdet.registry import TRANSFORMS
-from mmdet.structures.bbox import autocast_box_type
+from mmdet.structures.bbox import HorizontalBoxes, autocast_box_type
 
 from .lazy_canvas import take_pending_canvas
 from .patch_geometry import centres_in_patches, choose_patch
@@ -18,13 +18,17 @@ __all__ = ['MinIoUCrop']
 class MinIoUCrop(BaseTransform):
     """Crop a random patch: whole image, min-IoU patches or any patch, as Caffe's SSD samplers.
 
-    The mode is drawn uniformly among whole image, min IoU ``0.1, 0.3, 0.5, 0.7, 0.9`` and any
-    patch; each sampler tries ``max_trials`` patches (drawn and tested at once) and keeps the first
-    accepted one. A sampler whose trials all fail drops out of the draw, as in Caffe's pooled
-    choice (see :func:`~.patch_geometry.choose_patch`); the whole image is always available, so
-    the transform never loops. Patches follow Caffe's ``SampleBBox`` (side scale in
-    ``scale_range``, aspect ratio in ``aspect_ratio_range``, normalised to the image). The boxes
-    whose centre lies in the patch are kept, clipped to it, with their ``instance_keys`` entries.
+    Caffe's ``GenerateBatchSamples`` with the paper's 7 options: the whole image, patches with
+    jaccard overlap at least ``0.1, 0.3, 0.5, 0.7, 0.9`` with the objects, and any patch. Every
+    sampler draws ``max_trials`` patches (all samplers' trials drawn and tested in one vectorised
+    pass) and keeps its first accepted one; one of the whole image and the samplers that found a
+    patch is picked uniformly. So the 7 modes are uniform when every sampler succeeds, a sampler
+    whose trials all fail hands its share to the others, and the transform never loops (see
+    :func:`~.patch_geometry.choose_patch`). Patches follow Caffe's ``SampleBBox`` (side scale in
+    ``scale_range``, aspect ratio in ``aspect_ratio_range``, normalised to the image). A patch is
+    accepted only if it also contains a box centre (as mmdet; Caffe may crop away every object);
+    without boxes any patch is accepted. The boxes whose centre lies in the patch are kept,
+    clipped to it, with their ``instance_keys`` entries.
 
     After :class:`ZoomOut` the patch is sampled on the (unpainted) canvas and only its window is
     painted, which gives the same pixels and boxes as cropping the painted canvas.
@@ -38,7 +42,7 @@ class MinIoUCrop(BaseTransform):
 
     - img (np.ndarray or the lazy canvas of :class:`ZoomOut`)
     - img_shape
-    - gt_bboxes (BaseBoxes[torch.float32]) (optional)
+    - gt_bboxes (HorizontalBoxes[torch.float32]) (optional)
     - gt_bboxes_labels (np.int64) (optional)
     - gt_ignore_flags (bool) (optional)
 
@@ -55,7 +59,8 @@ class MinIoUCrop(BaseTransform):
         max_trials: Trials per sampler (Caffe: 50).
         scale_range: Patch side scale bounds relative to the image (Caffe: ``(0.3, 1)``; the
             paper's text says ``[0.1, 1]``).
-        aspect_ratio_range: Patch aspect ratio bounds, normalised to the image; must contain 1.
+        aspect_ratio_range: Patch aspect ratio bounds, normalised to the image (Caffe clamps the
+            drawn ratio to ``[s^2, 1 / s^2]`` so the patch fits).
         constraint: ``'any'`` (Caffe) or ``'all'`` (mmdet) box must meet the IoU bound.
         instance_keys: Per-box fields filtered with the boxes (missing ones are skipped).
     """
@@ -74,11 +79,14 @@ class MinIoUCrop(BaseTransform):
         if max_trials < 1:
             raise ValueError(f'MinIoUCrop: max_trials must be >= 1, got {max_trials}')
         if not 0 < scale_range[0] <= scale_range[1] <= 1:
-            raise ValueError(f'MinIoUCrop: scale_range must satisfy 0 < min <= max <= 1, got '
-                             f'{scale_range}')
-        if not 0 < aspect_ratio_range[0] <= 1 <= aspect_ratio_range[1]:
-            raise ValueError(f'MinIoUCrop: aspect_ratio_range must contain 1, got '
-                             f'{aspect_ratio_range}')
+            raise ValueError(
+                f'MinIoUCrop: scale_range must satisfy 0 < min <= max <= 1, got {scale_range}'
+            )
+        if not 0 < aspect_ratio_range[0] <= aspect_ratio_range[1]:
+            raise ValueError(
+                f'MinIoUCrop: aspect_ratio_range must satisfy 0 < min <= max, got '
+                f'{aspect_ratio_range}'
+            )
         if constraint not in ('any', 'all'):
             raise ValueError(f"MinIoUCrop: constraint must be 'any' or 'all', got {constraint!r}")
         self.min_ious = tuple(min_ious)
@@ -106,9 +114,11 @@ class MinIoUCrop(BaseTransform):
                     f'MinIoUCrop does not transform {key!r} (SSD is a box detector); use mmdet '
                     "'MinIoURandomCrop' for masks or segmentation maps"
                 )
+        gt_bboxes = results.get('gt_bboxes')
+        if gt_bboxes is not None and not isinstance(gt_bboxes, HorizontalBoxes):
+            raise TypeError(f'MinIoUCrop needs HorizontalBoxes, got {type(gt_bboxes).__name__}')
         canvas = take_pending_canvas(results)
         height, width = (canvas if canvas is not None else results['img']).shape[:2]
-        gt_bboxes = results.get('gt_bboxes')
         boxes = np.zeros((0, 4)) if gt_bboxes is None else gt_bboxes.numpy()
         self._check_aligned(results, len(boxes))
         _, patch = choose_patch(
@@ -131,10 +141,10 @@ class MinIoUCrop(BaseTransform):
         results['img_shape'] = (y2 - y1, x2 - x1)
         if gt_bboxes is not None:
             keep = centres_in_patches(patch[None], boxes)[0]
-            cropped = gt_bboxes[keep]
-            cropped.translate_([-x1, -y1])
-            cropped.clip_((y2 - y1, x2 - x1))
-            results['gt_bboxes'] = cropped
+            # numpy, then one box object: cheaper than BaseBoxes' per-op torch calls.
+            shifted = boxes[keep] - np.array([x1, y1, x1, y1], dtype=boxes.dtype)
+            size = np.array([x2 - x1, y2 - y1] * 2, dtype=boxes.dtype)
+            results['gt_bboxes'] = HorizontalBoxes(np.clip(shifted, 0, size))
             for key in self.instance_keys:
                 if results.get(key) is not None:
                     results[key] = results[key][keep]

@@ -5,7 +5,7 @@ vectorised over all trials of a sampler: every function takes ``(P, 4)`` patches
 boxes, ``xyxy`` in pixels, and works on whole arrays without Python loops.
 """
 
-from typing import Optional, Sequence, Tuple
+from typing import Optional, Sequence, Tuple, Union
 
 import numpy as np
 
@@ -29,8 +29,9 @@ def sample_patches(
     """Draw ``num`` candidate patches as Caffe's ``SampleBBox`` does, snapped to whole pixels.
 
     In coordinates normalised by the image size: side scale ``s ~ U(scale_range)``, aspect ratio
-    ``a ~ U(max(a_min, s^2), min(a_max, 1 / s^2))`` (the bounds keep the patch inside the image),
-    patch ``w = s * sqrt(a)``, ``h = s / sqrt(a)``, offsets ``x ~ U(0, 1 - w)``, ``y ~ U(0, 1 - h)``.
+    ``a = clip(U(aspect_ratio_range), s^2, 1 / s^2)`` (the clamp keeps the patch in the image),
+    patch ``w = s * sqrt(a)``, ``h = s / sqrt(a)``, offsets ``x ~ U(0, 1 - w)`` and
+    ``y ~ U(0, 1 - h)``.
     The pixel patch is ``[floor(x W), floor(x W) + max(1, floor(w W)))`` (clipped to the image), so
     the IoUs computed on it are those of the pixels actually cropped.
 
@@ -47,9 +48,8 @@ def sample_patches(
         ``(num, 4)`` int64 ``xyxy`` patches with ``x2 > x1`` and ``y2 > y1`` inside the image.
     """
     scale = rng.uniform(scale_range[0], scale_range[1], size=num)
-    low = np.maximum(aspect_ratio_range[0], scale**2)
-    high = np.minimum(aspect_ratio_range[1], 1.0 / scale**2)
-    aspect = rng.uniform(low, high)
+    # Caffe draws the ratio in the range, then clamps it so the patch fits in the image.
+    aspect = np.clip(rng.uniform(*aspect_ratio_range, size=num), scale**2, 1.0 / scale**2)
     patch_w = np.minimum(scale * np.sqrt(aspect), 1.0)
     patch_h = np.minimum(scale / np.sqrt(aspect), 1.0)
     x1 = np.floor(rng.uniform(0.0, 1.0 - patch_w) * width)
@@ -100,7 +100,10 @@ def centres_in_patches(patches: np.ndarray, boxes: np.ndarray) -> np.ndarray:
 
 
 def acceptable_patches(
-    patches: np.ndarray, boxes: np.ndarray, min_iou: float, constraint: str = 'any'
+    patches: np.ndarray,
+    boxes: np.ndarray,
+    min_iou: Union[float, np.ndarray],
+    constraint: str = 'any',
 ) -> np.ndarray:
     """Which patches a sampler accepts.
 
@@ -112,7 +115,8 @@ def acceptable_patches(
     Args:
         patches: ``(P, 4)`` candidate patches.
         boxes: ``(G, 4)`` ground-truth boxes.
-        min_iou: IoU bound; ``0`` means no bound (the "any patch" sampler).
+        min_iou: IoU bound, one for all patches or ``(P,)``; ``0`` is no bound (the "any patch"
+            sampler).
         constraint: ``'any'`` or ``'all'``.
 
     Returns:
@@ -120,12 +124,9 @@ def acceptable_patches(
     """
     if len(boxes) == 0:
         return np.ones(len(patches), dtype=bool)
-    accepted = centres_in_patches(patches, boxes).any(axis=1)
-    if min_iou > 0:
-        meets = patch_box_iou(patches, boxes) >= min_iou
-        accepted &= meets.all(axis=1) if constraint == 'all' else meets.any(axis=1)
-    return accepted
-
+    meets = patch_box_iou(patches, boxes) >= np.reshape(min_iou, (-1, 1))
+    accepted = meets.all(axis=1) if constraint == 'all' else meets.any(axis=1)
+    return accepted & centres_in_patches(patches, boxes).any(axis=1)
 
 
 def choose_patch(
@@ -141,36 +142,37 @@ def choose_patch(
 ) -> Tuple[int, Optional[np.ndarray]]:
     """SSD's patch choice: whole image, a patch with min IoU ``t`` for each ``t``, or any patch.
 
-    Caffe (``GenerateBatchSamples`` in ``ssd_pascal.py``'s data layer) runs every sampler
-    (``max_trials`` trials, first accepted patch kept), pools the whole image with the samplers
-    that found a patch and picks one of the pool uniformly. Equivalently, and cheaper, the modes
-    are visited in a uniformly random order and the first one that finds a patch wins: each mode
-    is picked with probability ``1 / |pool|`` given the pool. So the 7 modes are uniform whenever
-    every sampler succeeds, and a sampler that fails all its trials hands its share to the others
-    (the whole image always succeeds).
+    Exactly Caffe's ``GenerateBatchSamples`` with ``ssd_pascal.py``'s samplers: every sampler
+    draws ``max_trials`` patches and keeps its first accepted one; the whole image and the
+    samplers that found a patch form a pool, and one member is picked uniformly. So the 7 modes
+    are uniform whenever every sampler succeeds, and a sampler that fails all its trials hands its
+    share to the others (the whole image is always in the pool). All ``len(min_ious) + 1``
+    samplers' trials are drawn and tested in one vectorised pass.
 
     Args:
         width: Image width.
         height: Image height.
         boxes: ``(G, 4)`` ground-truth boxes (may be empty).
         min_ious: IoU bounds of the constrained samplers (paper: 0.1, 0.3, 0.5, 0.7, 0.9).
-        max_trials: Candidate patches per sampler (Caffe: 50), drawn at once.
+        max_trials: Candidate patches per sampler (Caffe: 50).
         scale_range: See :func:`sample_patches`.
         aspect_ratio_range: See :func:`sample_patches`.
         constraint: ``'any'`` (Caffe) or ``'all'`` (mmdet); see :func:`acceptable_patches`.
-        rng: numpy-like RNG (``permutation``, ``uniform``).
+        rng: numpy-like RNG (``uniform``, ``randint``).
 
     Returns:
         ``(mode, patch)``: mode ``0`` is the whole image (patch ``None``), mode ``k`` in
         ``1..len(min_ious)`` the sampler with bound ``min_ious[k - 1]``, mode ``len(min_ious) + 1``
         the unconstrained sampler; ``patch`` is ``(4,)`` int64 ``xyxy``.
     """
-    bounds = (*min_ious, 0.0)
-    for mode in rng.permutation(len(bounds) + 1):
-        if mode == 0:
-            return 0, None
-        patches = sample_patches(max_trials, width, height, scale_range, aspect_ratio_range, rng)
-        accepted = acceptable_patches(patches, boxes, bounds[mode - 1], constraint)
-        if accepted.any():
-            return int(mode), patches[accepted.argmax()]
-    raise AssertionError('unreachable: the whole-image mode always succeeds')
+    bounds = np.array([*min_ious, 0.0])
+    patches = sample_patches(
+        len(bounds) * max_trials, width, height, scale_range, aspect_ratio_range, rng
+    )
+    accepted = acceptable_patches(patches, boxes, np.repeat(bounds, max_trials), constraint)
+    accepted = accepted.reshape(len(bounds), max_trials)
+    pool = np.concatenate([[0], 1 + np.flatnonzero(accepted.any(axis=1))])
+    mode = int(pool[rng.randint(len(pool))])
+    if mode == 0:
+        return 0, None
+    return mode, patches.reshape(len(bounds), max_trials, 4)[mode - 1, accepted[mode - 1].argmax()]

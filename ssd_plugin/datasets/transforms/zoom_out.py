@@ -2,7 +2,6 @@
 
 from typing import Sequence, Tuple, Union
 
-import numpy as np
 from mmcv.transforms import BaseTransform
 from mmcv.transforms.utils import cache_randomness
 from mmdet.registry import TRANSFORMS
@@ -60,8 +59,9 @@ class ZoomOut(BaseTransform):
         if not 0 <= prob <= 1:
             raise ValueError(f'ZoomOut: prob must be in [0, 1], got {prob}')
         if len(ratio_range) != 2 or not 1 <= ratio_range[0] <= ratio_range[1]:
-            raise ValueError(f'ZoomOut: ratio_range must be (min, max), 1 <= min <= max; got '
-                             f'{ratio_range}')
+            raise ValueError(
+                f'ZoomOut: ratio_range must be (min, max), 1 <= min <= max; got {ratio_range}'
+            )
         self.prob = prob
         self.ratio_range = tuple(ratio_range)
         self.fill = fill

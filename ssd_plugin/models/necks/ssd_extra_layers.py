@@ -1,7 +1,7 @@
 """SSD's extra feature layers: decreasing-size maps for multi-scale detection (paper Sec. 2.1)."""
 
 from collections import OrderedDict
-from typing import Sequence, Tuple, Union
+from typing import Optional, Sequence, Tuple, Union
 
 import torch.nn as nn
 from mmcv.cnn import ConvModule, DepthwiseSeparableConvModule
@@ -59,7 +59,7 @@ class SSDExtraLayers(BaseModule):
         paddings: Sequence[int] = (1, 1, 0, 0),
         kernel_sizes: Union[int, Sequence[int]] = 3,
         l2_norm_levels: Sequence[int] = (0,),
-        l2_norm_scale: Union[float, None] = 20.0,
+        l2_norm_scale: Optional[float] = 20.0,
         use_depthwise: bool = False,
         conv_cfg: OptConfigType = None,
         norm_cfg: OptConfigType = None,
@@ -76,7 +76,9 @@ class SSDExtraLayers(BaseModule):
             kernel_sizes = (kernel_sizes,) * max(num_extra, 0)
         _check_args(in_channels, out_channels, strides, paddings, kernel_sizes, l2_norm_levels)
         if l2_norm_scale is not None and not l2_norm_scale > 0:
-            raise ValueError(f'l2_norm_scale must be > 0 or None, got {l2_norm_scale!r}')
+            raise ValueError(
+                f'SSDExtraLayers: l2_norm_scale must be > 0 or None, got {l2_norm_scale!r}'
+            )
         self.in_channels = in_channels
         self.out_channels = out_channels
 
@@ -88,6 +90,9 @@ class SSDExtraLayers(BaseModule):
 
         kxk_conv = DepthwiseSeparableConvModule if use_depthwise else ConvModule
         layer_cfg = dict(conv_cfg=conv_cfg, norm_cfg=norm_cfg, act_cfg=act_cfg)
+        # Plain torch containers, as mmdet's SSDNeck: BaseModule.init_weights only calls the
+        # init_weights of direct children, so ConvModule's own Kaiming init never overrides
+        # init_cfg's Xavier (checked in the tests).
         self.extra_layers = nn.ModuleList()
         for i in range(num_extra):
             prev = out_channels[len(in_channels) - 1 + i]

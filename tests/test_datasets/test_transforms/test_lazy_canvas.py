@@ -31,7 +31,9 @@ def test_windows_equal_slices_of_the_painted_canvas(channels, dtype):
     fill = tuple(rng.uniform(0, 255, 1 if channels is None else channels))
     canvas = ZoomOutCanvas(src, (70, 90), (40, 11), fill)
     assert canvas.shape == (70, 90) + shape[2:] and canvas.dtype == dtype
-    expected = _reference_canvas(src, (70, 90), (40, 11), canvas.fill if shape[2:] else canvas.fill[0])
+    expected = _reference_canvas(
+        src, (70, 90), (40, 11), canvas.fill if shape[2:] else canvas.fill[0]
+    )
     np.testing.assert_array_equal(canvas.paint(), expected)
     np.testing.assert_array_equal(np.asarray(canvas), expected)
     for _ in range(200):  # windows inside, across, and fully outside the image

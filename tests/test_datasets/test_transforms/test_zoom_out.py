@@ -73,8 +73,13 @@ def test_boxes_follow_the_image_on_the_canvas(make_results):
 def test_numpy_boxes_empty_annotations_and_grayscale():
     np.random.seed(3)
     zoom = ZoomOut(prob=1.0, fill=(1, 2, 3))
-    out = zoom(dict(img=np.zeros((8, 8, 3), np.uint8), img_shape=(8, 8),
-                    gt_bboxes=np.zeros((0, 4), np.float32)))  # fmt: skip
+    out = zoom(
+        dict(
+            img=np.zeros((8, 8, 3), np.uint8),
+            img_shape=(8, 8),
+            gt_bboxes=np.zeros((0, 4), np.float32),
+        )
+    )
     assert isinstance(out['gt_bboxes'], np.ndarray) and out['gt_bboxes'].shape == (0, 4)
     assert out['img'].shape[:2] == out['img_shape']
     gray = ZoomOut(prob=1.0, fill=50)(dict(img=np.zeros((8, 8), np.uint8), img_shape=(8, 8)))

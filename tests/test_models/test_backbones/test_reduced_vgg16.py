@@ -116,3 +116,16 @@ def test_pretrained_init_cfg_loads_a_local_file(tmp_path, vgg):
     )
     model.init_weights()
     assert torch.equal(model.fc6.weight, vgg.fc6.weight)
+
+
+def test_backward_reaches_every_layer_up_to_the_last_output():
+    torch.manual_seed(0)
+    model = ReducedVGG16(out_indices=('conv1_1', 'conv4_3', 'pool5'))
+    outs = model(torch.rand(1, 3, 20, 20))
+    sum(o.sum() for o in outs).backward()
+    for name in VGG16_SEQUENTIAL_INDICES:
+        grad = getattr(model, name).weight.grad
+        if name in ('fc6', 'fc7'):  # after pool5: not run
+            assert grad is None
+        else:
+            assert grad is not None and torch.isfinite(grad).all() and grad.abs().sum() > 0, name

@@ -40,3 +40,16 @@ def test_fp16_input_is_computed_in_fp32_and_stays_finite():
     torch.testing.assert_close(
         y.float().norm(dim=1), torch.full((1, 4, 4), 20.0), rtol=1e-3, atol=0
     )
+
+
+def test_under_autocast_output_keeps_the_input_dtype():
+    torch.manual_seed(0)
+    layer = L2Norm(16, scale=20.0)
+    conv = torch.nn.Conv2d(3, 16, 3)
+    x = torch.rand(1, 3, 8, 8)
+    with torch.autocast('cpu', dtype=torch.bfloat16):
+        feat = conv(x)
+        y = layer(feat)
+    assert feat.dtype == y.dtype == torch.bfloat16
+    # Computed in fp32 and rounded once: autocast did not lower any op inside.
+    assert torch.equal(y, layer(feat.float()).to(torch.bfloat16))

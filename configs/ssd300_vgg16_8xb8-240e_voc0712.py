@@ -1,0 +1,56 @@
+# SSD300 on Pascal VOC: trained on VOC2007 trainval + VOC2012 trainval (16,551 images), tested on
+# VOC2007 test with the 11-point VOC2007 mAP. mmdet's pascal_voc/ssd300_voc0712.py recipe
+# (76.5 mAP; paper 77.2): 20 classes, the Caffe ssd_pascal.py default boxes (scale_range
+# (0.2, 0.9), first level 10 % / 20 %), SGD lr 1e-3, 24 epochs over the data repeated 10 times
+# = 240 effective epochs (~62k iterations at 64 images, as the paper's 120k at 32), steps at 16, 20.
+_base_ = './ssd300_vgg16_8xb8-120e_coco.py'
+
+model = dict(bbox_head=dict(num_classes=20, prior_generator=dict(scale_range=(0.2, 0.9))))
+
+dataset_type = 'VOCDataset'
+data_root = 'data/VOCdevkit/'
+voc_trainval = dict(
+    type=dataset_type,
+    data_root=data_root,
+    filter_cfg=dict(filter_empty_gt=True, min_size=32),
+    pipeline={{_base_.train_pipeline}},
+)
+train_dataloader = dict(
+    dataset=dict(
+        _delete_=True,
+        type='RepeatDataset',
+        times=10,
+        dataset=dict(
+            type='ConcatDataset',
+            # each VOCDataset names its year in metainfo['dataset_type']; they may differ here
+            ignore_keys=['dataset_type'],
+            datasets=[
+                dict(voc_trainval, ann_file='VOC2007/ImageSets/Main/trainval.txt',
+                     data_prefix=dict(sub_data_root='VOC2007/')),
+                dict(voc_trainval, ann_file='VOC2012/ImageSets/Main/trainval.txt',
+                     data_prefix=dict(sub_data_root='VOC2012/')),
+            ],  # fmt: skip
+        ),
+    ),
+)
+val_dataloader = dict(
+    dataset=dict(
+        _delete_=True,
+        type=dataset_type,
+        data_root=data_root,
+        ann_file='VOC2007/ImageSets/Main/test.txt',
+        data_prefix=dict(sub_data_root='VOC2007/'),
+        test_mode=True,
+        pipeline={{_base_.test_pipeline}},
+    )
+)
+test_dataloader = val_dataloader
+# difficult objects are ignored (neither true nor false positives), as in the VOC devkit
+val_evaluator = dict(_delete_=True, type='VOCMetric', metric='mAP', eval_mode='11points')
+test_evaluator = val_evaluator
+
+optim_wrapper = dict(optimizer=dict(lr=1e-3))
+param_scheduler = [
+    dict(type='LinearLR', start_factor=0.001, by_epoch=False, begin=0, end=500),
+    dict(type='MultiStepLR', begin=0, end=24, by_epoch=True, milestones=[16, 20], gamma=0.1),
+]

@@ -1,0 +1,208 @@
+"""MultiBoxHead: structure, batched loss edge cases, and inference equal to mmdet's."""
+
+import copy
+import os.path as osp
+from types import SimpleNamespace
+
+import mmdet
+import pytest
+import torch
+from mmdet.registry import MODELS
+from mmdet.structures import DetDataSample
+from mmengine.config import Config, ConfigDict
+from mmengine.structures import InstanceData
+
+MMDET_SSD300 = osp.join(osp.dirname(mmdet.__file__), '.mim', 'configs', 'ssd', 'ssd300_coco.py')
+SSD300_SIZES = [38, 19, 10, 5, 3, 1]
+SSD300_K = [4, 6, 6, 6, 4, 4]
+TEST_CFG = dict(
+    score_thr=0.01, nms_pre=400, nms=dict(type='nms', iou_threshold=0.45), min_bbox_size=0,
+    max_per_img=200,
+)  # fmt: skip
+
+
+def _head(**kwargs):
+    cfg = dict(type='MultiBoxHead', test_cfg=TEST_CFG)
+    cfg.update(kwargs)
+    return MODELS.build(cfg)
+
+
+def _realistic_outputs(num_imgs, num_classes=80, num_objects=300, seed=0):
+    """Logits where most default boxes are confidently background and a few are objects."""
+    gen = torch.Generator().manual_seed(seed)
+    cls_scores, bbox_preds = [], []
+    for k, s in zip(SSD300_K, SSD300_SIZES):
+        logits = torch.randn(num_imgs, s, s, k, num_classes + 1, generator=gen)
+        logits[..., num_classes] += 8  # background
+        cls_scores.append(logits)
+        bbox_preds.append(torch.randn(num_imgs, k * 4, s, s, generator=gen) * 0.5)
+    flat = torch.cat([c.reshape(num_imgs, -1, num_classes + 1) for c in cls_scores], 1)
+    objects = torch.randint(flat.shape[1], (num_imgs, num_objects), generator=gen)
+    labels = torch.randint(num_classes, (num_imgs, num_objects), generator=gen)
+    rows = torch.arange(num_imgs)[:, None]
+    flat[rows, objects, labels] += 10 + 3 * torch.rand(num_imgs, num_objects, generator=gen)
+    cls_out, start = [], 0
+    for c in cls_scores:
+        n = c[0].numel() // (num_classes + 1)
+        level = flat[:, start : start + n].reshape(c.shape)
+        cls_out.append(level.flatten(3).permute(0, 3, 1, 2).contiguous())
+        start += n
+    return cls_out, bbox_preds
+
+
+def test_structure_and_levels():
+    head = _head(num_classes=20)
+    assert [c.pred.out_channels for c in head.cls_convs] == [k * 21 for k in SSD300_K]
+    assert [c.pred.out_channels for c in head.reg_convs] == [k * 4 for k in SSD300_K]
+    assert all(c.pred.kernel_size == (3, 3) and c.pred.padding == (1, 1) for c in head.cls_convs)
+    lite = _head(
+        in_channels=(96, 1280, 512, 256, 256, 128), use_depthwise=True,
+        norm_cfg=dict(type='BN'), act_cfg=dict(type='ReLU6'),
+    )  # fmt: skip
+    level = lite.reg_convs[1]
+    assert level.depthwise.conv.groups == 1280 and level.pred.kernel_size == (1, 1)
+    assert isinstance(level.depthwise.activate, torch.nn.ReLU6)
+    with pytest.raises(ValueError, match=r'in_channels=\(512, 1024\) has 2 levels.*6'):
+        _head(in_channels=(512, 1024))
+    with pytest.raises(ValueError, match='got 5 feature maps'):
+        head([torch.zeros(1, c, 1, 1) for c in (512, 1024, 512, 256, 256)])
+
+
+def test_predict_equals_mmdet_with_comparable_settings():
+    """Same outputs through mmdet's SSDHead (made to run) and ours: identical detections."""
+    mmdet_cfg = Config.fromfile(MMDET_SSD300).model
+    comparable = dict(TEST_CFG, nms_pre=100000)  # mmdet's nms_pre is per level: disable both
+    theirs = MODELS.build(dict(mmdet_cfg.bbox_head, test_cfg=ConfigDict(comparable)))
+    theirs.loss_cls = SimpleNamespace()  # mmdet 3.3 SSDHead lacks it (issue #11063)
+    ours = _head(test_cfg=dict(comparable, nms_pre=-1))
+    cls_scores, bbox_preds = _realistic_outputs(2)
+    metas = [
+        dict(img_shape=(300, 300), scale_factor=(0.5, 0.75)),
+        dict(img_shape=(300, 300), scale_factor=(1.5, 2.0)),
+    ]
+    expected = theirs.predict_by_feat(cls_scores, bbox_preds, batch_img_metas=metas, rescale=True)
+    got = ours.predict_by_feat(cls_scores, bbox_preds, batch_img_metas=metas, rescale=True)
+    for exp, res in zip(expected, got):
+        assert len(res) == len(exp) > 50
+        order = exp.scores.argsort(descending=True, stable=True)
+        assert torch.allclose(res.scores, exp.scores[order], atol=1e-6)
+        assert torch.equal(res.labels, exp.labels[order])
+        assert torch.allclose(res.bboxes, exp.bboxes[order], atol=1e-3)
+
+
+def test_predict_limits_sorting_threshold_and_rescale():
+    head = _head()
+    cls_scores, bbox_preds = _realistic_outputs(3, num_objects=2000, seed=1)
+    metas = [
+        dict(img_shape=(300, 300), scale_factor=(300 / 640, 300 / 480)),
+        dict(img_shape=(300, 300), scale_factor=(2.0, 2.0)),
+        dict(img_shape=(300, 300), scale_factor=(1.0, 1.0)),
+    ]
+    scaled = head.predict_by_feat(cls_scores, bbox_preds, batch_img_metas=metas, rescale=True)
+    raw = head.predict_by_feat(cls_scores, bbox_preds, batch_img_metas=metas, rescale=False)
+    assert len(scaled[0]) == 200  # 2000 objects: the cap binds
+    for res, res_raw, meta in zip(scaled, raw, metas):
+        assert len(res) <= 200
+        assert (res.scores[:-1] >= res.scores[1:]).all() and (res.scores > 0.01).all()
+        w, h = 300 / meta['scale_factor'][0], 300 / meta['scale_factor'][1]
+        assert (res.bboxes >= 0).all()
+        assert (res.bboxes[:, 0::2] <= w + 1e-3).all() and (res.bboxes[:, 1::2] <= h + 1e-3).all()
+        scale = torch.tensor(meta['scale_factor']).repeat(2)
+        assert torch.allclose(res.bboxes * scale, res_raw.bboxes, atol=1e-3)
+    assert scaled[0].bboxes[:, 2].max() > 300  # really in the 640-wide original image
+
+
+def _gt(boxes, labels):
+    return InstanceData(bboxes=torch.tensor(boxes, dtype=torch.float32).reshape(-1, 4),
+                        labels=torch.tensor(labels, dtype=torch.long))  # fmt: skip
+
+
+def _small_head():
+    return _head(num_classes=3, in_channels=(8,) * 6)
+
+
+def _features(num_imgs):
+    return [torch.randn(num_imgs, 8, s, s, requires_grad=True) for s in SSD300_SIZES]
+
+
+def test_degenerate_ground_truths_give_finite_loss():
+    torch.manual_seed(0)
+    head = _small_head()
+    feats = _features(2)
+    gts = [
+        _gt([[50, 50, 50, 120], [10, 10, 80, 90], [400, 400, 500, 500], [90, 90, 60, 60]], [0, 1, 2, 0]),
+        _gt([[-50, -50, -10, -10], [30, 30, 30, 30], [float('nan'), 0, 10, 10]], [1, 2, 0]),
+    ]  # fmt: skip
+    losses = head.loss_by_feat(*head(feats), gts, [dict(img_shape=(300, 300))] * 2)
+    total = losses['loss_cls'] + losses['loss_bbox']
+    assert torch.isfinite(total) and total > 0
+    total.backward()
+    assert all(torch.isfinite(f.grad).all() for f in feats)
+
+
+def test_empty_ground_truths_give_zero_loss_with_graph():
+    torch.manual_seed(0)
+    head = _small_head()
+    feats = _features(2)
+    gts = [_gt([], []), _gt([], [])]
+    losses = head.loss_by_feat(*head(feats), gts, [dict(img_shape=(300, 300))] * 2)
+    assert losses['loss_cls'] == 0 and losses['loss_bbox'] == 0
+    (losses['loss_cls'] + losses['loss_bbox']).backward()
+    assert all(f.grad is not None and not f.grad.any() for f in feats)
+
+
+def test_empty_image_in_batch_adds_nothing():
+    """An image without ground truths contributes no loss (paper's N counts positives)."""
+    torch.manual_seed(1)
+    head = _small_head()
+    feats = [f.detach() for f in _features(2)]
+    gt = _gt([[40, 60, 200, 220]], [2])
+    metas = [dict(img_shape=(300, 300))]
+    alone = head.loss_by_feat(*head([f[:1] for f in feats]), [gt], metas)
+    both = head.loss_by_feat(*head(feats), [gt, _gt([], [])], metas * 2)
+    for key in alone:
+        assert torch.allclose(alone[key], both[key])
+
+
+def test_resnet18_ssd_trains_a_step_and_predicts():
+    """The head on another backbone: mmdet's ResNet-18 + SSDExtraLayers, 128 px inputs."""
+    torch.manual_seed(0)
+    model = MODELS.build(
+        dict(
+            type='SingleStageDetector',
+            data_preprocessor=dict(type='DetDataPreprocessor', mean=[123.675, 116.28, 103.53],
+                                   std=[58.395, 57.12, 57.375], bgr_to_rgb=True),
+            backbone=dict(type='ResNet', depth=18, out_indices=(2, 3), norm_eval=False),
+            neck=dict(type='SSDExtraLayers', in_channels=(256, 512),
+                      out_channels=(256, 512, 256, 128), strides=(2, 2), paddings=(1, 1),
+                      l2_norm_levels=()),
+            bbox_head=dict(type='MultiBoxHead', num_classes=5, in_channels=(256, 512, 256, 128),
+                           prior_generator=dict(type='DefaultBoxGenerator', input_size=128,
+                                                strides=None, ratios=([2],) * 4,
+                                                scale_range=(0.2, 0.9))),
+            test_cfg=TEST_CFG,
+        )
+    )  # fmt: skip
+    model.init_weights()
+    samples = []
+    for i in range(2):
+        sample = DetDataSample(metainfo=dict(img_shape=(128, 128), ori_shape=(256, 192),
+                                             scale_factor=(128 / 192, 0.5), pad_shape=(128, 128)))  # fmt: skip
+        sample.gt_instances = _gt([[10, 20, 70, 90], [60, 30, 120, 110]][: i + 1], [1, 4][: i + 1])
+        samples.append(sample)
+    data = dict(inputs=[torch.randint(0, 255, (3, 128, 128), dtype=torch.uint8)] * 2,
+                data_samples=samples)  # fmt: skip
+    data = model.data_preprocessor(data, training=True)
+    losses = model(**data, mode='loss')
+    total = losses['loss_cls'] + losses['loss_bbox']
+    assert torch.isfinite(total) and total > 0
+    total.backward()
+    assert model.bbox_head.cls_convs[0].pred.weight.grad.abs().sum() > 0
+    assert model.backbone.conv1.weight.grad.abs().sum() > 0
+    model.eval()
+    with torch.no_grad():
+        results = model(data['inputs'], copy.deepcopy(data['data_samples']), mode='predict')
+    for res in results:
+        pred = res.pred_instances
+        assert len(pred) <= 200 and pred.bboxes.shape[1] == 4
+        assert (pred.bboxes[:, 0::2] <= 192 + 1e-3).all() and (pred.bboxes[:, 1::2] <= 256 + 1e-3).all()

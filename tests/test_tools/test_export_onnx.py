@@ -1,0 +1,118 @@
+"""tools/deploy/export_onnx.py on the demo config, checked with onnxruntime against PyTorch.
+
+(The in-graph post-processing is checked against ``model.predict`` in detail, with both caps
+binding and with padding, in tests/test_deploy/test_onnx_export.py.)
+"""
+
+import json
+
+import cv2
+import numpy as np
+import onnx
+import onnxruntime as ort
+import pytest
+import torch
+from demo_checkpoint import DEMO_CONFIG, demo_checkpoint
+from mmdet.apis import inference_detector, init_detector
+from tool_runner import load_tool
+
+export_tool = load_tool('deploy/export_onnx.py')
+SIZE = 192  # the demo config's input
+
+
+@pytest.fixture(scope='module')
+def checkpoint(tmp_path_factory):
+    return demo_checkpoint(str(tmp_path_factory.mktemp('ckpt') / 'demo.pth'))
+
+
+@pytest.fixture(scope='module')
+def model(checkpoint):
+    return init_detector(DEMO_CONFIG, checkpoint, device='cpu')
+
+
+def image(h: int, w: int, seed: int = 0) -> np.ndarray:
+    """A BGR uint8 image: smooth colour blobs plus pixel noise (no two locations alike)."""
+    rng = np.random.default_rng(seed)
+    blobs = cv2.resize(rng.integers(0, 256, (6, 6, 3), dtype=np.uint8), (w, h))
+    return np.clip(blobs + rng.normal(0, 8, blobs.shape), 0, 255).astype(np.uint8)
+
+
+def session(path):
+    return ort.InferenceSession(str(path), providers=['CPUExecutionProvider'])
+
+
+def nchw(imgs) -> np.ndarray:
+    return np.stack([i.transpose(2, 0, 1) for i in imgs]).astype(np.float32)
+
+
+def test_with_nms_matches_inference_detector(tmp_path, checkpoint, model):
+    out = tmp_path / 'dets.onnx'
+    export_tool.main([DEMO_CONFIG, checkpoint, str(out), '--with-nms'])
+    proto = onnx.load(str(out))
+    dims = [d.dim_param or d.dim_value for d in proto.graph.input[0].type.tensor_type.shape.dim]
+    assert dims == ['batch', 3, SIZE, SIZE]  # input size from the test pipeline's Resize
+    props = {p.key: p.value for p in proto.metadata_props}
+    assert json.loads(props['classes']) == list(model.dataset_meta['classes'])
+    assert json.loads(props['test_cfg'])['max_per_img'] == 100
+
+    imgs = [image(SIZE, SIZE, seed) for seed in (0, 1)]
+    paths = [str(tmp_path / f'{i}.png') for i in range(2)]  # lossless: the same pixels load
+    for img, path in zip(imgs, paths):
+        cv2.imwrite(path, img)
+    dets, labels = session(out).run(None, {'input': nchw(imgs)})
+    assert dets.shape == (2, 100, 5) and labels.shape == (2, 100)
+    for i, path in enumerate(paths):
+        ref = inference_detector(model, path).pred_instances  # 192 px: rescaling is identity
+        num = len(ref.scores)
+        assert 0 < num and (labels[i, :num] >= 0).all() and (labels[i, num:] == -1).all()
+        np.testing.assert_allclose(dets[i, :num, 4], ref.scores.numpy(), rtol=0, atol=1e-5)
+        # per detection: the same label and box (equal scores may come in either order)
+        for box, score, label in zip(dets[i, :num, :4], dets[i, :num, 4], labels[i, :num]):
+            match = (
+                (ref.labels.numpy() == label)
+                & (np.abs(ref.scores.numpy() - score) < 1e-5)
+                & (np.abs(ref.bboxes.numpy() - box).max(1) < 1e-3)
+            )
+            assert match.any(), (box, score, label)
+
+
+def test_raw_dynamic_size_matches_forward(tmp_path, checkpoint, model):
+    out = tmp_path / 'raw.onnx'
+    export_tool.main([DEMO_CONFIG, checkpoint, str(out), '--dynamic-size', '--no-dynamic-batch',
+                      '--opset', '13'])  # fmt: skip
+    proto = onnx.load(str(out))
+    dims = [d.dim_param or d.dim_value for d in proto.graph.input[0].type.tensor_type.shape.dim]
+    assert dims == [1, 3, 'height', 'width'] and proto.opset_import[0].version == 13
+    img = image(160, 224)  # not the export size
+    cls_logits, bbox_deltas = session(out).run(None, {'input': nchw([img])})
+    with torch.no_grad():
+        inputs = model.data_preprocessor(dict(inputs=[torch.from_numpy(img).permute(2, 0, 1)]))
+        cls_ref, reg_ref, priors = model.bbox_head._flatten(*model._forward(inputs['inputs']))
+    assert cls_logits.shape == (1, len(priors), 6)
+    assert np.abs(cls_logits - cls_ref.numpy()).max() <= 1e-4
+    assert np.abs(bbox_deltas - reg_ref.numpy()).max() <= 1e-4
+
+
+def test_decode_without_normalization(tmp_path, checkpoint, model):
+    out = tmp_path / 'decoded.onnx'
+    export_tool.main([DEMO_CONFIG, checkpoint, str(out), '--decode', '--no-normalize'])
+    img = torch.from_numpy(image(SIZE, SIZE)).permute(2, 0, 1)
+    with torch.no_grad():
+        inputs = model.data_preprocessor(dict(inputs=[img]))['inputs']  # flipped, normalised
+        cls_ref, _, _ = model.bbox_head._flatten(*model._forward(inputs))
+    scores, boxes = session(out).run(None, {'input': inputs.numpy()})
+    np.testing.assert_allclose(scores, cls_ref.softmax(-1)[..., :5].numpy(), rtol=0, atol=1e-5)
+    assert boxes.shape == (1, len(scores[0]), 4) and 0 <= boxes.min() and boxes.max() <= SIZE
+
+
+def test_clear_errors(tmp_path, checkpoint, capsys):
+    out = str(tmp_path / 'x.onnx')
+    cases = [
+        ([DEMO_CONFIG, checkpoint, out, '--with-nms', '--dynamic-size'], '--dynamic-size needs'),
+        ([DEMO_CONFIG, checkpoint, out, '--with-nms', '--decode'], 'not allowed with'),
+        ([DEMO_CONFIG, str(tmp_path / 'none.pth'), out], 'checkpoint file not found'),
+    ]
+    for argv, message in cases:
+        with pytest.raises(SystemExit):
+            export_tool.main(argv)
+        assert message in capsys.readouterr().err

@@ -1,0 +1,217 @@
+"""tools/train.py, tools/test.py and tools/analysis/rescore_results.py, run as a user runs them.
+
+The tools run in this process through their ``main(argv)`` (the command line minus the
+interpreter start-up); tiny generated datasets stand in for COCO and VOC.
+"""
+
+import glob
+import json
+import os.path as osp
+
+import mmengine
+import numpy as np
+import pytest
+import torch
+from data_factory import CAT_IDS, SPLITS
+from mmdet.registry import MODELS
+from mmengine.config import Config
+from mmengine.registry import init_default_scope
+from pycocotools.coco import COCO
+from pycocotools.cocoeval import COCOeval
+from tool_runner import CONFIGS, load_tool, tiny_config
+
+train_tool = load_tool('train.py')
+test_tool = load_tool('test.py')
+rescore_tool = load_tool('analysis/rescore_results.py')
+
+SSDLITE = osp.join(CONFIGS, 'ssdlite_mobilenetv2_8xb24-600e_coco.py')
+
+
+@pytest.fixture(scope='module', autouse=True)
+def one_thread():
+    # two cores shared by the test workers: more threads per process only oversubscribe them
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def _init_checkpoint(config: str, path: str) -> str:
+    """Save a freshly initialised model of ``config`` as an mmengine checkpoint."""
+    init_default_scope('mmdet')
+    torch.manual_seed(0)
+    model = MODELS.build(Config.fromfile(config).model)
+    model.init_weights()
+    torch.save(dict(state_dict=model.state_dict(), meta=dict()), path)
+    return path
+
+
+def _test_metrics(work_dir: str) -> dict:
+    """The metrics ``tools/test.py`` logged to ``<work_dir>/<timestamp>/<timestamp>.json``."""
+    (path,) = glob.glob(osp.join(work_dir, '*', '*.json'))
+    return mmengine.load(path)
+
+
+def test_command_line_to_config(tmp_path):
+    def cfg(*argv):
+        return train_tool.build_cfg(train_tool.parse_args([SSDLITE, *argv]))
+
+    plain = cfg()
+    assert plain.work_dir == './work_dirs/ssdlite_mobilenetv2_8xb24-600e_coco'
+    assert plain.launcher == 'none' and not plain.get('resume')
+    assert all(h.type != 'AllReduceLossHook' for h in plain.custom_hooks)
+    assert plain.auto_scale_lr == dict(enable=False, base_batch_size=192)
+
+    amp = cfg('--amp', '--auto-scale-lr', '--work-dir', str(tmp_path))
+    assert amp.optim_wrapper.type == 'AmpOptimWrapper' and amp.optim_wrapper.loss_scale == 'dynamic'
+    assert amp.optim_wrapper.optimizer.lr == 0.015  # the runner scales it, not the tool
+    assert amp.auto_scale_lr.enable and amp.work_dir == str(tmp_path)
+
+    auto = cfg('--resume')
+    assert auto.resume is True and auto.load_from is None
+    explicit = cfg('--resume', 'epoch_3.pth', '--cfg-options', 'train_dataloader.batch_size=4')
+    assert explicit.resume is True and explicit.load_from == 'epoch_3.pth'
+    assert explicit.train_dataloader.batch_size == 4
+
+    dist = cfg('--launcher', 'pytorch', '--local-rank', '1')
+    assert dist.launcher == 'pytorch'
+    assert [h.type for h in dist.custom_hooks].count('AllReduceLossHook') == 1
+    listed = cfg('--launcher', 'slurm', '--cfg-options', 'custom_hooks=[dict(type="AllReduceLossHook")]')
+    assert [h.type for h in listed.custom_hooks] == ['AllReduceLossHook']
+
+    no_base = tmp_path / 'no_base.py'
+    no_base.write_text(f'_base_ = {SSDLITE!r}\nauto_scale_lr = dict(_delete_=True, enable=False)\n')
+    with pytest.raises(RuntimeError, match='auto_scale_lr.base_batch_size'):
+        train_tool.build_cfg(train_tool.parse_args([str(no_base), '--auto-scale-lr']))
+
+    test_cfg = test_tool.build_cfg(test_tool.parse_args([SSDLITE, 'x.pth', '--show-dir', 'vis']))
+    assert test_cfg.load_from == 'x.pth'
+    assert test_cfg.default_hooks.visualization.draw is True
+    assert test_cfg.default_hooks.visualization.test_out_dir == 'vis'
+    with pytest.raises(SystemExit):
+        test_tool.parse_args([SSDLITE, 'x.pth', '--out', 'results.json'])
+
+
+def test_train_resume_test_and_rescore(tmp_path):
+    config = tiny_config(SSDLITE, str(tmp_path))
+    work_dir = str(tmp_path / 'work_dir')
+    train_tool.main([config, '--work-dir', work_dir])  # 2 iterations, then validation
+    assert torch.load(osp.join(work_dir, 'epoch_1.pth'), weights_only=False)['meta']['iter'] == 2
+
+    # --resume: the latest checkpoint of the work dir; --resume PATH: that checkpoint
+    longer = ['--cfg-options', 'train_cfg.max_epochs=2', 'train_cfg.val_interval=5']
+    train_tool.main([config, '--work-dir', work_dir, '--resume', *longer])
+    other_dir = str(tmp_path / 'other_dir')
+    epoch_1 = osp.join(work_dir, 'epoch_1.pth')
+    train_tool.main([config, '--work-dir', other_dir, '--resume', epoch_1, *longer])
+    resumed = [torch.load(osp.join(d, 'epoch_2.pth'), weights_only=False)
+               for d in (work_dir, other_dir)]  # fmt: skip
+    for ckpt in resumed:
+        assert (ckpt['meta']['epoch'], ckpt['meta']['iter']) == (2, 4)
+    start = torch.load(epoch_1, weights_only=False)['state_dict']
+    for key, value in resumed[0]['state_dict'].items():
+        # both continue epoch 1's run identically (seeded): same weights after epoch 2
+        torch.testing.assert_close(value, resumed[1]['state_dict'][key], rtol=0, atol=0)
+    assert any(not torch.equal(v, start[k]) for k, v in resumed[0]['state_dict'].items())
+
+    # test: metrics, dumped raw results, drawn predictions
+    test_dir, results = str(tmp_path / 'test_dir'), str(tmp_path / 'results.pkl')
+    checkpoint = osp.join(work_dir, 'epoch_2.pth')
+    test_tool.main([config, checkpoint, '--work-dir', test_dir, '--out', results,
+                    '--show-dir', 'vis'])  # fmt: skip
+    online = _test_metrics(test_dir)
+    assert online['coco/bbox_mAP_50'] >= 0 and 'coco/red_precision' in online  # classwise
+    dumped = mmengine.load(results)
+    assert sorted(d['img_id'] for d in dumped) == sorted(SPLITS['test'])
+    assert len(glob.glob(osp.join(test_dir, '*', 'vis', '*.jpg'))) == len(SPLITS['test'])
+
+    # offline re-scoring gives the same numbers, and honours --cfg-options
+    offline = rescore_tool.rescore(Config.fromfile(config), results)
+    # (classes without ground truth have a NaN AP: assert_equal counts NaN == NaN)
+    np.testing.assert_equal(offline, {k: v for k, v in online.items() if k.startswith('coco/')})
+    out_json = str(tmp_path / 'rescored.json')
+    rescore_tool.main([config, results, '--out-json', out_json,
+                       '--cfg-options', 'test_evaluator.classwise=False'])  # fmt: skip
+    np.testing.assert_equal(
+        mmengine.load(out_json), {k: v for k, v in offline.items() if not k.endswith('_precision')}
+    )
+
+
+def test_rescore_rejects_empty_results(tmp_path):
+    empty = str(tmp_path / 'empty.pkl')
+    mmengine.dump([], empty)
+    with pytest.raises(ValueError, match='holds no results'):
+        rescore_tool.rescore(Config.fromfile(SSDLITE), empty)
+
+
+def test_voc_dump_keeps_ground_truth_for_rescoring(tmp_path):
+    """VOCMetric reads the ground truth from the samples: the dump must keep it."""
+    config = tiny_config(osp.join(CONFIGS, 'ssd300_vgg16_8xb8-240e_voc0712.py'), str(tmp_path))
+    checkpoint = _init_checkpoint(config, str(tmp_path / 'init.pth'))
+    results, test_dir = str(tmp_path / 'results.pkl'), str(tmp_path / 'test_dir')
+    test_tool.main([config, checkpoint, '--work-dir', test_dir, '--out', results])
+    online = _test_metrics(test_dir)
+    cfg = Config.fromfile(config)
+    assert rescore_tool.rescore(cfg, results) == {
+        k: v for k, v in online.items() if k.startswith('pascal_voc/')
+    }
+
+    # predicting exactly the ground truth (difficult boxes included: they are ignored) is
+    # a perfect score: the dumped ground truth is in the frame of the predictions
+    samples = mmengine.load(results)
+    for sample in samples:
+        gt, ignored = sample['gt_instances'], sample['ignored_instances']
+        sample['pred_instances'] = dict(
+            bboxes=torch.cat([gt['bboxes'], ignored['bboxes']]),
+            labels=torch.cat([gt['labels'], ignored['labels']]),
+            scores=torch.ones(len(gt['labels']) + len(ignored['labels'])),
+        )
+    assert sum(len(s['ignored_instances']['labels']) for s in samples) > 0
+    oracle = str(tmp_path / 'oracle.pkl')
+    mmengine.dump(samples, oracle)
+    assert rescore_tool.rescore(cfg, oracle)['pascal_voc/mAP'] == 1.0
+
+
+def test_coco_test_dev_submission(tmp_path):
+    """format_only writes COCO results json whose ids map back to the dataset's own ids."""
+    config = tiny_config(
+        osp.join(CONFIGS, 'ssd300_vgg16_8xb8-120e_coco_test-dev.py'), str(tmp_path),
+        test_evaluator=dict(outfile_prefix=str(tmp_path / 'submission' / 'detections')),
+    )  # fmt: skip
+    cfg = Config.fromfile(config)
+    assert cfg.test_evaluator.format_only
+    checkpoint = _init_checkpoint(config, str(tmp_path / 'init.pth'))
+    results = str(tmp_path / 'results.pkl')
+    test_tool.main([config, checkpoint, '--work-dir', str(tmp_path / 'test_dir'),
+                    '--out', results])  # fmt: skip
+    submission = json.load(open(tmp_path / 'submission' / 'detections.bbox.json'))
+    gt = COCO(cfg.test_evaluator.ann_file)
+    detections = gt.loadRes(submission)  # pycocotools accepts the file
+    assert {d['image_id'] for d in submission} == set(SPLITS['test'])
+    assert {d['category_id'] for d in submission} <= set(CAT_IDS)
+
+    # every prediction appears with its image's id, its class's category id and an xywh box
+    expected = sorted(
+        (s['img_id'], CAT_IDS[int(label)], *np.round([x1, y1, x2 - x1, y2 - y1], 2), round(float(score), 4))
+        for s in mmengine.load(results)
+        for (x1, y1, x2, y2), label, score in zip(
+            s['pred_instances']['bboxes'].tolist(), s['pred_instances']['labels'],
+            s['pred_instances']['scores'])
+    )  # fmt: skip
+    written = sorted(
+        (d['image_id'], d['category_id'], *np.round(d['bbox'], 2), round(d['score'], 4))
+        for d in submission
+    )
+    assert written == expected
+
+    # the evaluation server's 12 numbers (pycocotools defaults: maxDets 1, 10, 100) equal the
+    # configs' CocoMetric with proposal_nums=(1, 10, 100) on the same results
+    coco_eval = COCOeval(gt, detections, 'bbox')
+    coco_eval.evaluate()
+    coco_eval.accumulate()
+    coco_eval.summarize()
+    cfg.test_evaluator.update(format_only=False, proposal_nums=(1, 10, 100))
+    metrics = rescore_tool.rescore(cfg, results)
+    names = ['mAP', 'mAP_50', 'mAP_75', 'mAP_s', 'mAP_m', 'mAP_l']
+    assert [metrics[f'coco/bbox_{n}'] for n in names] == [round(s, 3) for s in coco_eval.stats[:6]]
+    assert coco_eval.stats[1] > 0

@@ -1,0 +1,67 @@
+"""Draw a trained detector's predictions next to the ground truth on a few test-set images.
+
+Uses the config's test dataset and pipeline and mmdet's ``DetLocalVisualizer``: each PNG shows
+the ground truth on the left and the predictions above ``--score-thr`` on the right.
+
+Example::
+
+    python tools/analysis/draw_predictions.py configs/ssd_demo_shapes.py \\
+        work_dirs/demo/iter_1200.pth --out-dir work_dirs/demo/predictions --num 6
+"""
+
+import argparse
+import os
+import os.path as osp
+
+import mmcv
+import torch
+from mmdet.apis import init_detector
+from mmdet.registry import DATASETS, VISUALIZERS
+from mmengine.config import Config, DictAction
+from mmengine.dataset import pseudo_collate
+from mmengine.registry import init_default_scope
+
+
+def parse_args() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument('config', help='config file')
+    parser.add_argument('checkpoint', help='checkpoint file')
+    parser.add_argument('--out-dir', required=True, help='folder for the PNGs')
+    parser.add_argument('--num', type=int, default=6, help='number of images (the first ones)')
+    parser.add_argument('--score-thr', type=float, default=0.3, help='least drawn score')
+    parser.add_argument('--device', default='cpu')
+    parser.add_argument(
+        '--cfg-options', nargs='+', action=DictAction, help='override config keys (key=value)'
+    )
+    return parser.parse_args()
+
+
+def main() -> None:
+    args = parse_args()
+    if args.num < 1:
+        raise SystemExit(f'draw_predictions.py: error: --num must be >= 1, got {args.num}')
+    cfg = Config.fromfile(args.config)
+    if args.cfg_options:
+        cfg.merge_from_dict(args.cfg_options)
+    init_default_scope(cfg.get('default_scope', 'mmdet'))
+    model = init_detector(cfg, args.checkpoint, device=args.device)
+    dataset = DATASETS.build(cfg.test_dataloader.dataset)
+    visualizer = VISUALIZERS.build(cfg.visualizer)
+    visualizer.dataset_meta = model.dataset_meta
+    os.makedirs(args.out_dir, exist_ok=True)
+    for idx in range(min(args.num, len(dataset))):
+        with torch.no_grad():
+            (result,) = model.test_step(pseudo_collate([dataset[idx]]))
+        image = mmcv.imread(result.img_path, channel_order='rgb')
+        name = osp.splitext(osp.basename(result.img_path))[0]
+        out_file = osp.join(args.out_dir, f'{name}.png')
+        visualizer.add_datasample(
+            name, image, result, draw_gt=True, pred_score_thr=args.score_thr, out_file=out_file
+        )
+        print(f'{out_file}: {len(result.gt_instances)} boxes, '
+              f'{int((result.pred_instances.scores >= args.score_thr).sum())} predictions >= '
+              f'{args.score_thr}')  # fmt: skip
+
+
+if __name__ == '__main__':
+    main()

@@ -1,0 +1,71 @@
+#!/usr/bin/env bash
+# `make demo`: generate the shapes data, train configs/ssd_demo_shapes.py on the CPU, score it
+# COCO-style on the val split and draw the results, all into one work directory.
+#
+# Usage: bash tools/run_demo.sh [WORK_DIR]        (default: work_dirs/demo)
+# Environment (all optional):
+#   DEMO_DATA         dataset root (default: data/demo_shapes; generated when absent)
+#   DEMO_NUM_TRAIN    training images to generate (default: the generator's, 2000)
+#   DEMO_NUM_VAL      val images to generate (default: the generator's, 200)
+#   DEMO_CFG_OPTIONS  extra --cfg-options for training and testing, e.g. 'train_cfg.max_iters=40'
+#   VENV              virtual environment holding the stack and the plugin (default: .venv)
+# Running it again on a WORK_DIR that holds an interrupted run resumes that run.
+#
+# WORK_DIR ends up with: metrics.json and metrics.txt (COCO summary and per-class table),
+# curves.png (loss and mAP), predictions/*.png (ground truth | predictions), the checkpoints,
+# the training log (<timestamp>/<timestamp>.log) and test.log.
+set -euo pipefail
+
+cd "$(dirname "$0")/.."
+WORK_DIR=${1:-work_dirs/demo}
+VENV=${VENV:-.venv}
+PY=$VENV/bin/python
+MIM=$VENV/bin/mim
+CONFIG=configs/ssd_demo_shapes.py
+DATA=${DEMO_DATA:-data/demo_shapes}
+DATA=${DATA%/}
+START=$(date +%s)
+say() { printf '\n[demo %4ss] %s\n' "$(($(date +%s) - START))" "$*"; }
+
+export PYTHONUNBUFFERED=1
+# the data root appears in the train/val/test datasets and in both evaluators
+read -r -a OPTIONS <<<"train_dataloader.dataset.data_root=$DATA/ \
+val_dataloader.dataset.data_root=$DATA/ test_dataloader.dataset.data_root=$DATA/ \
+val_evaluator.ann_file=$DATA/annotations/instances_val.json \
+test_evaluator.ann_file=$DATA/annotations/instances_val.json ${DEMO_CFG_OPTIONS:-}"
+
+if [[ -f $DATA/annotations/instances_train.json && -f $DATA/annotations/instances_val.json ]]; then
+    say "using the demo dataset in $DATA"
+else
+    say "generating the demo dataset in $DATA"
+    "$PY" tools/make_demo_dataset.py --out "$DATA" --seed 0 \
+        ${DEMO_NUM_TRAIN:+--num-train "$DEMO_NUM_TRAIN"} ${DEMO_NUM_VAL:+--num-val "$DEMO_NUM_VAL"}
+fi
+
+RESUME=()
+if [[ -f $WORK_DIR/last_checkpoint ]]; then
+    RESUME=(--resume)
+    say "resuming the run in $WORK_DIR from $(cat "$WORK_DIR/last_checkpoint")"
+fi
+say "training $CONFIG on the CPU into $WORK_DIR (progress every 20 iterations)"
+"$MIM" train ssd_plugin "$CONFIG" --gpus 0 --work-dir "$WORK_DIR" "${RESUME[@]}" \
+    --cfg-options "${OPTIONS[@]}"
+CHECKPOINT=$(cat "$WORK_DIR/last_checkpoint")
+
+say "scoring $CHECKPOINT on the val split (COCO bbox metric)"
+rm -rf "$WORK_DIR/test"
+"$MIM" test ssd_plugin "$CONFIG" --gpus 0 --checkpoint "$CHECKPOINT" \
+    --work-dir "$WORK_DIR/test" --cfg-options "${OPTIONS[@]}" 2>&1 | tee "$WORK_DIR/test.log"
+cp "$(ls "$WORK_DIR"/test/*/*.json | tail -n 1)" "$WORK_DIR/metrics.json"
+# the COCO summary and the per-class table, as printed by CocoMetric
+sed -n '/Evaluating bbox/,/bbox_mAP_copypaste/p' "$WORK_DIR/test.log" >"$WORK_DIR/metrics.txt"
+
+say "plotting the curves and drawing predictions"
+"$PY" tools/analysis/plot_curves.py "$WORK_DIR" --out "$WORK_DIR/curves.png"
+"$PY" tools/analysis/draw_predictions.py "$CONFIG" "$CHECKPOINT" --num 6 \
+    --out-dir "$WORK_DIR/predictions" --cfg-options "${OPTIONS[@]}"
+
+MAP=$("$PY" -c "import json, sys; print(json.load(open(sys.argv[1]))['coco/bbox_mAP'])" \
+    "$WORK_DIR/metrics.json")
+say "done: COCO bbox mAP $MAP on $DATA/val in $(($(date +%s) - START)) s; see $WORK_DIR/" \
+    "metrics.txt, curves.png and predictions/"
