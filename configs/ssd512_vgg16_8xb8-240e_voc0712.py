@@ -22,10 +22,16 @@ train_dataloader = dict(
             type='ConcatDataset',
             ignore_keys=['dataset_type'],
             datasets=[
-                dict(voc_trainval, ann_file='VOC2007/ImageSets/Main/trainval.txt',
-                     data_prefix=dict(sub_data_root='VOC2007/')),
-                dict(voc_trainval, ann_file='VOC2012/ImageSets/Main/trainval.txt',
-                     data_prefix=dict(sub_data_root='VOC2012/')),
+                dict(
+                    voc_trainval,
+                    ann_file='VOC2007/ImageSets/Main/trainval.txt',
+                    data_prefix=dict(sub_data_root='VOC2007/'),
+                ),
+                dict(
+                    voc_trainval,
+                    ann_file='VOC2012/ImageSets/Main/trainval.txt',
+                    data_prefix=dict(sub_data_root='VOC2012/'),
+                ),
             ],  # fmt: skip
         ),
     ),

@@ -20,8 +20,8 @@ from mmdet.registry import DATASETS
 from mmengine.config import Config, ConfigDict
 
 __all__ = [
-    'VOC_CLASSES', 'CLASSES', 'CAT_IDS', 'SPLITS', 'make_coco_dataset', 'make_voc_dataset', 'dataset_classes',
-    'leaf_datasets', 'use_tiny_datasets', 'drop_pretrained',
+    'VOC_CLASSES', 'CLASSES', 'CAT_IDS', 'SPLITS', 'make_coco_dataset', 'make_voc_dataset',
+    'dataset_classes', 'leaf_datasets', 'use_tiny_datasets', 'drop_pretrained',
 ]  # fmt: skip
 
 VOC_CLASSES = ('aeroplane', 'bicycle', 'bird', 'boat', 'bottle', 'bus', 'car', 'cat', 'chair',
@@ -91,9 +91,10 @@ def make_coco_dataset(root: str, classes: Sequence[str], splits: Dict[str, Seque
             cv2.imwrite(osp.join(root, split, file_name), img)
             images.append(dict(id=img_id, file_name=file_name, width=size[0], height=size[1]))
             for (x1, y1, x2, y2), label in objects:
+                w, h = x2 - x1, y2 - y1
                 annotations.append(dict(
                     id=len(annotations) + 1, image_id=img_id, category_id=cat_ids[label],
-                    bbox=[x1, y1, x2 - x1, y2 - y1], area=(x2 - x1) * (y2 - y1), iscrowd=0))  # fmt: skip
+                    bbox=[x1, y1, w, h], area=w * h, iscrowd=0))  # fmt: skip
         ann_files[split] = osp.join(root, 'annotations', f'{split}.json')
         with open(ann_files[split], 'w') as f:
             json.dump(dict(images=images, annotations=annotations, categories=categories), f)
@@ -138,7 +139,8 @@ def make_voc_dataset(root: str, images_per_split: int = 3, seed: int = 0) -> Non
             img, objects = _draw(rng, size, 1 + i % 3, len(VOC_CLASSES))
             cv2.imwrite(osp.join(root, year, 'JPEGImages', f'{stem}.jpg'), img)
             ET.ElementTree(_voc_xml(stem, size, objects, difficult_idx=1)).write(
-                osp.join(root, year, 'Annotations', f'{stem}.xml'))
+                osp.join(root, year, 'Annotations', f'{stem}.xml')
+            )
         with open(osp.join(root, year, 'ImageSets', 'Main', f'{split}.txt'), 'w') as f:
             f.write('\n'.join(stems) + '\n')
 

@@ -74,7 +74,9 @@ def main(argv=None) -> None:
     for split, ann_file in ann_files.items():
         with open(ann_file, encoding='utf-8') as f:
             coco = json.load(f)
-        print(f'{split}: {len(coco["images"])} images, {len(coco["annotations"])} boxes -> {ann_file}')
+        print(
+            f'{split}: {len(coco["images"])} images, {len(coco["annotations"])} boxes -> {ann_file}'
+        )
     print(f'demo dataset written to {args.out} in {time.perf_counter() - start:.1f} s')
 
 

@@ -2,10 +2,10 @@
 
 Examples::
 
-    python tools/test.py CONFIG CHECKPOINT                      # metrics of cfg.test_evaluator
-    python tools/test.py CONFIG CHECKPOINT --out results.pkl    # also dump raw results, re-score
-                                                                # with tools/analysis/rescore_results.py
-    python tools/test.py CONFIG CHECKPOINT --show-dir vis       # draw predictions
+    python tools/test.py CONFIG CHECKPOINT                 # metrics of cfg.test_evaluator
+    python tools/test.py CONFIG CHECKPOINT --out res.pkl   # also dump the raw results, for
+                                                           # tools/analysis/rescore_results.py
+    python tools/test.py CONFIG CHECKPOINT --show-dir vis  # draw the predictions
     python tools/test.py configs/ssd300_vgg16_8xb8-120e_coco_test-dev.py CHECKPOINT  # submission
     bash tools/dist_test.sh CONFIG CHECKPOINT 8
     mim test ssd_plugin CONFIG --checkpoint CHECKPOINT --launcher pytorch --gpus 8

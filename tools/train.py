@@ -24,8 +24,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description='Train a detector')
     parser.add_argument('config', help='train config file path')
     parser.add_argument('--amp', action='store_true', help='automatic mixed precision')
-    parser.add_argument('--auto-scale-lr', action='store_true',
-                        help='scale the LR by total batch size / auto_scale_lr.base_batch_size')  # fmt: skip
+    parser.add_argument(
+        '--auto-scale-lr', action='store_true',
+        help='scale the LR by the total batch size / auto_scale_lr.base_batch_size')  # fmt: skip
     parser.add_argument('--resume', nargs='?', type=str, const='auto',
                         help='resume from this checkpoint, or without a path from the latest '
                         'checkpoint in the work dir')  # fmt: skip

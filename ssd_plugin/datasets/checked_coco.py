@@ -82,13 +82,13 @@ class CheckedCocoDataset(CocoDataset):
             )
             if cat_id not in categories:
                 raise ValueError(
-                    f'{where} has category_id {cat_id!r}, which is not in the file\'s '
+                    f"{where} has category_id {cat_id!r}, which is not in the file's "
                     f'categories (ids {sorted(categories)})'
                 )
             if not self.ignore_unlisted_categories:
                 raise ValueError(
                     f'{where} has category_id {cat_id} ({categories[cat_id]["name"]!r}), which '
-                    f'is not in the config\'s classes {self.metainfo["classes"]}; add it there, '
+                    f"is not in the config's classes {self.metainfo['classes']}; add it there, "
                     f'or set ignore_unlisted_categories=True to train on a subset of the classes'
                 )
         return super().parse_data_info(raw_data_info)
@@ -109,7 +109,7 @@ class CheckedCocoDataset(CocoDataset):
             problem = f'the file lists them in another order: {names}'
         raise ValueError(
             f'metainfo classes {tuple(classes)} do not match the categories of {self.ann_file}: '
-            f'{problem} (the file\'s categories: {all_names})'
+            f"{problem} (the file's categories: {all_names})"
         )
 
     def filter_data(self) -> List[dict]:

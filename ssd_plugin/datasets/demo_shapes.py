@@ -1,16 +1,16 @@
 """Deterministic COCO-format "shapes" detection dataset for the demo and the tests.
 
-Each image has a textured background (smooth colour field, stripes, grain, clutter lines) and 1 to
-``max_objects`` filled shapes of the classes in :data:`DEMO_CLASSES`. Colours are drawn independently
-of the class, so only the outline tells the classes apart. Object sizes (the longer side of the
-box) are log-uniform in ``size_range`` times the image side, so small and large default boxes all
-get work. Later shapes may partly cover earlier ones; a placement that would leave any shape less
-than ``min_visible`` of its area visible is re-drawn. Boxes are the extent of the *visible* pixels,
-as in COCO.
+Each image has a textured background (smooth colour field, stripes, grain, clutter lines) and 1
+to ``max_objects`` filled shapes of the classes in :data:`DEMO_CLASSES`. Colours are drawn
+independently of the class, so only the outline tells the classes apart. Object sizes (the
+longer side of the box) are log-uniform in ``size_range`` times the image side, so small and
+large default boxes all get work. Later shapes may partly cover earlier ones; a placement that
+would leave any shape less than ``min_visible`` of its area visible is re-drawn. Boxes are the
+extent of the *visible* pixels, as in COCO.
 
 Every image is drawn from its own generator seeded with ``(seed, split, index)``: the same
-arguments give byte-identical files, and image ``i`` does not depend on how many images are asked
-for.
+arguments give byte-identical files, and image ``i`` does not depend on how many images are
+asked for.
 """
 
 import json
@@ -31,19 +31,22 @@ _SPLIT_IDS = {'train': 0, 'val': 1}
 _SUBPIXEL_BITS = 4  # cv2.fillPoly fixed-point vertices: 1/16 px precision
 
 
+def _on_circle(num: int, start: float, radius=1.0) -> np.ndarray:
+    """``num`` points (num, 2) evenly spaced on a circle, the first at angle ``start``."""
+    angles = start + 2 * np.pi * np.arange(num) / num
+    return np.asarray(radius)[..., None] * np.stack([np.cos(angles), np.sin(angles)], axis=1)
+
+
 def _unit_outlines() -> Dict[str, np.ndarray]:
     """Vertices (K, 2) of each class's outline around the origin, radius about 1."""
-    angles = lambda n, start: start + 2 * np.pi * np.arange(n) / n  # noqa: E731
-    on_circle = lambda a, r=1.0: r * np.stack([np.cos(a), np.sin(a)], axis=1)  # noqa: E731
-    star_radii = np.tile([1.0, 0.42], 5)
-    arm = 0.33
-    cross = [(-arm, -1), (arm, -1), (arm, -arm), (1, -arm), (1, arm), (arm, arm), (arm, 1),
-             (-arm, 1), (-arm, arm), (-1, arm), (-1, -arm), (-arm, -arm)]  # fmt: skip
+    a = 0.33  # half the width of a cross's arm
+    cross = [(-a, -1), (a, -1), (a, -a), (1, -a), (1, a), (a, a), (a, 1), (-a, 1), (-a, a),
+             (-1, a), (-1, -a), (-a, -a)]  # fmt: skip
     return {
-        'circle': on_circle(angles(64, 0.0)),
+        'circle': _on_circle(64, 0.0),
         'square': np.array([(-1, -1), (1, -1), (1, 1), (-1, 1)], dtype=np.float64),
-        'triangle': on_circle(angles(3, -np.pi / 2)),
-        'star': star_radii[:, None] * on_circle(angles(10, -np.pi / 2)),
+        'triangle': _on_circle(3, -np.pi / 2),
+        'star': _on_circle(10, -np.pi / 2, radius=np.tile([1.0, 0.42], 5)),
         'cross': np.array(cross, dtype=np.float64),
     }
 
@@ -56,19 +59,23 @@ def _check_positive_int(name: str, value: int) -> None:
         raise ValueError(f'{name} must be a positive integer, got {value!r}')
 
 
-def _check_args(image_size: int, size_range: Sequence[float], max_objects: int,
-                min_visible: float) -> None:  # fmt: skip
+def _check_args(
+    image_size: int, size_range: Sequence[float], max_objects: int, min_visible: float
+) -> None:
     _check_positive_int('max_objects', max_objects)
     if isinstance(image_size, bool) or not isinstance(image_size, (int, np.integer)):
         raise ValueError(f'image_size must be an integer, got {image_size!r}')
     if image_size < 64:
         raise ValueError(f'image_size must be at least 64 pixels, got {image_size}')
     if len(size_range) != 2 or not 0 < size_range[0] <= size_range[1] <= 1:
-        raise ValueError(f'size_range must be (low, high) with 0 < low <= high <= 1, '
-                         f'got {size_range!r}')  # fmt: skip
+        raise ValueError(
+            f'size_range must be (low, high) with 0 < low <= high <= 1, got {size_range!r}'
+        )
     if size_range[0] * image_size < 2:
-        raise ValueError(f'size_range[0] * image_size must be at least 2 pixels, got '
-                         f'{size_range[0]} * {image_size}')  # fmt: skip
+        raise ValueError(
+            f'size_range[0] * image_size must be at least 2 pixels, got '
+            f'{size_range[0]} * {image_size}'
+        )
     if not 0 < min_visible <= 1:
         raise ValueError(f'min_visible must be in (0, 1], got {min_visible!r}')
 
@@ -232,17 +239,26 @@ def make_split(
         images.append(dict(id=image_id, file_name=file_name, width=image_size, height=image_size))
         for box, label, area in zip(boxes.tolist(), labels.tolist(), areas.tolist()):
             x0, y0, x1, y1 = box
+            ann_id = len(annotations) + 1
+            bbox = [x0, y0, x1 - x0, y1 - y0]
             annotations.append(
-                dict(id=len(annotations) + 1, image_id=image_id, category_id=label + 1,
-                     bbox=[x0, y0, x1 - x0, y1 - y0], area=area, iscrowd=0)
-            )  # fmt: skip
+                dict(
+                    id=ann_id,
+                    image_id=image_id,
+                    category_id=label + 1,
+                    bbox=bbox,
+                    area=area,
+                    iscrowd=0,
+                )
+            )
     coco = dict(
         info=dict(description='ssd_plugin demo shapes', split=split, seed=int(seed)),
         images=images,
         annotations=annotations,
-        categories=[dict(id=i + 1, name=n, supercategory='shape') for i, n in
-                    enumerate(DEMO_CLASSES)],
-    )  # fmt: skip
+        categories=[
+            dict(id=i + 1, name=name, supercategory='shape') for i, name in enumerate(DEMO_CLASSES)
+        ],
+    )
     ann_file = osp.join(out_dir, 'annotations', f'instances_{split}.json')
     with open(ann_file, 'w', encoding='utf-8') as f:
         json.dump(coco, f)

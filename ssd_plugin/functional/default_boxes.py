@@ -27,7 +27,12 @@ __all__ = [
 # First-level (conv4_3) percents of the released settings, keyed by (input size, s_min percent).
 # The rule used for every other setting, (s_min% // 2, s_min%), gives three of these four; the
 # released SSD512-COCO model uses 4 % instead of 5 %.
-_CAFFE_FIRST_LEVEL = {(300, 15): (7, 15), (300, 20): (10, 20), (512, 10): (4, 10), (512, 15): (7, 15)}
+_CAFFE_FIRST_LEVEL = {
+    (300, 15): (7, 15),
+    (300, 20): (10, 20),
+    (512, 10): (4, 10),
+    (512, 15): (7, 15),
+}
 
 
 def _check_scale_range(scale_range: Sequence[float]) -> Tuple[float, float]:
@@ -164,7 +169,9 @@ def level_box_shapes(min_size: float, max_size: float, ratios: Sequence[float]) 
         ``(k, 2)`` float64 tensor of ``(w, h)``, ``k = 2 + 2 len(ratios)``.
     """
     shapes = [(min_size, min_size), (math.sqrt(min_size * max_size),) * 2]
-    shapes += [(min_size * math.sqrt(a), min_size / math.sqrt(a)) for a in expand_aspect_ratios(ratios)]
+    shapes += [
+        (min_size * math.sqrt(a), min_size / math.sqrt(a)) for a in expand_aspect_ratios(ratios)
+    ]
     return torch.tensor(shapes, dtype=torch.float64)
 
 

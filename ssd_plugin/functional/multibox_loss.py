@@ -33,9 +33,7 @@ def mine_hard_negatives(
     Returns:
         ``(B, P)`` bool mask of the mined negatives.
     """
-    num_neg = torch.minimum(
-        (positive.sum(1) * neg_pos_ratio).floor().long(), negative.sum(1)
-    )
+    num_neg = torch.minimum((positive.sum(1) * neg_pos_ratio).floor().long(), negative.sum(1))
     hard = torch.zeros_like(negative)
     k = int(num_neg.max()) if num_neg.numel() else 0
     if k == 0:
@@ -76,7 +74,7 @@ def multibox_loss(
     positive = (labels >= 0) & (labels < num_classes)
     negative = labels == num_classes
     log_probs = F.log_softmax(cls_scores.float(), dim=-1)
-    safe_labels = torch.where(positive | negative, labels, num_classes)
+    safe_labels = torch.where(positive | negative, labels, num_classes).long()
     conf_loss = -log_probs.gather(-1, safe_labels[..., None]).squeeze(-1)
 
     hard_neg = mine_hard_negatives(conf_loss.detach(), positive, negative, neg_pos_ratio)

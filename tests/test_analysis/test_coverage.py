@@ -50,7 +50,7 @@ GENERATORS = [
 @pytest.mark.parametrize('generator_cfg,sizes', GENERATORS)
 def test_best_iou_is_the_exhaustive_maximum_and_lowest_index(generator_cfg, sizes):
     priors = build_prior_generator(generator_cfg).grid_priors(sizes, device='cpu')
-    boxes = _random_boxes(3000, size=240, lo=1.0, hi=320.0)
+    boxes = _random_boxes(1500, size=240, lo=1.0, hi=320.0)
     best, index = best_default_box_overlaps(priors, sizes, boxes, chunk_size=700)
     ref_best, ref_index = _lowest_best(boxes, torch.cat(priors))
     torch.testing.assert_close(best, ref_best, rtol=0, atol=1e-6)
@@ -84,7 +84,7 @@ def _gts(boxes, img_index, num_images, labels=None, areas=None):
 @pytest.mark.parametrize('per_image,lo,hi', [(3, 4, 300), (30, 2, 16), (40, 2, 600)])
 def test_positives_equal_the_matcher(per_image, lo, hi):
     priors = build_prior_generator(SSD300_GENERATOR).grid_priors(SSD300_SIZES, device='cpu')
-    num_images = 60
+    num_images = 40
     boxes = _random_boxes(num_images * per_image, lo=lo, hi=hi, seed=per_image)
     img_index = torch.randint(0, num_images, (len(boxes),), generator=torch.Generator().manual_seed(2))
     gts = _gts(boxes, img_index, num_images + 5)  # some images without boxes
@@ -119,7 +119,7 @@ def test_figures_split_by_size_and_class():
     fig = coverage_figures(gts, best_iou, positives)
     assert fig['overall']['coverage'] == 0.5
     assert fig['overall']['mean_best_iou'] == pytest.approx(0.425)
-    assert fig['overall']['mean_positives'] == 2.0
+    assert fig['overall']['mean_positives'] == 1.75
     assert fig['overall']['no_positive_share'] == 0.25
     assert fig['overall']['level_share'] == [3 / 7, 4 / 7]
     assert fig['by_size']['small']['num_gts'] == 1 and fig['by_size']['small']['coverage'] == 0.0

@@ -32,26 +32,36 @@ def _plain(value):
 @pytest.fixture(scope='module', params=[300, 512])
 def configs(request):
     ours, theirs = CONFIGS[request.param]
-    return request.param, Config.fromfile(ours), Config.fromfile(osp.join(MMDET_CONFIGS, 'ssd', theirs))
+    return (
+        request.param,
+        Config.fromfile(ours),
+        Config.fromfile(osp.join(MMDET_CONFIGS, 'ssd', theirs)),
+    )
 
 
 def test_training_recipe_is_mmdets(configs):
     _, cfg, ref = configs
     assert cfg.custom_imports == dict(imports=['ssd_plugin'], allow_failed_imports=False)
     assert cfg.optim_wrapper.optimizer == dict(type='SGD', lr=2e-3, momentum=0.9, weight_decay=5e-4)
-    assert _plain(cfg.param_scheduler) == _plain(ref.param_scheduler)  # 500-iteration warm-up, steps [16, 22]
+    assert _plain(cfg.param_scheduler) == _plain(
+        ref.param_scheduler
+    )  # 500-iteration warm-up, steps [16, 22]
     assert cfg.train_cfg.max_epochs == 24 and cfg.auto_scale_lr.base_batch_size == 64
     loader = cfg.train_dataloader
     assert loader.batch_size == 8 and loader.batch_sampler is None
     assert loader.dataset.type == 'RepeatDataset' and loader.dataset.times == 5
     assert loader.dataset.dataset.filter_cfg == dict(filter_empty_gt=True, min_size=32)
     assert _plain(cfg.model.data_preprocessor) == _plain(ref.model.data_preprocessor)
-    assert _plain(cfg.val_dataloader.dataset.pipeline) == _plain(ref.val_dataloader.dataset.pipeline)
+    assert _plain(cfg.val_dataloader.dataset.pipeline) == _plain(
+        ref.val_dataloader.dataset.pipeline
+    )
     assert _plain(cfg.val_evaluator) == _plain(ref.val_evaluator)
     assert cfg.model.test_cfg.score_thr == 0.01 and cfg.model.test_cfg.max_per_img == 200
     assert cfg.model.test_cfg.nms.iou_threshold == 0.45 and cfg.model.test_cfg.nms_pre == 400
     pretrained = cfg.model.backbone.init_cfg
-    assert pretrained == dict(type='Pretrained', checkpoint='checkpoints/vgg16_reducedfc_plugin.pth')
+    assert pretrained == dict(
+        type='Pretrained', checkpoint='checkpoints/vgg16_reducedfc_plugin.pth'
+    )
 
 
 def test_default_boxes_equal_mmdets_caffe_boxes(configs):

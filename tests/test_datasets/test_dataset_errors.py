@@ -49,7 +49,9 @@ def test_valid_file_matches_plain_coco_dataset(shapes):
     for i in range(4):
         a, b = checked.get_data_info(i), plain.get_data_info(i)
         assert a['instances'] == b['instances']
-    labels = [inst['bbox_label'] for i in range(4) for inst in checked.get_data_info(i)['instances']]
+    labels = [
+        inst['bbox_label'] for i in range(4) for inst in checked.get_data_info(i)['instances']
+    ]
     expected = [a['category_id'] - 1 for a in coco['annotations']]
     assert labels == expected
 
@@ -74,8 +76,11 @@ def test_unknown_category_id_is_named(shapes):
 def test_category_outside_the_config_classes_is_named(shapes):
     root, _, coco = shapes
     ann = next(a for a in coco['annotations'] if a['category_id'] == 5)  # 'cross'
-    with pytest.raises(ValueError, match=rf"annotation id {ann['id']} .* category_id 5 \('cross'\)"
-                       r", which is not in the config's classes .*ignore_unlisted_categories"):
+    with pytest.raises(
+        ValueError,
+        match=rf"annotation id {ann['id']} .* category_id 5 \('cross'\)"
+        r", which is not in the config's classes .*ignore_unlisted_categories",
+    ):
         _build(root, metainfo=dict(classes=DEMO_CLASSES[:4]))
     subset = _build(root, metainfo=dict(classes=DEMO_CLASSES[:4]), ignore_unlisted_categories=True)
     labels = {inst['bbox_label'] for i in range(4) for inst in subset.get_data_info(i)['instances']}

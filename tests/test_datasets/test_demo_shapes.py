@@ -17,9 +17,7 @@ from ssd_plugin.datasets.demo_shapes import (
 
 
 def _files(root):
-    return sorted(
-        osp.relpath(osp.join(d, f), root) for d, _, names in os.walk(root) for f in names
-    )
+    return sorted(osp.relpath(osp.join(d, f), root) for d, _, names in os.walk(root) for f in names)
 
 
 def test_same_seed_gives_byte_identical_files(tmp_path):
@@ -106,7 +104,9 @@ def test_colour_does_not_tell_the_class():
                                            max_objects=1):  # fmt: skip
         x0, y0, x1, y1 = boxes[0].astype(int)
         cx, cy = (x0 + x1) // 2, (y0 + y1) // 2
-        colours[DEMO_CLASSES[labels[0]]].append(image[cy - 1 : cy + 2, cx - 1 : cx + 2].mean((0, 1)))
+        colours[DEMO_CLASSES[labels[0]]].append(
+            image[cy - 1 : cy + 2, cx - 1 : cx + 2].mean((0, 1))
+        )
     overall = np.mean(np.concatenate([np.array(v) for v in colours.values()]), 0)
     for name, values in colours.items():
         assert np.abs(np.mean(values, 0) - overall).max() < 40, name

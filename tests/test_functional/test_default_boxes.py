@@ -132,4 +132,6 @@ def test_grid_is_location_major_with_non_square_stride():
 def test_clip_clamps_to_image():
     shapes = torch.tensor([[40.0, 10.0]], dtype=torch.float64)
     boxes = grid_default_boxes(shapes, (1, 2), (15, 20), image_size=(20, 30))
-    torch.testing.assert_close(boxes, torch.tensor([[0.0, 5.0, 27.5, 15.0], [2.5, 5.0, 30.0, 15.0]]))
+    torch.testing.assert_close(
+        boxes, torch.tensor([[0.0, 5.0, 27.5, 15.0], [2.5, 5.0, 30.0, 15.0]])
+    )

@@ -191,7 +191,7 @@ def test_gt_overlapping_only_taken_boxes_gets_no_forced_match():
 
 
 def test_batch_of_ssd300_size_matches_reference():
-    """A realistic batch: 8732 priors, 1-20 gts per image; spot-check two images with Caffe's loop."""
+    """8732 priors, 1-20 gts per image; two images checked against Caffe's loop."""
     from ssd_plugin.models.task_modules import DefaultBoxGenerator
 
     gen = DefaultBoxGenerator()

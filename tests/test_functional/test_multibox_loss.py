@@ -118,8 +118,9 @@ def test_non_finite_targets_off_positives_do_not_leak():
 def test_half_precision_inputs_give_fp32_loss():
     cls, preds, labels, targets = _inputs([3, 2], seed=2)
     loss_cls, loss_bbox = multibox_loss(cls.half(), preds.half(), labels, targets.half())
-    ref_cls, ref_bbox = _reference(cls.half().float(), preds.half().float(), labels,
-                                   targets.half().float())
+    ref_cls, ref_bbox = _reference(
+        cls.half().float(), preds.half().float(), labels, targets.half().float()
+    )
     assert loss_cls.dtype == torch.float32
     torch.testing.assert_close(loss_cls, ref_cls)
     torch.testing.assert_close(loss_bbox, ref_bbox)

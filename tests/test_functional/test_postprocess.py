@@ -69,14 +69,19 @@ def test_batched_multiclass_nms_equals_caffe_loop(nms_pre, max_per_img):
     scores[1] *= 0.05  # image 1: almost nothing above the threshold
     out = batched_multiclass_nms(boxes, scores, 0.01, 0.45, nms_pre, max_per_img)
     out_boxes, out_scores, out_labels, out_valid = out
-    assert out_boxes.shape == (num_imgs, max_per_img, 4) and out_valid.shape == (num_imgs, max_per_img)
+    assert out_boxes.shape == (num_imgs, max_per_img, 4) and out_valid.shape == (
+        num_imgs,
+        max_per_img,
+    )
     expected = _reference(boxes, scores, 0.01, 0.45, nms_pre, max_per_img)
     for i, dets in enumerate(expected):
         n = int(out_valid[i].sum())
         assert n == len(dets) and out_valid[i, :n].all()
         assert out_scores[i, :n].tolist() == pytest.approx([d[0] for d in dets])
         assert out_labels[i, :n].tolist() == [d[1] for d in dets]
-        assert torch.equal(out_boxes[i, :n], torch.stack([d[2] for d in dets]) if dets else out_boxes[i, :0])
+        assert torch.equal(
+            out_boxes[i, :n], torch.stack([d[2] for d in dets]) if dets else out_boxes[i, :0]
+        )
         assert not out_scores[i, n:].any() and not out_valid[i, n:].any()
     assert any(len(d) == max_per_img for d in expected) or max_per_img == 200
 

@@ -99,7 +99,7 @@ def test_resume_mid_epoch_reproduces_the_uninterrupted_run(tiny_data, tmp_path):
     assert resumed.iter == 8
     for key, value in resumed.model.state_dict().items():
         torch.testing.assert_close(value, full_state[key], rtol=1e-5, atol=1e-6, msg=key)
-    assert resumed.val_loop.run() == pytest.approx(full_metrics, abs=1e-4)
+    assert resumed.val_loop.run() == pytest.approx(full_metrics, abs=1e-4, nan_ok=True)
     assert full_metrics['coco/bbox_mAP'] >= 0  # a real COCO evaluation ran
 
 

@@ -101,7 +101,7 @@ def test_slurm_test_matches_single_process_test(dist_run, tmp_path):
                  PYTHON=sys.executable, MASTER_PORT=str(free_port())))  # fmt: skip
     srun_args = (bin_dir / 'srun_args').read_text().split()
     assert srun_args[:2] == ['-p', 'cpu'] and '--ntasks=2' in srun_args
-    assert srun_args[srun_args.index('-u') + 2:][:2] == [config, checkpoint]
+    assert srun_args[srun_args.index('-u') + 2 :][:2] == [config, checkpoint]
 
     single_dir = str(tmp_path / 'single')
     load_tool('test.py').main([config, checkpoint, '--work-dir', single_dir])

@@ -64,7 +64,7 @@ def test_mim_train_distributed_and_test(tmp_path):
                   '--port', str(port), '--work-dir', work_dir, '--cfg-options',
                   *_data_options('train', root), *_data_options('val', root),
                   'train_cfg.max_epochs=1', 'randomness.seed=0'],
-                 cwd=str(tmp_path))  # fmt: skip
+                 cwd=str(tmp_path), checkout=False)  # fmt: skip
     assert osp.join('ssd_plugin', '.mim', 'configs', CONFIG) in output  # found by name
     log = open(glob.glob(osp.join(work_dir, '*', '*.log'))[0]).read()
     assert 'Distributed training: True' in log and 'AllReduceLossHook' in log
@@ -75,6 +75,6 @@ def test_mim_train_distributed_and_test(tmp_path):
     test_dir = str(tmp_path / 'test_dir')
     run([mim, 'test', 'ssd_plugin', CONFIG, '--checkpoint', checkpoint, '--work-dir', test_dir,
          '--cfg-options', *_data_options('test', root), 'test_evaluator.classwise=False'],
-        cwd=str(tmp_path))  # fmt: skip
+        cwd=str(tmp_path), checkout=False)  # fmt: skip
     (metrics_file,) = glob.glob(osp.join(test_dir, '*', '*.json'))
     assert 'coco/bbox_mAP' in mmengine.load(metrics_file)

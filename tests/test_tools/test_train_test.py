@@ -59,7 +59,7 @@ def test_command_line_to_config(tmp_path):
     plain = cfg()
     assert plain.work_dir == './work_dirs/ssdlite_mobilenetv2_8xb24-600e_coco'
     assert plain.launcher == 'none' and not plain.get('resume')
-    assert all(h.type != 'AllReduceLossHook' for h in plain.custom_hooks)
+    assert all(h['type'] != 'AllReduceLossHook' for h in plain.custom_hooks)
     assert plain.auto_scale_lr == dict(enable=False, base_batch_size=192)
 
     amp = cfg('--amp', '--auto-scale-lr', '--work-dir', str(tmp_path))
@@ -75,9 +75,11 @@ def test_command_line_to_config(tmp_path):
 
     dist = cfg('--launcher', 'pytorch', '--local-rank', '1')
     assert dist.launcher == 'pytorch'
-    assert [h.type for h in dist.custom_hooks].count('AllReduceLossHook') == 1
-    listed = cfg('--launcher', 'slurm', '--cfg-options', 'custom_hooks=[dict(type="AllReduceLossHook")]')
-    assert [h.type for h in listed.custom_hooks] == ['AllReduceLossHook']
+    assert [h['type'] for h in dist.custom_hooks].count('AllReduceLossHook') == 1
+    listed = tmp_path / 'listed.py'
+    listed.write_text(f'_base_ = {SSDLITE!r}\ncustom_hooks = [dict(type="AllReduceLossHook")]\n')
+    listed = train_tool.build_cfg(train_tool.parse_args([str(listed), '--launcher', 'slurm']))
+    assert [h['type'] for h in listed.custom_hooks] == ['AllReduceLossHook']
 
     no_base = tmp_path / 'no_base.py'
     no_base.write_text(f'_base_ = {SSDLITE!r}\nauto_scale_lr = dict(_delete_=True, enable=False)\n')
@@ -192,7 +194,8 @@ def test_coco_test_dev_submission(tmp_path):
 
     # every prediction appears with its image's id, its class's category id and an xywh box
     expected = sorted(
-        (s['img_id'], CAT_IDS[int(label)], *np.round([x1, y1, x2 - x1, y2 - y1], 2), round(float(score), 4))
+        (s['img_id'], CAT_IDS[int(label)], *np.round([x1, y1, x2 - x1, y2 - y1], 2),
+         round(float(score), 4))
         for s in mmengine.load(results)
         for (x1, y1, x2, y2), label, score in zip(
             s['pred_instances']['bboxes'].tolist(), s['pred_instances']['labels'],

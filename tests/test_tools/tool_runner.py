@@ -8,7 +8,10 @@ from types import ModuleType
 from typing import Dict, Optional, Sequence
 
 from data_factory import (
-    CAT_IDS, CLASSES, SPLITS, drop_pretrained,
+    CAT_IDS,
+    CLASSES,
+    SPLITS,
+    drop_pretrained,
     leaf_datasets,
     make_coco_dataset,
     make_voc_dataset,
@@ -32,13 +35,17 @@ def load_tool(relpath: str) -> ModuleType:
 
 
 def run(cmd: Sequence[str], cwd: str, env: Optional[Dict[str, str]] = None,
-        timeout: float = 300) -> str:  # fmt: skip
-    """Run a command; return its output, or fail the test with the output's tail."""
+        timeout: float = 600, checkout: bool = True) -> str:  # fmt: skip
+    """Run a command; return its output, or fail the test with the output's tail.
+
+    ``checkout``: import ``ssd_plugin`` from this checkout (not the installed copy) and the test
+    helpers (e.g. ``dist_probe``) in the command's Python processes.
+    """
     full_env = dict(os.environ, OMP_NUM_THREADS='1', **(env or {}))
-    # the test helpers (e.g. dist_probe) import in the tools' processes too
-    full_env['PYTHONPATH'] = os.pathsep.join(
-        p for p in (REPO, HERE, osp.dirname(HERE), full_env.get('PYTHONPATH')) if p
-    )
+    if checkout:
+        full_env['PYTHONPATH'] = os.pathsep.join(
+            p for p in (REPO, HERE, osp.dirname(HERE), full_env.get('PYTHONPATH')) if p
+        )
     proc = subprocess.run(list(cmd), cwd=cwd, env=full_env, capture_output=True, text=True,
                           timeout=timeout)  # fmt: skip
     output = proc.stdout + proc.stderr

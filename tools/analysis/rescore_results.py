@@ -55,8 +55,9 @@ def main(argv=None) -> None:
     parser.add_argument('--split', choices=['test', 'val'], default='test',
                         help='use <split>_dataloader and <split>_evaluator')  # fmt: skip
     parser.add_argument('--out-json', help='also write the metrics to this json file')
-    parser.add_argument('--cfg-options', nargs='+', action=DictAction,
-                        help='override config settings, e.g. test_evaluator.classwise=True')  # fmt: skip
+    parser.add_argument(
+        '--cfg-options', nargs='+', action=DictAction,
+        help='override config settings, e.g. test_evaluator.classwise=True')  # fmt: skip
     args = parser.parse_args(argv)
     cfg = Config.fromfile(args.config)
     if args.cfg_options is not None:

@@ -24,7 +24,7 @@ import argparse
 import os.path as osp
 import time
 from types import SimpleNamespace
-from typing import Callable, List, Tuple
+from typing import Any, Callable, List, Tuple
 
 import mmdet
 import torch
@@ -91,9 +91,9 @@ def offset_nms_postprocess(
     return [keep[kept_imgs == i][:max_per_img] for i in range(num_imgs)]
 
 
-def timed(fn: Callable, repeats: int, device: str) -> float:
-    """Median wall time of ``fn`` in ms after one warm-up call."""
-    fn()
+def timed(fn: Callable, repeats: int, device: str) -> Tuple[float, Any]:
+    """Median wall time of ``fn`` in ms after one warm-up call, and the warm-up's result."""
+    result = fn()
     times = []
     for _ in range(repeats):
         if device == 'cuda':
@@ -103,7 +103,7 @@ def timed(fn: Callable, repeats: int, device: str) -> float:
         if device == 'cuda':
             torch.cuda.synchronize()
         times.append((time.perf_counter() - start) * 1000)
-    return sorted(times)[len(times) // 2]
+    return sorted(times)[len(times) // 2], result
 
 
 def main() -> None:
@@ -118,53 +118,65 @@ def main() -> None:
     test_cfg = dict(score_thr=0.01, nms=dict(type='nms', iou_threshold=0.45), min_bbox_size=0,
                     max_per_img=200)  # fmt: skip
     ref = Config.fromfile(osp.join(osp.dirname(mmdet.__file__), '.mim/configs/ssd/ssd300_coco.py'))
-    theirs = MODELS.build(dict(ref.model.bbox_head, train_cfg=ref.model.train_cfg,
-                               test_cfg=ConfigDict(test_cfg, nms_pre=1000))).to(args.device)  # fmt: skip
+    theirs_cfg = dict(ref.model.bbox_head, train_cfg=ref.model.train_cfg,
+                      test_cfg=ConfigDict(test_cfg, nms_pre=1000))  # fmt: skip
+    theirs = MODELS.build(theirs_cfg).to(args.device)
     theirs.loss_cls = SimpleNamespace()  # mmdet 3.3 SSDHead lacks it and crashes in predict
     ours_cfg = Config.fromfile(osp.join(REPO, 'configs', 'ssd300_vgg16_8xb8-120e_coco.py'))
     ours = MODELS.build(dict(ours_cfg.model.bbox_head, test_cfg=dict(test_cfg, nms_pre=400)))
     ours = ours.to(args.device)
 
     cls_scores, bbox_preds, gts, metas = make_inputs(args.batch, args.device)
-    loss_theirs = theirs.loss_by_feat(cls_scores, bbox_preds, gts, metas)
-    loss_ours = ours.loss_by_feat(cls_scores, bbox_preds, gts, metas)
+
+    def run_loss(head):
+        return lambda: head.loss_by_feat(cls_scores, bbox_preds, gts, metas)
+
+    def run_predict(head):
+        return lambda: head.predict_by_feat(
+            cls_scores, bbox_preds, batch_img_metas=metas, rescale=True
+        )
+
+    repeats, device = args.repeats, args.device
+    loss_ms_theirs, loss_theirs = timed(run_loss(theirs), repeats, device)
+    loss_ms_ours, loss_ours = timed(run_loss(ours), repeats, device)
     with torch.no_grad():
-        dets_theirs = theirs.predict_by_feat(cls_scores, bbox_preds, batch_img_metas=metas, rescale=True)
-        dets_ours = ours.predict_by_feat(cls_scores, bbox_preds, batch_img_metas=metas, rescale=True)
+        post_ms_theirs, dets_theirs = timed(run_predict(theirs), repeats, device)
+        post_ms_ours, dets_ours = timed(run_predict(ours), repeats, device)
         flat_cls, flat_reg, priors = ours._flatten(cls_scores, bbox_preds)
         scores = flat_cls.softmax(-1)[..., :NUM_CLASSES]
         boxes = ours.bbox_coder.decode(priors.repeat(args.batch, 1), flat_reg.reshape(-1, 4))
         boxes = boxes.view(args.batch, -1, 4).clamp(0, 300)
-
+        offset, _ = timed(
+            lambda: offset_nms_postprocess(boxes, scores, 0.01, 0.45, 400, 200), repeats, device
+        )
+        padded, _ = timed(
+            lambda: batched_multiclass_nms(boxes, scores, 0.01, 0.45, 400, 200), repeats, device
+        )
     rows = [
-        ('loss (forward)',
-         timed(lambda: theirs.loss_by_feat(cls_scores, bbox_preds, gts, metas), args.repeats, args.device),
-         timed(lambda: ours.loss_by_feat(cls_scores, bbox_preds, gts, metas), args.repeats, args.device)),
-    ]  # fmt: skip
-    with torch.no_grad():
-        rows.append(('post-processing',
-                     timed(lambda: theirs.predict_by_feat(cls_scores, bbox_preds, batch_img_metas=metas,
-                                                          rescale=True), args.repeats, args.device),
-                     timed(lambda: ours.predict_by_feat(cls_scores, bbox_preds, batch_img_metas=metas,
-                                                        rescale=True), args.repeats, args.device)))  # fmt: skip
-        offset = timed(lambda: offset_nms_postprocess(boxes, scores, 0.01, 0.45, 400, 200),
-                       args.repeats, args.device)  # fmt: skip
-        padded = timed(lambda: batched_multiclass_nms(boxes, scores, 0.01, 0.45, 400, 200),
-                       args.repeats, args.device)  # fmt: skip
+        ('loss (forward)', loss_ms_theirs, loss_ms_ours),
+        ('post-processing', post_ms_theirs, post_ms_ours),
+    ]
 
+    num_gts = sum(len(g) for g in gts)
     print(f'device {args.device}, batch {args.batch}, median of {args.repeats} runs, '
-          f'{torch.get_num_threads()} threads, {sum(len(g) for g in gts)} ground truths')  # fmt: skip
+          f'{torch.get_num_threads()} threads, {num_gts} ground truths')  # fmt: skip
     print('mmdet SSDHead: head.loss_cls set to an empty object so that predict_by_feat runs')
     print(f'{"stage":<18}{"mmdet ms":>10}{"ours ms":>10}{"speed-up":>10}')
     for name, ms_theirs, ms_ours in rows:
         print(f'{name:<18}{ms_theirs:>10.1f}{ms_ours:>10.1f}{ms_theirs / ms_ours:>9.1f}x')
-    print(f'NMS stage only (same decoded boxes): ours {padded:.1f} ms, one coordinate-offset '
-          f'torchvision nms over the batch {offset:.1f} ms ({offset / padded:.1f}x)')
-    loss_mmdet = sum(float(sum(v)) for v in loss_theirs.values())
-    print(f'loss mmdet {loss_mmdet:.4f}, ours {float(sum(loss_ours.values())):.4f} '
-          '(the matchers differ where ground truths compete for a default box)')
-    print(f'detections per image: mmdet {sum(len(d) for d in dets_theirs) / args.batch:.1f}, '
-          f'ours {sum(len(d) for d in dets_ours) / args.batch:.1f}')
+    print(
+        f'NMS stage only (same decoded boxes): ours {padded:.1f} ms, one coordinate-offset '
+        f'torchvision nms over the batch {offset:.1f} ms ({offset / padded:.1f}x)'
+    )
+    loss_mmdet = sum(float(sum(v).detach()) for v in loss_theirs.values())
+    print(
+        f'loss mmdet {loss_mmdet:.4f}, ours {float(sum(loss_ours.values()).detach()):.4f} '
+        '(the matchers differ where ground truths compete for a default box)'
+    )
+    print(
+        f'detections per image: mmdet {sum(len(d) for d in dets_theirs) / args.batch:.1f}, '
+        f'ours {sum(len(d) for d in dets_ours) / args.batch:.1f}'
+    )
 
 
 if __name__ == '__main__':

@@ -10,7 +10,7 @@ type.
 """
 
 import functools
-from typing import Callable
+from typing import Callable, List
 
 import torch
 from mmdet.registry import HOOKS
@@ -51,24 +51,12 @@ class NonFiniteLossHook(Hook):
         self.max_skips = max_skips
 
     def before_train(self, runner) -> None:
-        optim_wrapper = runner.optim_wrapper
-        wrappers = (
-            optim_wrapper.values()
-            if isinstance(optim_wrapper, OptimWrapperDict)
-            else [optim_wrapper]
-        )
-        for wrapper in wrappers:
+        for wrapper in _wrappers(runner):
             if not getattr(wrapper.update_params, '_guards_non_finite_loss', False):
                 wrapper.update_params = self._guard(wrapper, runner)
 
     def after_train(self, runner) -> None:
-        optim_wrapper = runner.optim_wrapper
-        wrappers = (
-            optim_wrapper.values()
-            if isinstance(optim_wrapper, OptimWrapperDict)
-            else [optim_wrapper]
-        )
-        for wrapper in wrappers:
+        for wrapper in _wrappers(runner):
             # the guard is an instance attribute: deleting it restores the class's method
             if getattr(wrapper.update_params, '_guards_non_finite_loss', False):
                 del wrapper.update_params
@@ -102,6 +90,14 @@ class NonFiniteLossHook(Hook):
 
         guarded._guards_non_finite_loss = True
         return guarded
+
+
+def _wrappers(runner) -> List[OptimWrapper]:
+    """The runner's optimizer wrapper, or each wrapper of an ``OptimWrapperDict``."""
+    optim_wrapper = runner.optim_wrapper
+    if isinstance(optim_wrapper, OptimWrapperDict):
+        return list(optim_wrapper.values())
+    return [optim_wrapper]
 
 
 def _all_ranks_finite(loss: Tensor) -> bool:

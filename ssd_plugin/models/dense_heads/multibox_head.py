@@ -108,7 +108,10 @@ class MultiBoxHead(BaseDenseHead):
         self.cls_convs = nn.ModuleList()
         self.reg_convs = nn.ModuleList()
         for channels, k in zip(self.in_channels, self.num_base_priors):
-            for convs, out in ((self.cls_convs, k * self.cls_out_channels), (self.reg_convs, k * 4)):
+            for convs, out in (
+                (self.cls_convs, k * self.cls_out_channels),
+                (self.reg_convs, k * 4),
+            ):
                 layers = OrderedDict()
                 if use_depthwise:
                     layers['depthwise'] = ConvModule(
@@ -138,7 +141,10 @@ class MultiBoxHead(BaseDenseHead):
         """
         num_imgs = cls_scores[0].shape[0]
         flat_cls = torch.cat(
-            [s.permute(0, 2, 3, 1).reshape(num_imgs, -1, self.cls_out_channels) for s in cls_scores],
+            [
+                s.permute(0, 2, 3, 1).reshape(num_imgs, -1, self.cls_out_channels)
+                for s in cls_scores
+            ],
             dim=1,
         )
         flat_reg = torch.cat(
@@ -173,16 +179,15 @@ class MultiBoxHead(BaseDenseHead):
         gt_bboxes, gt_labels, gt_valid = _pad_ground_truths(batch_gt_instances, priors)
         matched, _ = self.matcher.batch_assign(priors, gt_bboxes, gt_valid)
 
-        positive = matched >= 0
-        index = matched.clamp(min=0)
-        labels = torch.where(positive, gt_labels.gather(1, index), self.num_classes)
-        matched_boxes = gt_bboxes.gather(1, index[..., None].expand(-1, -1, 4))
-        # Background rows encode the prior onto itself, so every target stays finite.
-        all_priors = priors.expand(num_imgs, -1, -1)
-        matched_boxes = torch.where(positive[..., None], matched_boxes, all_priors)
-        bbox_targets = self.bbox_coder.encode(
-            all_priors.reshape(-1, 4), matched_boxes.reshape(-1, 4)
-        ).view(num_imgs, num_priors, 4)
+        # Only the positives need labels and encoded targets; the rest is background (C).
+        img_ids, prior_ids = (matched >= 0).nonzero(as_tuple=True)
+        gt_ids = matched[img_ids, prior_ids]
+        labels = matched.new_full((num_imgs, num_priors), self.num_classes)
+        labels[img_ids, prior_ids] = gt_labels[img_ids, gt_ids]
+        bbox_targets = priors.new_zeros((num_imgs, num_priors, 4))
+        bbox_targets[img_ids, prior_ids] = self.bbox_coder.encode(
+            priors[prior_ids], gt_bboxes[img_ids, gt_ids]
+        )
         return self.loss_module(flat_cls, flat_reg, labels, bbox_targets)
 
     def predict_by_feat(
@@ -199,14 +204,21 @@ class MultiBoxHead(BaseDenseHead):
 
         Boxes are decoded and clipped to each image's ``img_shape``; with ``rescale`` they are
         divided by its ``scale_factor`` (NMS runs before rescaling: IoU is invariant to scaling
-        each axis). ``score_factors`` must be None (SSD has none).
+        each axis). ``score_factors`` must be None (SSD has none); ``with_nms=False`` or no
+        ``test_cfg.nms`` skips NMS.
 
         Returns:
             One ``InstanceData(bboxes, scores, labels)`` per image, sorted by descending score.
         """
         if score_factors is not None:
             raise ValueError('MultiBoxHead has no score factors; score_factors must be None')
-        cfg = ConfigDict(self.test_cfg if cfg is None else cfg)
+        cfg = self.test_cfg if cfg is None else cfg
+        if cfg is None:
+            raise ValueError(
+                'MultiBoxHead.predict_by_feat needs a test_cfg (score_thr, nms, nms_pre, '
+                'max_per_img); set model.test_cfg in the config'
+            )
+        cfg = ConfigDict(cfg)
         flat_cls, flat_reg, priors = self._flatten(cls_scores, bbox_preds)
         num_imgs, num_priors = flat_reg.shape[:2]
         scores = flat_cls.detach().float().softmax(-1)[..., : self.num_classes]
@@ -222,6 +234,11 @@ class MultiBoxHead(BaseDenseHead):
             scores = scores.masked_fill(too_small[..., None], 0)
 
         nms_cfg = cfg.get('nms', None)
+        if nms_cfg is not None and nms_cfg.get('type', 'nms') != 'nms':
+            raise ValueError(
+                f"MultiBoxHead test_cfg.nms: only type='nms' (greedy, per class) is supported, "
+                f'got {nms_cfg["type"]!r}'
+            )
         det_boxes, det_scores, det_labels, det_valid = batched_multiclass_nms(
             boxes,
             scores,
@@ -238,7 +255,9 @@ class MultiBoxHead(BaseDenseHead):
         for i, num in enumerate(det_valid.sum(1).tolist()):
             results.append(
                 InstanceData(
-                    bboxes=det_boxes[i, :num], scores=det_scores[i, :num], labels=det_labels[i, :num]
+                    bboxes=det_boxes[i, :num],
+                    scores=det_scores[i, :num],
+                    labels=det_labels[i, :num],
                 )
             )
         return results
@@ -249,17 +268,14 @@ def _pad_ground_truths(
 ) -> Tuple[Tensor, Tensor, Tensor]:
     """Stack per-image ground truths into ``(B, G, 4)`` boxes, ``(B, G)`` labels and validity.
 
-    ``G`` is at least 1 so gathers stay well-defined. Padding and degenerate boxes (non-finite,
-    or without positive width and height) are invalid, so they never match.
+    Padding and degenerate boxes (non-finite, or without positive width and height) are
+    invalid, so they never match.
     """
     boxes = [get_box_tensor(gt.bboxes).to(priors) for gt in batch_gt_instances]
-    labels = [gt.labels.to(priors.device) for gt in batch_gt_instances]
+    gt_bboxes = pad_sequence(boxes, batch_first=True)
+    gt_labels = pad_sequence([gt.labels for gt in batch_gt_instances], batch_first=True)
     lengths = torch.tensor([len(b) for b in boxes], device=priors.device)
-    boxes.append(priors.new_zeros((1, 4)))  # guarantees G >= 1; dropped below
-    labels.append(labels[0].new_zeros(1))
-    gt_bboxes = pad_sequence(boxes, batch_first=True)[:-1]
-    gt_labels = pad_sequence(labels, batch_first=True)[:-1].long()
     present = torch.arange(gt_bboxes.shape[1], device=priors.device) < lengths[:, None]
     wh = gt_bboxes[..., 2:] - gt_bboxes[..., :2]
     gt_valid = present & torch.isfinite(gt_bboxes).all(-1) & (wh > 0).all(-1)
-    return gt_bboxes, gt_labels, gt_valid
+    return gt_bboxes, gt_labels.to(priors.device).long(), gt_valid

@@ -29,8 +29,7 @@ class MultiBoxLoss(nn.Module):
         super().__init__()
         if neg_pos_ratio < 0 or beta < 0 or alpha < 0:
             raise ValueError(
-                'neg_pos_ratio, beta and alpha must be >= 0, got '
-                f'{neg_pos_ratio}, {beta}, {alpha}'
+                f'neg_pos_ratio, beta and alpha must be >= 0, got {neg_pos_ratio}, {beta}, {alpha}'
             )
         self.neg_pos_ratio = neg_pos_ratio
         self.beta = beta

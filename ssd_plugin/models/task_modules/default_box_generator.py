@@ -1,4 +1,4 @@
-"""TASK_UTILS ``DefaultBoxGenerator``: SSD's default boxes behind mmdet's prior-generator protocol."""
+"""TASK_UTILS ``DefaultBoxGenerator``: SSD default boxes in mmdet's prior-generator protocol."""
 
 from typing import Dict, List, Optional, Sequence, Tuple, Union
 
@@ -143,9 +143,7 @@ class DefaultBoxGenerator:
             image_size = self.input_size if self.clip else None
             self._cache[key] = [
                 grid_default_boxes(shapes, size, stride, image_size, dtype, device)
-                for shapes, size, stride in zip(
-                    self.box_shapes, sizes, self._level_strides(sizes)
-                )
+                for shapes, size, stride in zip(self.box_shapes, sizes, self._level_strides(sizes))
             ]
         return list(self._cache[key])
 

@@ -54,7 +54,8 @@ class MultiBoxMatcher(BaseAssigner):
         Args:
             pred_instances: ``priors`` ``(P, 4)``.
             gt_instances: ``bboxes`` ``(G, 4)`` and ``labels`` ``(G,)``.
-            gt_instances_ignore: Optional ``bboxes`` to ignore (crowd); they never match.
+            gt_instances_ignore: Ignored (crowd) boxes; accepted for the protocol, they never
+                match and the default boxes they cover stay background.
 
         Returns:
             ``AssignResult`` with ``gt_inds`` 1-based (0 = background), ``max_overlaps`` over the
@@ -64,11 +65,8 @@ class MultiBoxMatcher(BaseAssigner):
         gt_bboxes = get_box_tensor(gt_instances.bboxes)
         gt_labels = gt_instances.labels
         num_gts = gt_bboxes.shape[0]
+        # Ignored (crowd) boxes take no part: they never match and do not count in the overlaps.
         valid = torch.ones(num_gts, dtype=torch.bool, device=gt_bboxes.device)
-        if gt_instances_ignore is not None and len(gt_instances_ignore) > 0:
-            ignored = get_box_tensor(gt_instances_ignore.bboxes).to(gt_bboxes)
-            gt_bboxes = torch.cat([gt_bboxes, ignored])
-            valid = torch.cat([valid, valid.new_zeros(ignored.shape[0])])
         matched, max_overlaps = match_default_boxes(
             priors, gt_bboxes[None].to(priors), valid[None], self.pos_iou_thr
         )

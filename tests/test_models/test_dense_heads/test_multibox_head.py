@@ -130,7 +130,10 @@ def test_degenerate_ground_truths_give_finite_loss():
     head = _small_head()
     feats = _features(2)
     gts = [
-        _gt([[50, 50, 50, 120], [10, 10, 80, 90], [400, 400, 500, 500], [90, 90, 60, 60]], [0, 1, 2, 0]),
+        # zero width, a normal box, off the image, inverted
+        _gt([[50, 50, 50, 120], [10, 10, 80, 90], [400, 400, 500, 500], [90, 90, 60, 60]],
+            [0, 1, 2, 0]),
+        # off the image (negative), a point, NaN
         _gt([[-50, -50, -10, -10], [30, 30, 30, 30], [float('nan'), 0, 10, 10]], [1, 2, 0]),
     ]  # fmt: skip
     losses = head.loss_by_feat(*head(feats), gts, [dict(img_shape=(300, 300))] * 2)
@@ -186,8 +189,9 @@ def test_resnet18_ssd_trains_a_step_and_predicts():
     model.init_weights()
     samples = []
     for i in range(2):
-        sample = DetDataSample(metainfo=dict(img_shape=(128, 128), ori_shape=(256, 192),
-                                             scale_factor=(128 / 192, 0.5), pad_shape=(128, 128)))  # fmt: skip
+        meta = dict(img_shape=(128, 128), ori_shape=(256, 192), scale_factor=(128 / 192, 0.5),
+                    pad_shape=(128, 128))  # fmt: skip
+        sample = DetDataSample(metainfo=meta)
         sample.gt_instances = _gt([[10, 20, 70, 90], [60, 30, 120, 110]][: i + 1], [1, 4][: i + 1])
         samples.append(sample)
     data = dict(inputs=[torch.randint(0, 255, (3, 128, 128), dtype=torch.uint8)] * 2,
@@ -205,4 +209,6 @@ def test_resnet18_ssd_trains_a_step_and_predicts():
     for res in results:
         pred = res.pred_instances
         assert len(pred) <= 200 and pred.bboxes.shape[1] == 4
-        assert (pred.bboxes[:, 0::2] <= 192 + 1e-3).all() and (pred.bboxes[:, 1::2] <= 256 + 1e-3).all()
+        assert (pred.bboxes[:, 0::2] <= 192 + 1e-3).all() and (
+            pred.bboxes[:, 1::2] <= 256 + 1e-3
+        ).all()

@@ -54,7 +54,13 @@ def _mmdet_loss(head, cls, preds, labels, targets):
     for b in range(len(labels)):
         weights = pos[b, :, None].float().expand(-1, 4)
         lc, lb = head.loss_by_feat_single(
-            cls[b], preds[b], None, labels[b], torch.ones(len(labels[b])), targets[b], weights,
+            cls[b],
+            preds[b],
+            None,
+            labels[b],
+            torch.ones(len(labels[b])),
+            targets[b],
+            weights,
             avg_factor=avg_factor,
         )
         loss_cls, loss_bbox = loss_cls + lc.sum(), loss_bbox + lb

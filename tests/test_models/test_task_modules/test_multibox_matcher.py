@@ -27,7 +27,9 @@ def test_build_and_toy_case_like_max_iou_assigner():
     assert result.labels.tolist() == [3, -1, 5, -1]
     ref = TASK_UTILS.build(
         dict(type='MaxIoUAssigner', pos_iou_thr=0.5, neg_iou_thr=0.5, min_pos_iou=0.0)
-    ).assign(InstanceData(priors=TOY_PRIORS), InstanceData(bboxes=TOY_GTS, labels=torch.tensor([3, 5])))
+    ).assign(
+        InstanceData(priors=TOY_PRIORS), InstanceData(bboxes=TOY_GTS, labels=torch.tensor([3, 5]))
+    )
     assert torch.equal(result.gt_inds, ref.gt_inds)
     torch.testing.assert_close(result.max_overlaps, ref.max_overlaps)
 
@@ -40,7 +42,9 @@ def test_ignored_boxes_never_positive():
     assert result.gt_inds.tolist() == [1, 0, 2, 0]
     assert result.num_gts == 2
     # Only crowd boxes: nothing is positive.
-    result = _assign(matcher, TOY_PRIORS, torch.zeros(0, 4), torch.zeros(0, dtype=torch.long), ignore)
+    result = _assign(
+        matcher, TOY_PRIORS, torch.zeros(0, 4), torch.zeros(0, dtype=torch.long), ignore
+    )
     assert result.gt_inds.tolist() == [0, 0, 0, 0] and result.labels.tolist() == [-1] * 4
 
 
