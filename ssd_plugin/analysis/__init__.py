@@ -7,8 +7,8 @@ from .default_box_setup import (
     network_featmap_sizes,
     prior_generator_config,
 )
-from .ground_truths import GroundTruths, find_coco_datasets, load_ground_truths, resized_shapes
 from .grid_layout import GridLayout, grid_layouts, nearest_candidates, threshold_candidates
+from .ground_truths import GroundTruths, find_coco_datasets, load_ground_truths, resized_shapes
 from .plot import plot_coverage
 from .positives import matcher_positives, positives_per_level
 from .report import CoverageProblem, coverage_report, evaluate_coverage, prepare_coverage

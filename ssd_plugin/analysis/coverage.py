@@ -137,7 +137,9 @@ def coverage_figures(
     """
 
     def group(mask: Tensor) -> Dict:
-        return _group_figures(best_iou[mask], None if positives is None else positives[mask], iou_thr)
+        return _group_figures(
+            best_iou[mask], None if positives is None else positives[mask], iou_thr
+        )
 
     everything = torch.ones(len(gts), dtype=torch.bool)
     counts, edges = np.histogram(best_iou.numpy(), bins=HIST_BINS, range=(0.0, 1.0))
@@ -145,9 +147,9 @@ def coverage_figures(
         'iou_thr': iou_thr,
         'overall': group(everything),
         'by_size': {
-            name: group((gts.areas >= lo) & (gts.areas < hi)) for name, (lo, hi) in SIZE_BUCKETS.items()
+            name: group((gts.areas >= lo) & (gts.areas < hi))
+            for name, (lo, hi) in SIZE_BUCKETS.items()
         },
         'by_class': {name: group(gts.labels == i) for i, name in enumerate(gts.classes)},
         'best_iou_histogram': {'edges': edges.tolist(), 'counts': counts.tolist()},
     }
-

@@ -133,7 +133,9 @@ def threshold_candidates(
         w2, h2 = layout.shapes[None, :, 0], layout.shapes[None, :, 1]
         need = iou_thr * (w1 * h1 + w2 * h2) / (1 + iou_thr)
         need_x, need_y = need / torch.minimum(h1, h2), need / torch.minimum(w1, w2)
-        possible = (need_x <= torch.minimum(w1, w2) + _TOL) & (need_y <= torch.minimum(h1, h2) + _TOL)
+        possible = (need_x <= torch.minimum(w1, w2) + _TOL) & (
+            need_y <= torch.minimum(h1, h2) + _TOL
+        )
         col0, num_x = _window(layout.cols, cx.expand_as(need), (w1 + w2) / 2 - need_x + _TOL)
         row0, num_y = _window(layout.rows, cy.expand_as(need), (h1 + h2) / 2 - need_y + _TOL)
         gt, prior = _expand(layout, col0, num_x * possible, row0, num_y)

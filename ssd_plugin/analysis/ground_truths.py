@@ -16,7 +16,7 @@ from typing import Iterator, List, Optional, Sequence, Tuple
 import numpy as np
 import torch
 from mmdet.registry import DATASETS
-from mmengine.config import Config, ConfigDict
+from mmengine.config import Config
 from torch import Tensor
 
 __all__ = ['GroundTruths', 'find_coco_datasets', 'resized_shapes', 'load_ground_truths']
@@ -151,7 +151,9 @@ def _read_coco(
     The annotations are a ``(K, 7)`` float64 table ``image id, label, x1, y1, x2, y2, area``.
     """
     if not osp.isfile(ann_file):
-        raise FileNotFoundError(f'annotation file {ann_file} does not exist (check ann_file/data_root)')
+        raise FileNotFoundError(
+            f'annotation file {ann_file} does not exist (check ann_file/data_root)'
+        )
     try:
         with open(ann_file) as f:
             coco = json.load(f)

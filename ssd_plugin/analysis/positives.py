@@ -140,8 +140,12 @@ def positives_per_level(
         forced_ids = torch.nonzero(forced).squeeze(1)
         forced_key = gts.img_index[forced_ids] * num_priors + best_prior[forced_ids]
         taken = torch.isin(gts.img_index[owner] * num_priors + prior, forced_key)
-        dense_owner, dense_prior = matcher_positives(priors, gts, torch.nonzero(conflict).squeeze(1))
+        dense_owner, dense_prior = matcher_positives(
+            priors, gts, torch.nonzero(conflict).squeeze(1)
+        )
         owner = torch.cat([owner[~taken], forced_ids, dense_owner])
         prior = torch.cat([prior[~taken], best_prior[forced_ids], dense_prior])
-    counts = torch.bincount(owner * num_levels + prior_level[prior], minlength=len(gts) * num_levels)
+    counts = torch.bincount(
+        owner * num_levels + prior_level[prior], minlength=len(gts) * num_levels
+    )
     return counts.view(len(gts), num_levels)

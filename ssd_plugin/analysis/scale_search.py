@@ -4,11 +4,12 @@ The objective is the share of ground truths whose best default box has IoU >= ``
 (ties: the higher mean best IoU), measured with
 :func:`~ssd_plugin.analysis.coverage.best_default_box_overlaps` on a fixed random subsample of
 the ground truths. The search is coarse-to-fine over ``(s_min, s_max)`` in whole percents
-(``scale_mode='caffe'`` works in percents anyway): a coarse grid (``s_min`` 0.02..0.60 step 0.02,
-``s_max`` 0.20..1.20 step 0.05), then every percent around the best (``s_min`` +-0.02,
-``s_max`` +-0.04). With ``search_ratios``, coordinate ascent over the levels follows: each level
-tries every ratio set of a small family within the default-box budget, then the scales are
-refined again; two rounds. Scales do not change the default-box count; ratios do.
+(``scale_mode='caffe'`` works in percents anyway): a coarse grid (``s_min`` 0.02..0.58 step 0.04,
+``s_max`` 0.20..1.20 step 0.10), then a fine one around the best (``s_min`` +-0.03 step 0.01,
+``s_max`` +-0.08 step 0.02), about 200 evaluations. With ``search_ratios``, coordinate ascent
+over the levels follows: each level tries every ratio set of a small family within the
+default-box budget, then the scales are refined again; two rounds. Scales do not change the
+default-box count; ratios do.
 """
 
 from typing import Dict, List, Optional, Sequence, Tuple, Union
@@ -26,8 +27,8 @@ __all__ = ['RATIO_CANDIDATES', 'search_scale_range']
 # Per-level aspect-ratio sets tried by the ratio search (each r adds r and 1/r): SSD's two sets,
 # and narrower/wider variants of the same sizes (4 or 6 boxes per location).
 RATIO_CANDIDATES = ((2,), (3,), (2, 3), (1.5, 3), (2, 4))
-_COARSE_MIN = np.arange(2, 61, 2) / 100
-_COARSE_MAX = np.arange(20, 121, 5) / 100
+_COARSE_MIN = np.arange(2, 61, 4) / 100
+_COARSE_MAX = np.arange(20, 121, 10) / 100
 
 
 class _Objective:
@@ -88,10 +89,10 @@ def _refine_scales(
     best: Tuple[Tuple[float, float], Optional[Tuple[float, float]]],
     base_scale: Tuple[float, float],
 ) -> Tuple[Tuple[float, float], Optional[Tuple[float, float]]]:
-    """Every percent around the best scale range (the config's if it is still the best)."""
+    """A finer grid around the best scale range (the config's if it is still the best)."""
     s_min, s_max = best[1] or base_scale
-    s_mins = np.round(s_min + np.arange(-2, 3) / 100, 2)
-    s_maxs = np.round(s_max + np.arange(-4, 5) / 100, 2)
+    s_mins = np.round(s_min + np.arange(-3, 4) / 100, 2)
+    s_maxs = np.round(s_max + np.arange(-8, 9, 2) / 100, 2)
     return _search_scales(objective, ratios, s_mins, s_maxs, best)
 
 

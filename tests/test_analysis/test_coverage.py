@@ -1,4 +1,4 @@
-"""Best default-box IoU, positives per level and the figures, against brute force and the matcher."""
+"""Best default-box IoU, positives per level and figures, against brute force and the matcher."""
 
 import sys
 from pathlib import Path
@@ -24,7 +24,11 @@ SSD300_SIZES = [(38, 38), (19, 19), (10, 10), (5, 5), (3, 3), (1, 1)]
 
 def _random_boxes(num, size=300, lo=1.0, hi=300.0, seed=0):
     g = torch.Generator().manual_seed(seed)
-    side = torch.exp(torch.empty(num, 2).uniform_(float(torch.tensor(lo).log()), float(torch.tensor(hi).log()), generator=g))
+    side = torch.exp(
+        torch.empty(num, 2).uniform_(
+            float(torch.tensor(lo).log()), float(torch.tensor(hi).log()), generator=g
+        )
+    )
     side = side.clamp(max=size)
     xy = torch.rand(num, 2, generator=g) * (size - side)
     boxes = torch.cat([xy, xy + side], dim=1)
@@ -43,7 +47,10 @@ def _lowest_best(boxes, priors):
 GENERATORS = [
     (SSD300_GENERATOR, SSD300_SIZES),
     ({**SSD300_GENERATOR, 'scale_mode': 'paper', 'scale_range': (0.05, 0.6)}, SSD300_SIZES),
-    ({**SSD300_GENERATOR, 'strides': None, 'input_size': (240, 320)}, [(30, 40), (15, 20), (8, 10), (4, 5), (2, 3), (1, 1)]),
+    (
+        {**SSD300_GENERATOR, 'strides': None, 'input_size': (240, 320)},
+        [(30, 40), (15, 20), (8, 10), (4, 5), (2, 3), (1, 1)],
+    ),
 ]
 
 
@@ -66,7 +73,9 @@ def test_clipped_default_boxes_use_the_exhaustive_path():
     best, index = best_default_box_overlaps(priors, SSD300_SIZES, boxes)
     ref_best, _ = _lowest_best(boxes, torch.cat(priors))
     torch.testing.assert_close(best, ref_best)
-    torch.testing.assert_close(bbox_overlaps(boxes, torch.cat(priors)[index], is_aligned=True), best)
+    torch.testing.assert_close(
+        bbox_overlaps(boxes, torch.cat(priors)[index], is_aligned=True), best
+    )
 
 
 def _gts(boxes, img_index, num_images, labels=None, areas=None):
@@ -86,7 +95,9 @@ def test_positives_equal_the_matcher(per_image, lo, hi):
     priors = build_prior_generator(SSD300_GENERATOR).grid_priors(SSD300_SIZES, device='cpu')
     num_images = 40
     boxes = _random_boxes(num_images * per_image, lo=lo, hi=hi, seed=per_image)
-    img_index = torch.randint(0, num_images, (len(boxes),), generator=torch.Generator().manual_seed(2))
+    img_index = torch.randint(
+        0, num_images, (len(boxes),), generator=torch.Generator().manual_seed(2)
+    )
     gts = _gts(boxes, img_index, num_images + 5)  # some images without boxes
     positives = positives_per_level(priors, SSD300_SIZES, gts)
     owner, prior = matcher_positives(torch.cat(priors), gts, torch.arange(gts.num_images))
@@ -99,12 +110,16 @@ def test_positives_equal_the_matcher(per_image, lo, hi):
 def test_matcher_positives_follow_match_default_boxes_per_image():
     from ssd_plugin.functional.matching import match_default_boxes
 
-    priors = torch.cat(build_prior_generator(SSD300_GENERATOR).grid_priors(SSD300_SIZES, device='cpu'))
+    priors = torch.cat(
+        build_prior_generator(SSD300_GENERATOR).grid_priors(SSD300_SIZES, device='cpu')
+    )
     boxes = _random_boxes(12, seed=5)
     gts = _gts(boxes, torch.tensor([0] * 5 + [2] * 7), 3)
     owner, prior = matcher_positives(priors, gts, torch.arange(3), max_pairs=1)
-    for img, ids in ((0, torch.arange(5)), (2, torch.arange(5, 12))):
-        matched, _ = match_default_boxes(priors, boxes[ids][None], torch.ones(1, len(ids), dtype=torch.bool))
+    for ids in (torch.arange(5), torch.arange(5, 12)):  # images 0 and 2
+        matched, _ = match_default_boxes(
+            priors, boxes[ids][None], torch.ones(1, len(ids), dtype=torch.bool)
+        )
         got = {(int(o), int(p)) for o, p in zip(owner, prior) if int(o) in ids.tolist()}
         want = {(int(ids[m]), p) for p, m in enumerate(matched[0].tolist()) if m >= 0}
         assert got == want

@@ -34,8 +34,9 @@ def test_unbuildable_model_falls_back_to_the_strides():
 def test_config_without_default_box_generator_is_named():
     cfg = tiny_config('unused.json')
     cfg['model']['bbox_head']['prior_generator'] = dict(
-        type='SSDAnchorGenerator', scale_major=False, input_size=300, strides=[8, 16, 32, 64, 100, 300],
-        ratios=([2], [2, 3], [2, 3], [2, 3], [2], [2]), basesize_ratio_range=(0.15, 0.9),
+        type='SSDAnchorGenerator', scale_major=False, input_size=300,
+        strides=[8, 16, 32, 64, 100, 300], ratios=([2], [2, 3], [2, 3], [2, 3], [2], [2]),
+        basesize_ratio_range=(0.15, 0.9),
     )  # fmt: skip
     with pytest.raises(TypeError, match=r"model.bbox_head.prior_generator is 'SSDAnchorGenerator'"):
         prior_generator_config(load_config(cfg))

@@ -24,14 +24,23 @@ def _coco(path, images, annotations, names=('a', 'b')):
 
 
 def _ann(k, img, cat, bbox, **extra):
-    return {'id': k, 'image_id': img, 'category_id': cat, 'bbox': bbox, 'area': bbox[2] * bbox[3], **extra}
+    return {
+        'id': k,
+        'image_id': img,
+        'category_id': cat,
+        'bbox': bbox,
+        'area': bbox[2] * bbox[3],
+        **extra,
+    }
 
 
 @pytest.mark.parametrize('keep_ratio', [False, True])
 def test_boxes_are_resized_as_mmdet_resize_does(tmp_path, keep_ratio):
     images = [{'id': 7, 'width': 640, 'height': 427}, {'id': 3, 'width': 333, 'height': 500}]
     anns = [_ann(1, 7, 10, [10.5, 20.25, 100, 50]), _ann(2, 3, 11, [300, 400, 33, 100])]
-    cfg = load_config(tiny_config(_coco(tmp_path / 'a.json', images, anns), ('a', 'b'), keep_ratio=keep_ratio))
+    cfg = load_config(
+        tiny_config(_coco(tmp_path / 'a.json', images, anns), ('a', 'b'), keep_ratio=keep_ratio)
+    )
     gts = load_ground_truths(cfg)
     resize = TRANSFORMS.build(dict(type='Resize', scale=(300, 300), keep_ratio=keep_ratio))
     for i, (img, ann) in enumerate(zip(images, anns)):
@@ -40,11 +49,17 @@ def test_boxes_are_resized_as_mmdet_resize_does(tmp_path, keep_ratio):
             {
                 'img': np.zeros((img['height'], img['width'], 3), np.uint8),
                 'img_shape': (img['height'], img['width']),
-                'gt_bboxes': HorizontalBoxes(torch.tensor([[x, y, x + w, y + h]], dtype=torch.float32)),
+                'gt_bboxes': HorizontalBoxes(
+                    torch.tensor([[x, y, x + w, y + h]], dtype=torch.float32)
+                ),
             }
         )
         torch.testing.assert_close(gts.bboxes[i], results['gt_bboxes'].tensor[0].float())
-        new_w, new_h = resized_shapes(np.array([img['width']]), np.array([img['height']]), dict(type='Resize', scale=(300, 300), keep_ratio=keep_ratio))[0]
+        new_w, new_h = resized_shapes(
+            np.array([img['width']]),
+            np.array([img['height']]),
+            dict(type='Resize', scale=(300, 300), keep_ratio=keep_ratio),
+        )[0]
         assert (new_h, new_w) == results['img_shape']
     assert gts.labels.tolist() == [0, 1] and gts.num_images == 2
     assert gts.areas.tolist() == [5000.0, 3300.0]  # original pixels
@@ -87,7 +102,12 @@ def test_missing_and_empty_annotation_files_are_named(tmp_path):
     empty = _coco(tmp_path / 'empty.json', [{'id': 1, 'width': 10, 'height': 10}], [])
     with pytest.raises(ValueError, match='empty.json has no annotations'):
         load_ground_truths(load_config(tiny_config(empty)))
-    other = _coco(tmp_path / 'other.json', [{'id': 1, 'width': 10, 'height': 10}], [_ann(1, 1, 10, [0, 0, 5, 5])], names=('z',))
+    other = _coco(
+        tmp_path / 'other.json',
+        [{'id': 1, 'width': 10, 'height': 10}],
+        [_ann(1, 1, 10, [0, 0, 5, 5])],
+        names=('z',),
+    )
     with pytest.raises(ValueError, match='other.json defines none of the classes'):
         load_ground_truths(load_config(tiny_config(other)))
 

@@ -42,7 +42,9 @@ def test_demo_figures_equal_a_direct_computation(demo):
     assert report['overall']['coverage'] == pytest.approx(float((best >= 0.5).double().mean()))
     assert report['overall']['mean_best_iou'] == pytest.approx(float(best.mean()), abs=1e-6)
     small = gts.areas < 32**2
-    assert report['by_size']['small']['coverage'] == pytest.approx(float((best[small] >= 0.5).double().mean()))
+    assert report['by_size']['small']['coverage'] == pytest.approx(
+        float((best[small] >= 0.5).double().mean())
+    )
 
     # positives: the matcher image by image
     level = torch.repeat_interleave(torch.arange(6), torch.tensor([len(p) for p in level_priors]))
@@ -51,12 +53,16 @@ def test_demo_figures_equal_a_direct_computation(demo):
     for img in range(gts.num_images):
         ids = torch.nonzero(gts.img_index == img).squeeze(1)
         if len(ids):
-            matched, _ = match_default_boxes(priors, gts.bboxes[ids][None], torch.ones(1, len(ids), dtype=torch.bool))
+            matched, _ = match_default_boxes(
+                priors, gts.bboxes[ids][None], torch.ones(1, len(ids), dtype=torch.bool)
+            )
             pos = matched[0] >= 0
             num_pos += int(pos.sum())
             per_level += torch.bincount(level[pos], minlength=6)
     assert report['overall']['mean_positives'] == pytest.approx(num_pos / len(gts))
-    np.testing.assert_allclose(report['overall']['level_share'], (per_level / per_level.sum()).numpy(), atol=1e-9)
+    np.testing.assert_allclose(
+        report['overall']['level_share'], (per_level / per_level.sum()).numpy(), atol=1e-9
+    )
     assert set(report['by_class']) == set(gts.classes)
     assert sum(report['by_class'][c]['num_gts'] for c in gts.classes) == len(gts)
 
@@ -73,6 +79,8 @@ def test_coverage_report_in_one_call(tmp_path):
     path = str(tmp_path / 'x.json')
     write_synthetic_coco(path, 10, 60, seed=4)
     sizes = [(38, 38), (19, 19), (10, 10), (5, 5), (3, 3), (1, 1)]
-    report = coverage_report(tiny_config(path), featmap_sizes=sizes, overrides={'scale_range': (0.1, 0.8)})
+    report = coverage_report(
+        tiny_config(path), featmap_sizes=sizes, overrides={'scale_range': (0.1, 0.8)}
+    )
     assert report['prior_generator'] == {**SSD300_GENERATOR, 'scale_range': (0.1, 0.8)}
     assert report['overall']['num_gts'] == 60 and report['num_images'] == 10

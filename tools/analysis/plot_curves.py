@@ -64,7 +64,8 @@ def plot_curves(work_dir: str, out_file: str) -> Dict[str, float]:
     losses, metrics = load_scalars(work_dir)
     fig, (ax_loss, ax_map) = plt.subplots(1, 2, figsize=(12, 4.5))
     for key in sorted(losses):
-        ax_loss.plot(*_xy(losses[key]), label=key, linewidth=1.5 if key == 'loss' else 1.0)
+        width = 1.5 if key == 'loss' else 1.0
+        ax_loss.plot(*_xy(losses[key]), marker='.', label=key, linewidth=width)
     ax_loss.set(xlabel='iteration', ylabel='loss', title='training loss', yscale='log')
     ax_loss.grid(alpha=0.3)
     ax_loss.legend()

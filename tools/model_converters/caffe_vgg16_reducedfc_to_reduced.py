@@ -13,12 +13,14 @@ SRC is the state dict of ssd.pytorch's ``vgg`` ``nn.ModuleList``, a port of Caff
 ``{i}.weight`` / ``{i}.bias`` for the convolutions at sequential indices 0, 2, 5, 7, 10, 12, 14,
 17, 19, 21, 24, 26, 28 (conv1_1 ... conv5_3, 3x3), 31 (fc6 as conv6: 1024 x 512 x 3 x 3, used
 with dilation 6) and 33 (fc7 as conv7: 1024 x 1024 x 1 x 1); the ReLUs and pools between them
-have no parameters. Every tensor is copied unchanged to ReducedVGG16's name
+have no parameters. Every tensor is renamed to ReducedVGG16's name
 (``VGG16_SEQUENTIAL_INDICES``); DST is a plain state dict without a ``backbone.`` prefix.
 
-Input convention: the weights come from Caffe, so they expect **BGR** images in 0-255 minus the
-ImageNet mean, unscaled: ``bgr_to_rgb=False, mean=[103.53, 116.28, 123.675], std=[1, 1, 1]`` in
-mmdet's DetDataPreprocessor (Caffe SSD subtracts 104, 117, 123).
+Input convention: the weights come from Caffe, so they expect BGR images in 0-255 minus the
+ImageNet mean, unscaled. The SSD configs feed mmdet's SSD input, RGB minus the same mean
+(123.675, 116.28, 103.53) with std 1, so conv1_1's input channels are reversed (BGR -> RGB);
+every other tensor is copied unchanged. The converted backbone therefore expects the configs'
+``DetDataPreprocessor(mean=[123.675, 116.28, 103.53], std=[1, 1, 1], bgr_to_rgb=True)``.
 """
 
 import argparse
@@ -67,6 +69,7 @@ def convert(state_dict: Dict[str, Tensor], source: str = 'state dict') -> Dict[s
                 f'expected {shape}'
             )
         out[ours] = state_dict[key].clone()
+    out['conv1_1.weight'] = out['conv1_1.weight'].flip(1)  # BGR -> RGB input channels
     return out
 
 

@@ -28,9 +28,12 @@ This is the paper's "we subsample parameters from fc6 and fc7" (Sec. 3), the dec
 same spacing is 6 cells, so the dilated 3x3 fc6 spans the original 7x7 field of view.
 
 The result is not the released Caffe model (different ImageNet training). Input convention:
-torchvision's weights expect **RGB** images scaled as ``(x / 255 - mean) / std`` with ImageNet
-mean (0.485, 0.456, 0.406) and std (0.229, 0.224, 0.225), i.e. ``bgr_to_rgb=True,
-mean=[123.675, 116.28, 103.53], std=[58.395, 57.12, 57.375]`` in mmdet's DetDataPreprocessor.
+torchvision's weights expect RGB images scaled as ``(x - mean) / std`` (ImageNet mean
+123.675, 116.28, 103.53 and std 58.395, 57.12, 57.375 in 0-255 units). The SSD configs feed
+mmdet's SSD input instead, RGB minus the same mean with std 1, so conv1_1's weights are divided
+by the std of their input channel: ``conv(W / std, x - mean) == conv(W, (x - mean) / std)``
+exactly (zero padding is zero in both). The converted backbone therefore expects the configs'
+``DetDataPreprocessor(mean=[123.675, 116.28, 103.53], std=[1, 1, 1], bgr_to_rgb=True)``.
 """
 
 import argparse
@@ -43,6 +46,7 @@ from ssd_plugin.models.backbones.reduced_vgg16 import VGG16_SEQUENTIAL_INDICES, 
 
 FC_KEEP_EVERY = 4  # 4096 -> 1024 filters (fc6 and fc7) and fc7 input channels
 TAP_KEEP_EVERY = 3  # 7x7 -> 3x3 taps 0, 3, 6 (hence dilation 6 at stride 16)
+IMAGENET_STD_RGB = (58.395, 57.12, 57.375)  # torchvision's normalisation, in 0-255 units
 
 
 def _source_shapes() -> Dict[str, Tuple[int, ...]]:
@@ -92,6 +96,8 @@ def convert(state_dict: Dict[str, Tensor], source: str = 'state dict') -> Dict[s
         if name.startswith('conv')
         for param in ('weight', 'bias')
     }
+    std = torch.tensor(IMAGENET_STD_RGB, dtype=out['conv1_1.weight'].dtype)
+    out['conv1_1.weight'] /= std[None, :, None, None]  # fold the std into the first conv
     fc6 = state_dict['classifier.0.weight'].reshape(4096, 512, 7, 7)
     out['fc6.weight'] = fc6[::FC_KEEP_EVERY, :, ::TAP_KEEP_EVERY, ::TAP_KEEP_EVERY].contiguous()
     out['fc6.bias'] = state_dict['classifier.0.bias'][::FC_KEEP_EVERY].clone()

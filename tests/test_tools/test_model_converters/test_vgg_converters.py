@@ -1,3 +1,4 @@
+import copy
 import importlib.util
 import math
 from pathlib import Path
@@ -85,13 +86,18 @@ def converted_from_torchvision(tmp_path_factory, torchvision_vgg16) -> ReducedVG
 def test_torchvision_conv_layers_reproduce_torchvision_features(
     converted_from_torchvision, torchvision_vgg16
 ):
-    x = torch.rand(2, 3, 32, 48)  # multiples of 16: floor and ceil pooling agree
+    # The configs' input (RGB minus the mean, std 1) vs torchvision's (also divided by the std).
+    # float64, so only the fp32 rounding of the folded weights is left between the two.
+    x = torch.rand(2, 3, 32, 48, dtype=torch.float64) * 255
+    x -= torch.tensor([123.675, 116.28, 103.53], dtype=torch.float64)[:, None, None]
+    std = torch.tensor(tv_tool.IMAGENET_STD_RGB, dtype=torch.float64)[:, None, None]
     with torch.no_grad():
-        (ours,) = converted_from_torchvision(x)
-        ref = torchvision_vgg16.features[:30](x)  # ... conv5_3, ReLU (index 30 is pool5)
+        # Sides are multiples of 16, so floor and ceil pooling agree.
+        (ours,) = copy.deepcopy(converted_from_torchvision).double()(x)
+        ref = copy.deepcopy(torchvision_vgg16.features[:30]).double()(x / std)  # to conv5_3 ReLU
     assert ours.shape == ref.shape == (2, 512, 2, 3)
     assert ref.abs().max() > 0.1
-    assert (ours - ref).abs().max().item() <= 1e-5
+    assert (ours - ref).abs().max().item() <= 1e-5  # W / std is stored in fp32
 
 
 def test_torchvision_fc6_fc7_hold_the_subsampled_values(
@@ -134,8 +140,8 @@ def test_caffe_reducedfc_equals_the_sequential_layout(tmp_path):
 
     x = torch.rand(1, 3, 44, 44)  # 44 -> 22 -> 11 -> 6 (ceil at pool3 in both) -> 3
     with torch.no_grad():
-        conv4_3, fc7 = model.eval()(x)
-        ref_conv4_3 = vgg[:23](x)  # up to the ReLU after conv4_3 (index 21)
+        conv4_3, fc7 = model.eval()(x)  # RGB, as the configs feed it
+        ref_conv4_3 = vgg[:23](x.flip(1))  # Caffe's BGR; up to the ReLU after conv4_3 (21)
         ref_fc7 = vgg[23:](ref_conv4_3)
     assert conv4_3.shape == ref_conv4_3.shape == (1, 512, 6, 6)
     assert fc7.shape == ref_fc7.shape == (1, 1024, 3, 3)
