@@ -30,5 +30,3 @@ model = dict(
         norm_cfg=dict(type='BN'),
     ),
 )
-val_evaluator = dict(proposal_nums=(1, 10, 100))
-test_evaluator = dict(proposal_nums=(1, 10, 100), classwise=True)

@@ -107,6 +107,10 @@ train_dataloader = dict(
 )
 val_dataloader = dict(batch_size=8, dataset=dict(pipeline=test_pipeline))
 test_dataloader = val_dataloader
+# COCO leaderboard style: maxDets (1, 10, 100) make the logged summary the server's 12 numbers
+# (mmdet's default (100, 300, 1000) scores AP50/75/s/m/l with up to 1000 detections per image).
+val_evaluator = dict(proposal_nums=(1, 10, 100))
+test_evaluator = dict(proposal_nums=(1, 10, 100), classwise=True)
 
 # schedule_2x: 24 epochs (x5 repeats), 500-iteration linear warm-up, steps at epochs 16 and 22.
 optim_wrapper = dict(

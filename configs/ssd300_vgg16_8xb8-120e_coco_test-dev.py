@@ -1,9 +1,8 @@
 # COCO test-dev submission for SSD300 (paper: 25.1 AP on test-dev; mmdet's model 25.5 on val2017).
 # test-dev has no public annotations: tools/test.py only writes the detections in COCO's results
-# format, <outfile_prefix>.bbox.json (xywh boxes, original category ids, image ids of
-# image_info_test-dev2017.json). Zip that file as detections_test-dev2017_ssd300_results.zip
-# and upload it to the COCO detection challenge server (codalab) to get the 12 leaderboard
-# numbers:
+# format (xywh boxes, original category ids, the image ids of image_info_test-dev2017.json) to
+# <outfile_prefix>.bbox.json. Rename it detections_test-dev2017_ssd300_results.json, zip it and
+# upload it to the COCO detection evaluation server, which reports the 12 leaderboard numbers:
 #   python tools/test.py configs/ssd300_vgg16_8xb8-120e_coco_test-dev.py CHECKPOINT
 _base_ = './ssd300_vgg16_8xb8-120e_coco.py'
 
@@ -17,6 +16,6 @@ test_evaluator = dict(
     type='CocoMetric',
     metric='bbox',
     format_only=True,
-    ann_file={{_base_.data_root}} + 'annotations/image_info_test-dev2017.json',
+    ann_file='data/coco/annotations/image_info_test-dev2017.json',
     outfile_prefix='./work_dirs/ssd300_coco_test-dev/detections_test-dev2017_ssd300_results',
 )

@@ -72,8 +72,6 @@ train_dataloader = dict(
 )
 val_dataloader = dict(dataset=dict(pipeline=test_pipeline))
 test_dataloader = val_dataloader
-val_evaluator = dict(proposal_nums=(1, 10, 100))
-test_evaluator = dict(proposal_nums=(1, 10, 100), classwise=True)
 
 max_epochs = 120
 train_cfg = dict(max_epochs=max_epochs, val_interval=5)

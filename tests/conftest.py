@@ -1,7 +1,10 @@
 """Shared pytest setup: mmdet's default scope, as mmdet's own tools set it before building."""
 
+import torch
 from mmengine.registry import init_default_scope
 
 import ssd_plugin  # noqa: F401  (registers the plugin's components)
 
+# `make test` runs one pytest-xdist worker per core: more intra-op threads only oversubscribe.
+torch.set_num_threads(1)
 init_default_scope('mmdet')

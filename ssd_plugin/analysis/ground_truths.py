@@ -45,17 +45,6 @@ class GroundTruths:
     def __len__(self) -> int:
         return len(self.bboxes)
 
-    def subset(self, keep: Tensor) -> 'GroundTruths':
-        """Boxes selected by a bool mask or an index tensor (images keep their indices)."""
-        return GroundTruths(
-            self.bboxes[keep],
-            self.labels[keep],
-            self.areas[keep],
-            self.img_index[keep],
-            self.num_images,
-            self.classes,
-        )
-
 
 def _walk(dataset_cfg: dict, key: str, pipeline: Optional[list]) -> Iterator[Tuple[dict, list]]:
     if not isinstance(dataset_cfg, dict):

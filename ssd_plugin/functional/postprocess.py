@@ -48,11 +48,18 @@ def _overlap_exceeds(boxes: Tensor, iou_thr: float) -> Tensor:
     Tested as ``inter > iou_thr * union`` (no division): the same as torchvision's
     ``inter / union > iou_thr`` for ``union > 0``, and False for two empty boxes (NaN there).
     """
-    top_left = torch.maximum(boxes[:, :, None, :2], boxes[:, None, :, :2])
-    bottom_right = torch.minimum(boxes[:, :, None, 2:], boxes[:, None, :, 2:])
-    inter = (bottom_right - top_left).clamp(min=0).prod(-1)
-    area = (boxes[..., 2:] - boxes[..., :2]).prod(-1)
-    return inter > iou_thr * (area[:, :, None] + area[:, None, :] - inter)
+    x1, y1, x2, y2 = boxes.unbind(-1)
+    # (G, K, K) intermediates updated in place: this is the post-processing's largest cost.
+    inter = torch.minimum(x2[:, :, None], x2[:, None]).sub_(
+        torch.maximum(x1[:, :, None], x1[:, None])
+    )
+    height = torch.minimum(y2[:, :, None], y2[:, None]).sub_(
+        torch.maximum(y1[:, :, None], y1[:, None])
+    )
+    inter.clamp_(min=0).mul_(height.clamp_(min=0))
+    area = (x2 - x1) * (y2 - y1)
+    union = (area[:, :, None] + area[:, None]).sub_(inter).mul_(iou_thr)
+    return inter > union
 
 
 def padded_greedy_nms(
@@ -85,10 +92,14 @@ def padded_greedy_nms(
     chunk = max(1, max_elements // (k * k))
     for start in range(0, num_groups, chunk):
         rows = slice(start, start + chunk)
-        suppresses = _overlap_exceeds(boxes[rows], iou_thr) & later & valid[rows, :, None]
+        # As floats, "is box j suppressed by a kept box" is one batched matrix product.
+        suppresses = (_overlap_exceeds(boxes[rows], iou_thr) & later & valid[rows, :, None]).to(
+            boxes.dtype
+        )
         kept = valid[rows]
         while True:
-            updated = valid[rows] & ~(suppresses & kept[:, :, None]).any(dim=1)
+            hit = torch.bmm(kept.to(boxes.dtype)[:, None], suppresses)[:, 0] > 0
+            updated = valid[rows] & ~hit
             if torch.equal(updated, kept):
                 break
             kept = updated

@@ -104,7 +104,7 @@ def test_positives_equal_the_matcher(per_image, lo, hi):
     level = torch.repeat_interleave(torch.arange(6), torch.tensor([len(p) for p in priors]))
     expected = torch.bincount(owner * 6 + level[prior], minlength=len(gts) * 6).view(-1, 6)
     assert torch.equal(positives, expected)
-    assert positives.sum() > len(gts)
+    assert positives.sum() >= len(gts) // 2  # not vacuous
 
 
 def test_matcher_positives_follow_match_default_boxes_per_image():

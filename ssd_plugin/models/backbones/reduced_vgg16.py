@@ -1,5 +1,7 @@
 """The SSD base network: VGG16 with reduced, convolutional fc6 and fc7 (paper Sec. 3)."""
 
+import os.path as osp
+import warnings
 from typing import Dict, List, Sequence, Tuple, Union
 
 import torch.nn as nn
@@ -70,7 +72,7 @@ class ReducedVGG16(BaseModule):
     def __init__(
         self,
         out_indices: Sequence[Union[int, str]] = ('conv4_3', 'fc7'),
-        init_cfg: OptMultiConfig = dict(type='Kaiming', layer='Conv2d'),  # noqa: B006 (deep-copied)
+        init_cfg: OptMultiConfig = dict(type='Kaiming', layer='Conv2d'),
     ) -> None:
         super().__init__(init_cfg=init_cfg)
         self.out_names = self._resolve_out_indices(out_indices)
@@ -112,6 +114,25 @@ class ReducedVGG16(BaseModule):
                 f'out_indices must name distinct layers in forward order, got {out_indices!r}'
             )
         return tuple(names)
+
+    def init_weights(self) -> None:
+        """Initialise; a ``Pretrained`` local file that does not exist warns instead of raising.
+
+        The configs point at a converted VGG16 the user makes (README); without it training
+        should still run from scratch (Kaiming), loudly, rather than crash at start.
+        """
+        cfg = self.init_cfg
+        if isinstance(cfg, dict) and cfg.get('type') == 'Pretrained':
+            checkpoint = str(cfg.get('checkpoint', ''))
+            if '://' not in checkpoint and not osp.isfile(osp.expanduser(checkpoint)):
+                warnings.warn(
+                    f'ReducedVGG16: pretrained checkpoint {checkpoint!r} (backbone.init_cfg) not '
+                    f'found; training from scratch with Kaiming init. See README "Pretrained '
+                    f'weights" to convert ImageNet VGG16 weights.',
+                    stacklevel=2,
+                )
+                self.init_cfg = dict(type='Kaiming', layer='Conv2d')
+        super().init_weights()
 
     def forward(self, x: Tensor) -> Tuple[Tensor, ...]:
         """Run the layers up to the last requested one and return the requested outputs."""

@@ -63,7 +63,7 @@ class MultiBoxHead(BaseDenseHead):
         conv_cfg: OptConfigType = None,
         norm_cfg: OptConfigType = None,
         act_cfg: OptConfigType = None,
-        prior_generator: ConfigType = dict(  # noqa: B006 (built, never mutated)
+        prior_generator: ConfigType = dict(
             type='DefaultBoxGenerator',
             input_size=300,
             strides=(8, 16, 32, 64, 100, 300),
@@ -71,18 +71,16 @@ class MultiBoxHead(BaseDenseHead):
             scale_range=(0.15, 0.9),
             scale_mode='caffe',
         ),
-        bbox_coder: ConfigType = dict(  # noqa: B006
+        bbox_coder: ConfigType = dict(
             type='DeltaXYWHBBoxCoder',
             target_means=[0.0, 0.0, 0.0, 0.0],
             target_stds=[0.1, 0.1, 0.2, 0.2],
         ),
-        matcher: ConfigType = dict(type='MultiBoxMatcher', pos_iou_thr=0.5),  # noqa: B006
-        loss: ConfigType = dict(type='MultiBoxLoss', neg_pos_ratio=3, beta=1.0, alpha=1.0),  # noqa: B006
+        matcher: ConfigType = dict(type='MultiBoxMatcher', pos_iou_thr=0.5),
+        loss: ConfigType = dict(type='MultiBoxLoss', neg_pos_ratio=3, beta=1.0, alpha=1.0),
         train_cfg: OptConfigType = None,
         test_cfg: OptConfigType = None,
-        init_cfg: MultiConfig = dict(  # noqa: B006
-            type='Xavier', layer='Conv2d', distribution='uniform', bias=0
-        ),
+        init_cfg: MultiConfig = dict(type='Xavier', layer='Conv2d', distribution='uniform', bias=0),
     ) -> None:
         super().__init__(init_cfg=init_cfg)
         if num_classes < 1:

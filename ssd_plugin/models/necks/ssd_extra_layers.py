@@ -63,8 +63,8 @@ class SSDExtraLayers(BaseModule):
         use_depthwise: bool = False,
         conv_cfg: OptConfigType = None,
         norm_cfg: OptConfigType = None,
-        act_cfg: OptConfigType = dict(type='ReLU'),  # noqa: B006 (mmdet style; never mutated)
-        init_cfg: MultiConfig = [  # noqa: B006 (BaseModule deep-copies it)
+        act_cfg: OptConfigType = dict(type='ReLU'),
+        init_cfg: MultiConfig = [
             dict(type='Xavier', distribution='uniform', layer='Conv2d'),
             dict(type='Constant', val=1, layer='BatchNorm2d'),
         ],

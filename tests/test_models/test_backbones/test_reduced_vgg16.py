@@ -118,6 +118,17 @@ def test_pretrained_init_cfg_loads_a_local_file(tmp_path, vgg):
     assert torch.equal(model.fc6.weight, vgg.fc6.weight)
 
 
+def test_missing_pretrained_file_warns_and_initialises_from_scratch(tmp_path):
+    missing = tmp_path / 'absent_vgg16.pth'
+    model = ReducedVGG16(init_cfg=dict(type='Pretrained', checkpoint=str(missing)))
+    with pytest.warns(UserWarning, match='absent_vgg16.pth.*from scratch'):
+        model.init_weights()
+    # Kaiming normal (fan_out, ReLU gain) rather than PyTorch's default uniform init.
+    expected_std = math.sqrt(2 / (model.conv5_3.out_channels * 9))
+    assert abs(model.conv5_3.weight.std().item() / expected_std - 1) < 0.05
+    assert torch.count_nonzero(model.conv5_3.bias) == 0
+
+
 def test_backward_reaches_every_layer_up_to_the_last_output():
     torch.manual_seed(0)
     model = ReducedVGG16(out_indices=('conv1_1', 'conv4_3', 'pool5'))
