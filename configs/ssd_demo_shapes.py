@@ -146,6 +146,7 @@ val_evaluator = dict(
     metric='bbox',
     classwise=True,
     format_only=False,
+    proposal_nums=(1, 10, 100),  # the COCO leaderboard's maxDets
 )
 test_evaluator = val_evaluator
 

@@ -55,7 +55,9 @@ def test_training_recipe_is_mmdets(configs):
     assert _plain(cfg.val_dataloader.dataset.pipeline) == _plain(
         ref.val_dataloader.dataset.pipeline
     )
-    assert _plain(cfg.val_evaluator) == _plain(ref.val_evaluator)
+    # Same CocoMetric, but scored with the leaderboard's maxDets (1, 10, 100).
+    assert _plain(cfg.val_evaluator) == {**_plain(ref.val_evaluator), 'proposal_nums': [1, 10, 100]}
+    assert cfg.test_evaluator.classwise
     assert cfg.model.test_cfg.score_thr == 0.01 and cfg.model.test_cfg.max_per_img == 200
     assert cfg.model.test_cfg.nms.iou_threshold == 0.45 and cfg.model.test_cfg.nms_pre == 400
     pretrained = cfg.model.backbone.init_cfg
