@@ -2,7 +2,10 @@
 # two CPU cores in minutes: `make demo` runs it through tools/run_demo.sh. Same SSD as the paper
 # (multi-scale default boxes, MultiBox matching and loss, SSD augmentation) with a narrow
 # ResNet-18 trunk (24 base channels) trained from scratch instead of the reduced VGG16, at a
-# 192 px input.
+# 192 px input. Two choices are measured (900-iteration runs, val bbox mAP): the scale range that
+# tools/analysis/default_box_coverage.py --optimize finds for this data (0.334 -> 0.448), and no
+# geometric SSD augmentation (0.211 with ZoomOut + MinIoUCrop -> 0.334 without): it pays off on the
+# paper's long schedules, not in a few thousand iterations on data whose val set matches train.
 # Iteration-based, with iteration-interval checkpoints, so `--resume` continues mid-"epoch" on
 # exactly the batches an uninterrupted run would see (IterBasedTrainLoop replays the sampler).
 _base_ = ['mmdet::_base_/default_runtime.py']
@@ -15,8 +18,8 @@ metainfo = dict(
     palette=[(220, 20, 60), (0, 130, 200), (60, 180, 75), (245, 130, 48), (145, 30, 180)],
 )
 input_size = 192
-max_iters = 1800
-val_interval = 600
+max_iters = 2000
+val_interval = 500
 
 model = dict(
     type='SingleStageDetector',
@@ -55,14 +58,16 @@ model = dict(
         type='MultiBoxHead',
         num_classes=5,
         in_channels=(48, 96, 96, 96, 48, 48),
-        # Caffe-style integer sizes: the halved first level covers the smallest shapes
-        # (4 % of 192 px is 8 px)
+        # Caffe-style sizes (halved first level). (0.17, 1.14) is default_box_coverage.py
+        # --optimize on the train split: coverage at IoU 0.5 0.857 -> 0.962 and positives per
+        # object 2.25 -> 4.01 against the paper-like (0.1, 0.9); the two coarsest levels then
+        # rarely match, as on COCO where few objects fill the image.
         prior_generator=dict(
             type='DefaultBoxGenerator',
             input_size=input_size,
             strides=(8, 16, 32, 64, 96, 192),
             ratios=([2], [2, 3], [2, 3], [2, 3], [2], [2]),
-            scale_range=(0.1, 0.9),
+            scale_range=(0.17, 1.14),
             scale_mode='caffe',
         ),
         bbox_coder=dict(
@@ -83,12 +88,11 @@ model = dict(
     ),
 )
 
-# SSD augmentation (docs/design.md); zoom-out only to 2x, since the smallest shapes are 10 px
+# Flip and SSD's photometric distortion only: ZoomOut + MinIoUCrop (docs/design.md) slow this
+# short schedule down (see the top of the file)
 train_pipeline = [
     dict(type='LoadImageFromFile'),
     dict(type='LoadAnnotations', with_bbox=True),
-    dict(type='ZoomOut', prob=0.5, ratio_range=(1, 2), fill=(103.53, 116.28, 123.675)),
-    dict(type='MinIoUCrop'),
     dict(type='Resize', scale=(input_size, input_size), keep_ratio=False),
     dict(type='RandomFlip', prob=0.5),
     dict(type='PhotometricDistort'),

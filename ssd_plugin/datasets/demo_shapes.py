@@ -1,12 +1,13 @@
 """Deterministic COCO-format "shapes" detection dataset for the demo and the tests.
 
-Each image has a textured background (smooth colour field, stripes, grain, clutter lines) and 1
-to ``max_objects`` filled shapes of the classes in :data:`DEMO_CLASSES`. Colours are drawn
-independently of the class, so only the outline tells the classes apart. Object sizes (the
-longer side of the box) are log-uniform in ``size_range`` times the image side, so small and
-large default boxes all get work. Later shapes may partly cover earlier ones; a placement that
-would leave any shape less than ``min_visible`` of its area visible is re-drawn. Boxes are the
-extent of the *visible* pixels, as in COCO.
+Each image has a textured background (muted colour field, faint stripes, grain, clutter lines)
+and 1 to ``max_objects`` filled shapes of the classes in :data:`DEMO_CLASSES`. Each class has a
+typical hue (its :data:`DEMO_PALETTE` colour, +-10 degrees, any saturation and brightness) and an
+outline that is stretched and rotated at random. Object sizes (the longer side of the box) are
+uniform in ``size_range`` times the image side, so small and large default boxes all get work.
+Later shapes may partly cover earlier ones; a placement that would leave any shape less than
+``min_visible`` of its area visible is re-drawn. Boxes are the extent of the *visible* pixels, as
+in COCO.
 
 Every image is drawn from its own generator seeded with ``(seed, split, index)``: the same
 arguments give byte-identical files, and image ``i`` does not depend on how many images are
@@ -81,29 +82,35 @@ def _check_args(
 
 
 def _background(rng: np.random.Generator, size: int) -> np.ndarray:
-    """A float32 (size, size, 3) textured background in [0, 255]."""
+    """A float32 (size, size, 3) textured background in [0, 255].
+
+    A muted colour field (blobs pulled towards grey), faint stripes, grain and a few thin clutter
+    lines: texture everywhere, but the saturated shapes on top stay the most salient things.
+    """
     grid = int(rng.integers(2, 7))
-    coarse = rng.uniform(20, 235, (grid, grid, 3)).astype(np.float32)
+    coarse = rng.uniform(30, 225, (grid, grid, 3)).astype(np.float32)
+    coarse = coarse.mean(2, keepdims=True) + rng.uniform(0.2, 0.5) * (
+        coarse - coarse.mean(2, keepdims=True)
+    )
     img = cv2.resize(coarse, (size, size), interpolation=cv2.INTER_CUBIC)
     # stripes sin(u x + v y + phase), separable into outer products of 1-D terms
     theta, freq = rng.uniform(0, np.pi), rng.uniform(2, 14)
     coord = np.arange(size, dtype=np.float32) * (2 * np.pi * freq / size)
     u, v = coord * np.cos(theta), coord * np.sin(theta) + rng.uniform(0, 2 * np.pi)
     stripes = np.outer(np.cos(v), np.sin(u)) + np.outer(np.sin(v), np.cos(u))
-    gain = rng.uniform(0, 35) * rng.uniform(0.3, 1.0, 3).astype(np.float32)
-    img += stripes[..., None] * gain
-    img += rng.uniform(2, 10) * rng.standard_normal((size, size, 1), dtype=np.float32)
-    for _ in range(int(rng.integers(0, 5))):  # clutter that is no object
+    img += stripes[..., None] * rng.uniform(0, 15)
+    img += rng.uniform(2, 8) * rng.standard_normal((size, size, 1), dtype=np.float32)
+    for _ in range(int(rng.integers(0, 4))):  # clutter that is no object
         p0, p1 = rng.integers(0, size, 2), rng.integers(0, size, 2)
         colour = tuple(float(c) for c in rng.uniform(0, 255, 3))
-        thickness = int(rng.integers(1, max(2, size // 64)))
+        thickness = int(rng.integers(1, max(2, size // 96)))
         cv2.line(img, tuple(map(int, p0)), tuple(map(int, p1)), colour, thickness, cv2.LINE_AA)
     return img
 
 
 def _outline(rng: np.random.Generator, name: str, side: float, size: int) -> np.ndarray:
     """The class outline stretched, rotated, scaled to box side ``side`` and placed in the image."""
-    pts = _OUTLINES[name] * np.sqrt(rng.uniform(0.6, 1.6)) ** np.array([1, -1])
+    pts = _OUTLINES[name] * np.sqrt(rng.uniform(0.75, 1.33)) ** np.array([1, -1])
     angle = rng.uniform(0, 2 * np.pi)
     rot = np.array([[np.cos(angle), -np.sin(angle)], [np.sin(angle), np.cos(angle)]])
     pts = pts @ rot.T
@@ -114,14 +121,24 @@ def _outline(rng: np.random.Generator, name: str, side: float, size: int) -> np.
     return pts + offset
 
 
-def _object_colour(rng: np.random.Generator, under: np.ndarray) -> np.ndarray:
-    """A random BGR colour that stands out from the mean colour ``under`` it."""
-    for _ in range(20):
-        hsv = np.array([[[rng.uniform(0, 180), rng.uniform(60, 255), rng.uniform(50, 255)]]])
-        bgr = cv2.cvtColor(hsv.astype(np.uint8), cv2.COLOR_HSV2BGR)[0, 0].astype(np.float32)
-        if np.abs(bgr - under).sum() > 120:
+def _object_colour(rng: np.random.Generator, label: int, under: np.ndarray) -> np.ndarray:
+    """A BGR colour near the class's palette hue that stands out from the colour ``under`` it.
+
+    Saturation and brightness vary freely and the hue by +-10 degrees: like real object
+    classes, each has a typical colour, and the outline tells the rest.
+    """
+    red, green, blue = DEMO_PALETTE[label]
+    hue = cv2.cvtColor(np.uint8([[[blue, green, red]]]), cv2.COLOR_BGR2HSV)[0, 0, 0]
+    best, best_contrast = None, -1.0
+    for _ in range(10):
+        hsv = [(hue + rng.uniform(-5, 5)) % 180, rng.uniform(150, 255), rng.uniform(110, 255)]
+        bgr = cv2.cvtColor(np.uint8([[hsv]]), cv2.COLOR_HSV2BGR)[0, 0].astype(np.float32)
+        contrast = float(np.abs(bgr - under).sum())
+        if contrast > 120:
             return bgr
-    return 255 - under  # the complement always contrasts
+        if contrast > best_contrast:
+            best, best_contrast = bgr, contrast
+    return best
 
 
 def render_image(
@@ -136,7 +153,7 @@ def render_image(
     Args:
         rng: The generator all randomness comes from.
         image_size: Side of the square image in pixels. Defaults to 256.
-        size_range: Longest box side as a fraction of ``image_size``, log-uniform in this range.
+        size_range: Longest box side as a fraction of ``image_size``, uniform in this range.
             Defaults to (0.04, 0.8).
         max_objects: At most this many shapes (at least 1). Defaults to 6.
         min_visible: Least visible fraction of every shape's area. Defaults to 0.6.
@@ -152,10 +169,9 @@ def render_image(
     owner = np.full((size, size), -1, dtype=np.int16)  # which shape each pixel shows
     rois: List[Tuple[int, int, int, int]] = []
     full_areas, visible, labels = np.zeros(0), np.zeros(0), []
-    log_lo, log_hi = np.log(size_range[0] * size), np.log(size_range[1] * size)
     for _ in range(int(rng.integers(1, max_objects + 1))):
         label = int(rng.integers(len(DEMO_CLASSES)))
-        side = float(np.exp(rng.uniform(log_lo, log_hi)))
+        side = float(rng.uniform(*size_range)) * size
         for _attempt in range(10):
             pts = _outline(rng, DEMO_CLASSES[label], side, size)
             x0, y0 = np.floor(pts.min(0)).astype(int)
@@ -170,7 +186,7 @@ def render_image(
         else:
             continue  # no placement keeps the shapes below visible enough: leave this one out
         roi = img[y0:y1, x0:x1]
-        colour = _object_colour(rng, roi[mask].mean(0))
+        colour = _object_colour(rng, label, roi[mask].mean(0))
         # linear shading across the shape, so its fill is not flat
         ramp = np.linspace(-1, 1, x1 - x0, dtype=np.float32)
         shade = 1 + rng.uniform(-0.25, 0.25) * ramp
