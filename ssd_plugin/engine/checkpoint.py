@@ -10,14 +10,14 @@ types mmengine itself writes, rather than unpickling arbitrary code.
 
 import os.path as osp
 import pickle
-from typing import Callable, List, Optional, Union
+from typing import Callable, List, Optional, Tuple, Union
 
 import numpy as np
 import torch
 from mmengine.logging import HistoryBuffer
 from mmengine.runner.checkpoint import CheckpointLoader
 
-__all__ = ['load_local_checkpoint', 'MMENGINE_SAFE_GLOBALS']
+__all__ = ['load_local_checkpoint', 'load_state_dict_file', 'MMENGINE_SAFE_GLOBALS']
 
 
 def _numpy_globals() -> List[Union[Callable, type]]:
@@ -80,3 +80,27 @@ def load_local_checkpoint(
 
 # mmengine's local scheme is the empty prefix; force=True replaces its torch.load call.
 CheckpointLoader.register_scheme(prefixes='', force=True)(load_local_checkpoint)
+
+
+def load_state_dict_file(filename: str) -> Tuple[dict, Optional[dict]]:
+    """The state dict in a ``.pth`` file, bare or wrapped as mmengine's ``{'state_dict': ...}``.
+
+    Args:
+        filename (str): Path of the file (loaded by :func:`load_local_checkpoint` on the CPU).
+
+    Returns:
+        tuple: ``(state_dict, checkpoint)``: ``checkpoint`` is the wrapping dict (with ``meta``
+        and the like), or None when the file holds a bare state dict.
+
+    Raises:
+        TypeError: The file holds no dict; the message names the file.
+    """
+    checkpoint = load_local_checkpoint(filename, map_location='cpu')
+    if isinstance(checkpoint, dict) and isinstance(checkpoint.get('state_dict'), dict):
+        return checkpoint['state_dict'], checkpoint
+    if not isinstance(checkpoint, dict):
+        raise TypeError(
+            f'{filename}: expected a state dict or a dict with "state_dict", got '
+            f'{type(checkpoint).__name__}'
+        )
+    return checkpoint, None

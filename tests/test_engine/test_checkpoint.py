@@ -9,7 +9,7 @@ from mmengine.model import BaseModel
 from mmengine.runner import Runner
 from torch.utils.data import Dataset
 
-from ssd_plugin.engine.checkpoint import load_local_checkpoint
+from ssd_plugin.engine.checkpoint import load_local_checkpoint, load_state_dict_file
 
 
 class _Regression(BaseModel):
@@ -98,3 +98,17 @@ def test_plain_torch_load_refuses_mmengine_checkpoints(tmp_path):
     _runner(tmp_path, max_iters=2).train()
     with pytest.raises(pickle.UnpicklingError):
         torch.load(str(tmp_path / 'iter_2.pth'))
+
+
+def test_state_dict_file_bare_or_wrapped(tmp_path):
+    weights = {'conv.weight': torch.arange(6.0).reshape(2, 3)}
+    torch.save(weights, tmp_path / 'bare.pth')
+    torch.save(dict(state_dict=weights, meta=dict(epoch=3)), tmp_path / 'wrapped.pth')
+    torch.save(torch.zeros(2), tmp_path / 'tensor.pth')
+    state_dict, checkpoint = load_state_dict_file(str(tmp_path / 'bare.pth'))
+    assert checkpoint is None and torch.equal(state_dict['conv.weight'], weights['conv.weight'])
+    state_dict, checkpoint = load_state_dict_file(str(tmp_path / 'wrapped.pth'))
+    assert checkpoint['meta'] == dict(epoch=3)
+    assert torch.equal(state_dict['conv.weight'], weights['conv.weight'])
+    with pytest.raises(TypeError, match=r'tensor\.pth.*Tensor'):
+        load_state_dict_file(str(tmp_path / 'tensor.pth'))

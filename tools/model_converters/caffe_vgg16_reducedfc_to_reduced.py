@@ -29,6 +29,7 @@ from typing import Dict, Tuple
 import torch
 from torch import Tensor
 
+from ssd_plugin.engine.checkpoint import load_state_dict_file
 from ssd_plugin.models.backbones.reduced_vgg16 import VGG16_SEQUENTIAL_INDICES, ReducedVGG16
 
 
@@ -78,10 +79,8 @@ def main(argv=None) -> None:
     parser.add_argument('src', help='vgg16_reducedfc.pth (ssd.pytorch layout)')
     parser.add_argument('dst', help='output ReducedVGG16 checkpoint (.pth)')
     args = parser.parse_args(argv)
-    state_dict = torch.load(args.src, map_location='cpu', weights_only=True)
-    if not isinstance(state_dict, dict):
-        raise TypeError(f'{args.src}: expected a state dict, got {type(state_dict).__name__}')
-    torch.save(convert(state_dict.get('state_dict', state_dict), source=args.src), args.dst)
+    state_dict, _ = load_state_dict_file(args.src)
+    torch.save(convert(state_dict, source=args.src), args.dst)
     print(f'wrote ReducedVGG16 weights to {args.dst}')
 
 

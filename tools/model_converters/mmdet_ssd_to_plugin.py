@@ -29,7 +29,7 @@ from typing import Dict, List
 import torch
 from torch import Tensor
 
-from ssd_plugin.engine.checkpoint import load_local_checkpoint
+from ssd_plugin.engine.checkpoint import load_state_dict_file
 from ssd_plugin.models.backbones.reduced_vgg16 import VGG16_SEQUENTIAL_INDICES
 
 __all__ = ['convert', 'main']
@@ -121,14 +121,10 @@ def main() -> None:
     parser.add_argument('dst', help='output checkpoint for ssd_plugin configs')
     args = parser.parse_args()
 
-    checkpoint = load_local_checkpoint(args.src, map_location='cpu')
-    wrapped = isinstance(checkpoint, dict) and isinstance(checkpoint.get('state_dict'), dict)
-    state_dict = checkpoint['state_dict'] if wrapped else checkpoint
-    if not isinstance(state_dict, dict):
-        raise TypeError(f'{args.src}: expected a state dict or a dict with "state_dict"')
+    state_dict, checkpoint = load_state_dict_file(args.src)
     converted = convert(state_dict, source=args.src)
-    output = dict(state_dict=converted) if wrapped else converted
-    if wrapped and 'meta' in checkpoint:
+    output = converted if checkpoint is None else dict(state_dict=converted)
+    if checkpoint is not None and 'meta' in checkpoint:
         output['meta'] = checkpoint['meta']
     torch.save(output, args.dst)
     print(f'converted {len(converted)} tensors from {args.src} to {args.dst}')
