@@ -9,7 +9,7 @@ from mmdet.structures.bbox import HorizontalBoxes, autocast_box_type
 
 from .lazy_canvas import take_pending_canvas
 from .patch_geometry import centres_in_patches, choose_patch
-from .zoom_out import UNSUPPORTED_KEYS
+from .zoom_out import reject_unsupported_keys
 
 __all__ = ['MinIoUCrop']
 
@@ -108,12 +108,7 @@ class MinIoUCrop(BaseTransform):
     @autocast_box_type()
     def transform(self, results: dict) -> dict:
         """Sample a patch and crop; see the class docstring."""
-        for key in UNSUPPORTED_KEYS:
-            if results.get(key) is not None:
-                raise NotImplementedError(
-                    f'MinIoUCrop does not transform {key!r} (SSD is a box detector); use mmdet '
-                    "'MinIoURandomCrop' for masks or segmentation maps"
-                )
+        reject_unsupported_keys(results, 'MinIoUCrop', 'MinIoURandomCrop')
         gt_bboxes = results.get('gt_bboxes')
         if gt_bboxes is not None and not isinstance(gt_bboxes, HorizontalBoxes):
             raise TypeError(f'MinIoUCrop needs HorizontalBoxes, got {type(gt_bboxes).__name__}')

@@ -16,6 +16,16 @@ __all__ = ['ZoomOut']
 UNSUPPORTED_KEYS = ('gt_masks', 'gt_seg_map')
 
 
+def reject_unsupported_keys(results: dict, transform: str, mmdet_alternative: str) -> None:
+    """Raise NotImplementedError naming the first :data:`UNSUPPORTED_KEYS` field present."""
+    for key in UNSUPPORTED_KEYS:
+        if results.get(key) is not None:
+            raise NotImplementedError(
+                f'{transform} does not transform {key!r} (SSD is a box detector); use mmdet '
+                f"'{mmdet_alternative}' for masks or segmentation maps"
+            )
+
+
 @TRANSFORMS.register_module()
 class ZoomOut(BaseTransform):
     """Place the image at random on a larger canvas filled with the mean ("zoom out").
@@ -80,12 +90,7 @@ class ZoomOut(BaseTransform):
     @autocast_box_type()
     def transform(self, results: dict) -> dict:
         """Zoom out; see the class docstring."""
-        for key in UNSUPPORTED_KEYS:
-            if results.get(key) is not None:
-                raise NotImplementedError(
-                    f'ZoomOut does not transform {key!r} (SSD is a box detector); use mmdet '
-                    "'Expand' for masks or segmentation maps"
-                )
+        reject_unsupported_keys(results, 'ZoomOut', 'Expand')
         img = results['img']
         fill_value(self.fill, 1 if img.ndim == 2 else img.shape[2], img.dtype)  # clear error now
         h, w = img.shape[:2]
