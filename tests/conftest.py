@@ -11,7 +11,8 @@ torch.set_num_threads(1)
 init_default_scope('mmdet')
 
 
-@pytest.fixture(autouse=True)
-def _mmdet_scope():
-    """Every test starts in mmdet's scope: a Runner built with another scope stays current."""
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_setup(item):
+    """Every test, and the module fixtures it sets up first, starts in mmdet's scope: a Runner
+    built with another scope stays the current one."""
     init_default_scope('mmdet')
