@@ -4,20 +4,39 @@ Per image and class: keep the scores above a confidence threshold (paper: 0.01),
 ``nms_pre_per_class`` of them (Caffe: 400), run greedy NMS at a jaccard threshold (0.45), then
 keep the image's ``max_per_img`` (200) best detections over all classes.
 
-Every (image, class) pair of the batch is processed at once: the candidates are grouped by one
-sort, padded to ``(groups, K)`` with ``K <= nms_pre_per_class``, and suppressed by an exact,
-matrix-form greedy NMS inside each group (no Python loop over images or classes). A single
-coordinate-offset call of torchvision's ``nms`` over the whole batch would be exact too, but its
-CPU kernel compares every kept box with every later box of *all* groups (``O(N * kept)``) and its
-CUDA kernel builds an ``N x N`` bit mask, which grows with the square of the batch.
+The work is bounded by what can reach the output, not by how many scores pass the threshold.
+Greedy NMS decides a candidate from the higher-scoring candidates of its class alone, so NMS over
+any *score prefix* of an image's candidates (all of them above some cut-off) decides every
+candidate in the prefix exactly, and once a prefix keeps ``max_per_img`` boxes they are the
+image's output. :func:`batched_multiclass_nms` starts with the scores at or above the
+``2 * max_per_img``-th best default box's best score (a few hundred candidates) and widens the
+prefix fourfold only for the images that kept too few boxes. If the prefix would reach every
+default box, the remaining images take each class's ``nms_pre_per_class`` best scores instead (a
+per-(image, class) top-k) and NMS runs per (image, class). So an untrained model, where every
+score passes 0.01, costs about what a trained one costs: one pass over the scores, a top-k over
+default boxes and NMS over a few hundred candidates per image.
+
+NMS is torchvision's C++/CUDA kernel, classes kept apart by coordinate offsets. The offset boxes
+are float64, so IoU is computed in float64: torchvision's ``nms`` on float32 boxes can decide
+differently only for an IoU within float32 rounding (about 1e-7) of the threshold. The CPU kernel compares each kept box with every later candidate of
+its call, so on the CPU it is called once per image (per (image, class) in the fallback), never
+once for a batch; the CUDA kernel is a parallel bit mask and takes the batch in one call. The
+kernel is given the candidates' order as its score key, so ties are broken as documented in
+:func:`batched_multiclass_nms`.
 """
 
 from typing import Optional, Tuple
 
 import torch
 from torch import Tensor
+from torchvision.ops import nms
 
-__all__ = ['group_rank', 'padded_greedy_nms', 'batched_multiclass_nms']
+__all__ = ['group_rank', 'batched_multiclass_nms']
+
+# The first prefix holds the best PREFIX_START * max_per_img default boxes; each widening
+# multiplies that by PREFIX_GROWTH.
+PREFIX_START = 2
+PREFIX_GROWTH = 4
 
 
 def group_rank(groups: Tensor, scores: Tensor, num_groups: int) -> Tuple[Tensor, Tensor]:
@@ -42,69 +61,58 @@ def group_rank(groups: Tensor, scores: Tensor, num_groups: int) -> Tuple[Tensor,
     return order, rank
 
 
-def _overlap_exceeds(boxes: Tensor, iou_thr: float) -> Tensor:
-    """``(G, K, K)`` bool: ``IoU(box_i, box_j) > iou_thr`` within each row of ``(G, K, 4)``.
+def _segment_rank(segments: Tensor, num_segments: int) -> Tensor:
+    """0-based position of each entry inside its run of equal, sorted ``segments``."""
+    counts = torch.bincount(segments, minlength=num_segments)
+    return torch.arange(len(segments), device=segments.device) - (counts.cumsum(0) - counts)[
+        segments
+    ]
 
-    Tested as ``inter > iou_thr * union`` (no division): the same as torchvision's
-    ``inter / union > iou_thr`` for ``union > 0``, and False for two empty boxes (NaN there).
+
+def _sort_candidates(
+    img_ids: Tensor, prior_ids: Tensor, labels: Tensor, scores: Tensor, num_classes: int,
+    nms_pre_per_class: int,
+) -> Tuple[Tensor, ...]:  # fmt: skip
+    """Cap candidates per (image, class) and sort them into output order.
+
+    The candidates must come in ascending (image, prior, class) order, as ``nonzero`` lists
+    them. Returns ``(img_ids, prior_ids, labels, scores)`` sorted by image, descending score,
+    then ascending ``prior * C + class`` (the sorts are stable).
     """
-    x1, y1, x2, y2 = boxes.unbind(-1)
-    # (G, K, K) intermediates updated in place: this is the post-processing's largest cost.
-    inter = torch.minimum(x2[:, :, None], x2[:, None]).sub_(
-        torch.maximum(x1[:, :, None], x1[:, None])
-    )
-    height = torch.minimum(y2[:, :, None], y2[:, None]).sub_(
-        torch.maximum(y1[:, :, None], y1[:, None])
-    )
-    inter.clamp_(min=0).mul_(height.clamp_(min=0))
-    area = (x2 - x1) * (y2 - y1)
-    union = (area[:, :, None] + area[:, None]).sub_(inter).mul_(iou_thr)
-    return inter > union
-
-
-def padded_greedy_nms(
-    boxes: Tensor, valid: Tensor, iou_thr: float, max_elements: int = 1 << 24
-) -> Tensor:
-    """Exact greedy NMS inside each row of a padded batch of score-sorted boxes.
-
-    Greedy NMS keeps box ``j`` iff no kept box ``i < j`` overlaps it by more than ``iou_thr``.
-    That recursion has one solution, which the Jacobi iteration
-    ``keep_j <- valid_j and not any_{i<j}(keep_i and IoU_ij > thr)`` reaches exactly: after ``t``
-    steps the first ``t`` entries are final, and it stops as soon as nothing changes (usually
-    after a few steps; "Cluster-NMS", Zheng et al. 2021). Rows are processed in chunks of at most
-    ``max_elements`` IoU entries to bound memory.
-
-    Args:
-        boxes: ``(G, K, 4)`` ``xyxy`` boxes, each row sorted by descending score.
-        valid: ``(G, K)`` bool, False for padding.
-        iou_thr: Boxes overlapping a kept box by more than this are suppressed (torchvision's
-            ``nms`` uses the same strict ``>``).
-        max_elements: IoU entries computed at once.
-
-    Returns:
-        ``(G, K)`` bool, the kept boxes.
-    """
-    num_groups, k = valid.shape
-    keep = valid.clone()
-    if num_groups == 0 or k == 0:
-        return keep
-    later = torch.ones(k, k, dtype=torch.bool, device=boxes.device).triu(1)
-    chunk = max(1, max_elements // (k * k))
-    for start in range(0, num_groups, chunk):
-        rows = slice(start, start + chunk)
-        # As floats, "is box j suppressed by a kept box" is one batched matrix product.
-        suppresses = (_overlap_exceeds(boxes[rows], iou_thr) & later & valid[rows, :, None]).to(
-            boxes.dtype
+    if nms_pre_per_class > 0 and len(img_ids):
+        groups = img_ids * num_classes + labels
+        order, rank = group_rank(groups, scores, int(groups.max()) + 1)
+        order = order[rank < nms_pre_per_class].sort().values
+        img_ids, prior_ids, labels, scores = (
+            img_ids[order],
+            prior_ids[order],
+            labels[order],
+            scores[order],
         )
-        kept = valid[rows]
-        while True:
-            hit = torch.bmm(kept.to(boxes.dtype)[:, None], suppresses)[:, 0] > 0
-            updated = valid[rows] & ~hit
-            if torch.equal(updated, kept):
-                break
-            kept = updated
-        keep[rows] = kept
-    return keep
+    order = torch.argsort(scores, descending=True, stable=True)
+    order = order[torch.argsort(img_ids[order], stable=True)]
+    return img_ids[order], prior_ids[order], labels[order], scores[order]
+
+
+def _greedy_nms(boxes: Tensor, groups: Tensor, calls: Tensor, iou_thr: float) -> Tensor:
+    """Greedy NMS inside each group; returns the kept entries' positions, ascending.
+
+    Entries must be sorted by ``calls`` and, inside each group, by descending score. Each run of
+    equal ``calls`` is one kernel call on the CPU; on CUDA everything is one call.
+    """
+    boxes = boxes.double()
+    low = boxes.min()
+    span = boxes.max() - low + 1
+    shifted = boxes - low + (groups.double() * span)[:, None]
+    key = -torch.arange(len(boxes), device=boxes.device, dtype=torch.float64)
+    if boxes.device.type != 'cpu':
+        return nms(shifted, key, iou_thr).sort().values
+    kept, start = [], 0
+    for count in torch.unique_consecutive(calls, return_counts=True)[1].tolist():
+        stop = start + count
+        kept.append(nms(shifted[start:stop], key[start:stop], iou_thr) + start)
+        start = stop
+    return torch.cat(kept).sort().values
 
 
 def batched_multiclass_nms(
@@ -117,11 +125,17 @@ def batched_multiclass_nms(
 ) -> Tuple[Tensor, Tensor, Tensor, Tensor]:
     """Per-class NMS and top-k for a whole batch of class-agnostic boxes.
 
+    Equals a loop over images and classes that keeps each class's scores above ``score_thr``,
+    its ``nms_pre_per_class`` best, runs ``torchvision.ops.nms`` on them and keeps the image's
+    ``max_per_img`` best survivors. Ties between equal scores go to the lower default-box index,
+    then the lower class (ascending ``prior * C + class``) in the cap, in NMS and in the top-k.
+
     Args:
         boxes: ``(B, P, 4)`` decoded ``xyxy`` boxes, one per default box, shared by all classes.
         scores: ``(B, P, C)`` class probabilities without background.
         score_thr: Scores must be strictly greater (paper: 0.01).
-        iou_thr: Per-class NMS threshold (paper: 0.45); None skips NMS.
+        iou_thr: Per-class NMS threshold (paper: 0.45): a box overlapping a kept box of its
+            class by more than this is suppressed (torchvision's strict ``>``). None skips NMS.
         nms_pre_per_class: Best candidates per image and class kept before NMS (Caffe: 400);
             ``<= 0`` keeps all.
         max_per_img: Detections kept per image after NMS (paper: 200).
@@ -138,45 +152,71 @@ def batched_multiclass_nms(
         )
     if max_per_img < 1:
         raise ValueError(f'max_per_img must be >= 1, got {max_per_img}')
-    num_imgs, _, num_classes = scores.shape
+    num_imgs, num_priors, num_classes = scores.shape
     device = scores.device
-
-    # Candidates above the threshold, grouped by (image, class) and capped per group.
-    img_ids, prior_ids, labels = (scores > score_thr).nonzero(as_tuple=True)
-    cand_scores = scores[img_ids, prior_ids, labels]
-    groups = img_ids * num_classes + labels
-    order, rank = group_rank(groups, cand_scores, num_imgs * num_classes)
-    if nms_pre_per_class > 0:
-        order, rank = order[rank < nms_pre_per_class], rank[rank < nms_pre_per_class]
-    img_ids, prior_ids, labels = img_ids[order], prior_ids[order], labels[order]
-    cand_scores, cand_boxes = cand_scores[order], boxes[img_ids, prior_ids]
-
-    if iou_thr is not None and len(order) > 0:
-        _, slot = torch.unique_consecutive(groups[order], return_inverse=True)
-        width = int(rank.max()) + 1
-        padded = cand_boxes.new_zeros((int(slot.max()) + 1, width, 4))
-        padded[slot, rank] = cand_boxes
-        valid = torch.zeros(padded.shape[:2], dtype=torch.bool, device=device)
-        valid[slot, rank] = True
-        kept = padded_greedy_nms(padded, valid, iou_thr)[slot, rank]
-        img_ids, labels, cand_scores, cand_boxes = (
-            img_ids[kept],
-            labels[kept],
-            cand_scores[kept],
-            cand_boxes[kept],
-        )
-
-    # Each image's best detections over all classes, scattered into fixed-size outputs.
-    order, rank = group_rank(img_ids, cand_scores, num_imgs)
-    top = rank < max_per_img
-    order, rank = order[top], rank[top]
-    img_ids = img_ids[order]
     out_boxes = boxes.new_zeros((num_imgs, max_per_img, 4))
     out_scores = scores.new_zeros((num_imgs, max_per_img))
-    out_labels = labels.new_zeros((num_imgs, max_per_img))
+    out_labels = torch.zeros((num_imgs, max_per_img), dtype=torch.long, device=device)
     out_valid = torch.zeros((num_imgs, max_per_img), dtype=torch.bool, device=device)
-    out_boxes[img_ids, rank] = cand_boxes[order]
-    out_scores[img_ids, rank] = cand_scores[order]
-    out_labels[img_ids, rank] = labels[order]
-    out_valid[img_ids, rank] = True
+
+    if not (num_imgs and num_priors and num_classes):
+        return out_boxes, out_scores, out_labels, out_valid
+    # "score > score_thr" as "score >= floor" in the scores' dtype, so one comparison with a
+    # per-image bound selects a prefix.
+    thr = torch.tensor(score_thr, dtype=scores.dtype, device=device)
+    floor = torch.nextafter(thr, thr.new_tensor(float('inf')))
+    best = scores.amax(dim=2)  # each default box's best class score
+    pending = (best.amax(dim=1) >= floor).nonzero().squeeze(1)
+    prefix = PREFIX_START * max_per_img
+    while len(pending):
+        if prefix < num_priors:
+            # The scores at or above the prefix-th best default box's best score: found in the
+            # default boxes whose best score reaches it, without a pass over all scores.
+            cutoff = best[pending].topk(prefix, dim=1, sorted=False).values.amin(dim=1)
+            complete = cutoff < floor  # the prefix holds every score above the threshold
+            lower = torch.maximum(cutoff, floor)
+            rows_img, prior_ids = (best[pending] >= lower[:, None]).nonzero(as_tuple=True)
+            rows = scores[pending[rows_img], prior_ids]
+            row_ids, labels = (rows >= lower[rows_img, None]).nonzero(as_tuple=True)
+            local, prior_ids = rows_img[row_ids], prior_ids[row_ids]
+        else:
+            # Each class's nms_pre_per_class best scores (ties at the cut included, then ranked).
+            part = scores if len(pending) == num_imgs else scores[pending]
+            lower = floor.expand(len(pending), 1, num_classes)
+            if 0 < nms_pre_per_class < num_priors:
+                kth = part.topk(nms_pre_per_class, dim=1, sorted=False).values.amin(dim=1)
+                lower = torch.maximum(kth[:, None], floor)
+            complete = torch.ones(len(pending), dtype=torch.bool, device=device)
+            local, prior_ids, labels = (part >= lower).nonzero(as_tuple=True)
+        local, prior_ids, labels, cand_scores = _sort_candidates(
+            local, prior_ids, labels, scores[pending[local], prior_ids, labels], num_classes,
+            nms_pre_per_class,
+        )  # fmt: skip
+        if iou_thr is not None and len(local):
+            cand_boxes = boxes[pending[local], prior_ids]
+            groups = local * num_classes + labels
+            if prefix < num_priors:
+                keep = _greedy_nms(cand_boxes, groups, local, iou_thr)
+            else:
+                # Per (image, class) calls: the kernel's cost stays within each class's group.
+                by_group = torch.argsort(groups, stable=True)
+                keep = by_group[_greedy_nms(cand_boxes[by_group], groups[by_group],
+                                            groups[by_group], iou_thr)].sort().values  # fmt: skip
+            local, prior_ids, labels, cand_scores = (
+                local[keep],
+                prior_ids[keep],
+                labels[keep],
+                cand_scores[keep],
+            )
+        rank = _segment_rank(local, len(pending))
+        counts = torch.bincount(local, minlength=len(pending))
+        done = complete | (counts >= max_per_img)
+        out = done[local] & (rank < max_per_img)
+        at_img, at_rank = pending[local[out]], rank[out]
+        out_boxes[at_img, at_rank] = boxes[at_img, prior_ids[out]]
+        out_scores[at_img, at_rank] = cand_scores[out]
+        out_labels[at_img, at_rank] = labels[out]
+        out_valid[at_img, at_rank] = True
+        pending = pending[~done]
+        prefix *= PREFIX_GROWTH
     return out_boxes, out_scores, out_labels, out_valid

@@ -1,14 +1,11 @@
-"""Batched post-processing equals Caffe's per-image, per-class DetectionOutput loop."""
+"""Batched post-processing equals a per-image, per-class loop over ``torchvision.ops.nms``."""
 
 import pytest
 import torch
 from torchvision.ops import nms
 
-from ssd_plugin.functional.postprocess import (
-    batched_multiclass_nms,
-    group_rank,
-    padded_greedy_nms,
-)
+from ssd_plugin.functional import postprocess
+from ssd_plugin.functional.postprocess import batched_multiclass_nms, group_rank
 
 
 def _random_boxes(*shape, size=100.0, generator=None):
@@ -18,19 +15,43 @@ def _random_boxes(*shape, size=100.0, generator=None):
 
 
 def _reference(boxes, scores, score_thr, iou_thr, nms_pre, max_per_img):
-    """Caffe's DetectionOutput: loop over images and classes, torchvision NMS, then top-k."""
+    """Caffe's DetectionOutput as a plain loop: per image and class, torchvision NMS, top-k.
+
+    Ties go to the lower default box, then the lower class (stable sorts over that order); the
+    kernel gets decreasing keys in that order, and float64 boxes (as the batched version).
+    """
     results = []
     for img_boxes, img_scores in zip(boxes, scores):
         dets = []
         for label in range(img_scores.shape[1]):
             cls_scores = img_scores[:, label]
-            keep = (cls_scores > score_thr).nonzero().squeeze(1)
-            keep = keep[cls_scores[keep].argsort(descending=True)][:nms_pre]
-            kept = keep[nms(img_boxes[keep], cls_scores[keep], iou_thr)]
-            dets += [(float(cls_scores[i]), label, img_boxes[i]) for i in kept]
-        dets.sort(key=lambda d: -d[0])
+            cand = (cls_scores > score_thr).nonzero().squeeze(1)
+            cand = cand[cls_scores[cand].argsort(descending=True, stable=True)]
+            if nms_pre > 0:
+                cand = cand[:nms_pre]
+            if iou_thr is not None and len(cand):
+                key = -torch.arange(len(cand), dtype=torch.float64)
+                cand = cand[nms(img_boxes[cand].double(), key, iou_thr).sort().values]
+            dets += [(float(cls_scores[i]), int(i), label) for i in cand]
+        dets.sort(key=lambda d: (-d[0], d[1], d[2]))
         results.append(dets[:max_per_img])
     return results
+
+
+def _check(boxes, scores, score_thr=0.01, iou_thr=0.45, nms_pre=400, max_per_img=200):
+    out_boxes, out_scores, out_labels, out_valid = batched_multiclass_nms(
+        boxes, scores, score_thr, iou_thr, nms_pre, max_per_img
+    )
+    assert out_boxes.shape == (len(boxes), max_per_img, 4)
+    expected = _reference(boxes, scores, score_thr, iou_thr, nms_pre, max_per_img)
+    for i, dets in enumerate(expected):
+        n = len(dets)
+        assert out_valid[i, :n].all() and not out_valid[i, n:].any(), i
+        assert out_scores[i, :n].tolist() == [d[0] for d in dets]
+        assert out_labels[i, :n].tolist() == [d[2] for d in dets]
+        assert torch.equal(out_boxes[i, :n], boxes[i, [d[1] for d in dets]])
+        assert not out_scores[i, n:].any() and not out_boxes[i, n:].any()
+    return expected
 
 
 def test_group_rank_orders_by_group_then_score():
@@ -41,63 +62,78 @@ def test_group_rank_orders_by_group_then_score():
     assert rank.tolist() == [0, 1, 0, 1, 2]
 
 
-def test_padded_greedy_nms_equals_torchvision_per_row():
-    gen = torch.Generator().manual_seed(0)
-    boxes = _random_boxes(7, 40, size=60.0, generator=gen)
-    lengths = torch.tensor([40, 0, 1, 17, 40, 25, 3])
-    valid = torch.arange(40)[None] < lengths[:, None]
-    for max_elements in (1 << 24, 2000):  # one chunk, and several chunks of rows
-        keep = padded_greedy_nms(boxes, valid, iou_thr=0.45, max_elements=max_elements)
-        for row in range(7):
-            n = int(lengths[row])
-            # Rows are sorted by descending score: decreasing scores give that order.
-            expected = nms(boxes[row, :n], torch.linspace(1, 0.1, n) if n else torch.zeros(0), 0.45)
-            assert keep[row].nonzero().squeeze(1).tolist() == sorted(expected.tolist())
-    # Suppression chains longer than one step are resolved exactly (a kept box's victims are
-    # not suppressors): boxes 0, 1, 2 overlap consecutively; greedy keeps 0 and 2.
-    chain = torch.tensor([[[0.0, 0, 10, 10], [4, 0, 14, 10], [8, 0, 18, 10]]])
-    keep = padded_greedy_nms(chain, torch.ones(1, 3, dtype=torch.bool), iou_thr=0.3)
-    assert keep.tolist() == [[True, False, True]]
-
-
-@pytest.mark.parametrize('nms_pre, max_per_img', [(400, 200), (5, 200), (400, 7)])
-def test_batched_multiclass_nms_equals_caffe_loop(nms_pre, max_per_img):
+@pytest.mark.parametrize('nms_pre, max_per_img', [(400, 200), (5, 200), (400, 7), (-1, 50)])
+def test_random_scores_equal_the_loop(nms_pre, max_per_img):
     gen = torch.Generator().manual_seed(1)
-    num_imgs, num_priors, num_classes = 3, 300, 4
-    boxes = _random_boxes(num_imgs, num_priors, generator=gen)
-    scores = torch.rand(num_imgs, num_priors, num_classes, generator=gen) ** 3
+    boxes = _random_boxes(3, 300, generator=gen)
+    scores = torch.rand(3, 300, 4, generator=gen) ** 3
     scores[1] *= 0.05  # image 1: almost nothing above the threshold
-    out = batched_multiclass_nms(boxes, scores, 0.01, 0.45, nms_pre, max_per_img)
-    out_boxes, out_scores, out_labels, out_valid = out
-    assert out_boxes.shape == (num_imgs, max_per_img, 4) and out_valid.shape == (
-        num_imgs,
-        max_per_img,
-    )
-    expected = _reference(boxes, scores, 0.01, 0.45, nms_pre, max_per_img)
-    for i, dets in enumerate(expected):
-        n = int(out_valid[i].sum())
-        assert n == len(dets) and out_valid[i, :n].all()
-        assert out_scores[i, :n].tolist() == pytest.approx([d[0] for d in dets])
-        assert out_labels[i, :n].tolist() == [d[1] for d in dets]
-        assert torch.equal(
-            out_boxes[i, :n], torch.stack([d[2] for d in dets]) if dets else out_boxes[i, :0]
-        )
-        assert not out_scores[i, n:].any() and not out_valid[i, n:].any()
-    assert any(len(d) == max_per_img for d in expected) or max_per_img == 200
+    _check(boxes, scores, nms_pre=nms_pre, max_per_img=max_per_img)
 
 
-def test_nothing_above_threshold_and_no_nms():
+def test_batch_of_one_with_uniform_scores():
+    """An untrained model: every score passes the threshold; the output is the first prefix's."""
+    gen = torch.Generator().manual_seed(2)
+    boxes = _random_boxes(1, 2000, size=300.0, generator=gen)
+    scores = torch.full((1, 2000, 20), 1 / 21) + torch.rand(1, 2000, 20, generator=gen) * 1e-3
+    expected = _check(boxes, scores)
+    assert len(expected[0]) == 200
+
+
+def test_ties_go_to_the_lower_default_box_then_class():
+    gen = torch.Generator().manual_seed(3)
+    boxes = _random_boxes(2, 200, generator=gen)
+    boxes[:, 50:60] = boxes[:, 40:50]  # duplicated boxes with duplicated scores
+    scores = (torch.rand(2, 200, 3, generator=gen) * 4).round() / 8  # 5 distinct values
+    scores[:, 50:60] = scores[:, 40:50]
+    for nms_pre, max_per_img in ((400, 200), (7, 200), (400, 13)):
+        _check(boxes, scores, nms_pre=nms_pre, max_per_img=max_per_img)
+        _check(boxes, scores, iou_thr=None, nms_pre=nms_pre, max_per_img=max_per_img)
+
+
+def test_crowded_scene_widens_the_prefix(monkeypatch):
+    """Clusters of overlapping high-scoring boxes: the first prefix keeps too few boxes."""
+    gen = torch.Generator().manual_seed(4)
+    centres = torch.rand(2, 30, 1, 2, generator=gen) * 260 + 20
+    jitter = torch.randn(2, 30, 80, 2, generator=gen)
+    xy = (centres + jitter).reshape(2, 2400, 2)
+    boxes = torch.cat([xy - 15, xy + 15], dim=-1)
+    scores = torch.rand(2, 2400, 5, generator=gen) * 0.02
+    obj_class = torch.randint(5, (2, 30), generator=gen).repeat_interleave(80, dim=1)
+    scores.scatter_(2, obj_class[..., None], 0.5 + 0.5 * torch.rand(2, 2400, 1, generator=gen))
+    widths = []
+    original = postprocess._sort_candidates
+
+    def spy(img_ids, *args):
+        widths.append(len(img_ids))
+        return original(img_ids, *args)
+
+    monkeypatch.setattr(postprocess, '_sort_candidates', spy)
+    expected = _check(boxes, scores, max_per_img=40)
+    assert len(widths) > 1 and widths[1] > widths[0]  # the prefix was widened
+    assert all(len(d) == 40 for d in expected)
+
+
+def test_very_uneven_groups_reach_the_per_class_fallback():
+    """One class with 400 near-identical candidates, the others with one each."""
+    gen = torch.Generator().manual_seed(5)
+    boxes = _random_boxes(2, 1000, generator=gen)
+    boxes[:, :400] = torch.tensor([10.0, 10, 50, 50]) + torch.rand(2, 400, 4, generator=gen)
+    scores = torch.zeros(2, 1000, 6)
+    scores[:, :400, 0] = torch.rand(2, 400, generator=gen) * 0.5 + 0.4
+    scores[:, 400:405, 1:] = torch.eye(5) * torch.rand(2, 5, 1, generator=gen)[:, :, :1].clamp(0.1)
+    for max_per_img in (200, 3):
+        _check(boxes, scores, max_per_img=max_per_img)
+    # Too few survivors for the output everywhere: every prefix widens to the fallback.
+    _check(boxes, scores, max_per_img=200, nms_pre=2)
+
+
+def test_nothing_above_threshold():
     boxes = _random_boxes(2, 10)
-    scores = torch.full((2, 10, 3), 0.005)
-    out_boxes, out_scores, out_labels, out_valid = batched_multiclass_nms(
-        boxes, scores, 0.01, 0.45, 400, 5
-    )
-    assert out_boxes.shape == (2, 5, 4) and not out_valid.any()
-    scores[0, :4, 1] = torch.tensor([0.2, 0.9, 0.5, 0.3])
-    boxes[0, :4] = torch.tensor([0.0, 0, 10, 10])  # identical boxes: NMS would keep one
-    _, out_scores, out_labels, out_valid = batched_multiclass_nms(boxes, scores, 0.01, None, 400, 5)
-    assert out_scores[0, :4].tolist() == pytest.approx([0.9, 0.5, 0.3, 0.2])
-    assert out_valid.sum() == 4 and (out_labels[0, :4] == 1).all()
+    out = batched_multiclass_nms(boxes, torch.full((2, 10, 3), 0.005), 0.01, 0.45, 400, 5)
+    assert out[0].shape == (2, 5, 4) and not out[3].any()
+    empty = batched_multiclass_nms(boxes[:, :0], torch.zeros(2, 0, 3), 0.01, 0.45, 400, 5)
+    assert not empty[3].any()
 
 
 def test_bad_shapes_are_named():
