@@ -36,7 +36,7 @@ from torchvision.ops import batched_nms
 
 from ssd_plugin.models.dense_heads.multibox_head import MultiBoxHead
 
-__all__ = ['ONNXDetector', 'export_onnx']
+__all__ = ['ONNXDetector', 'export_onnx', 'input_convention']
 
 
 class _GroupedNMS(torch.autograd.Function):
@@ -64,6 +64,23 @@ class _GroupedNMS(torch.autograd.Function):
         iou = g.op('Constant', value_t=torch.tensor([iou_thr], dtype=torch.float))
         thr = g.op('Constant', value_t=torch.tensor([score_thr], dtype=torch.float))
         return g.op('NonMaxSuppression', boxes, scores, max_out, iou, thr)
+
+
+def input_convention(
+    preprocessor: nn.Module, device: torch.device
+) -> Tuple[bool, Optional[Tensor], Optional[Tensor]]:
+    """Channel flip, mean and std (``(1, 3, 1, 1)``, None without normalisation).
+
+    Mean and std are the preprocessor's public buffers; the flip (a private flag) is read off
+    its ``forward`` for the probe pixel ``(0, 1, 2)``.
+    """
+    mean, std = getattr(preprocessor, 'mean', None), getattr(preprocessor, 'std', None)
+    probe = torch.tensor([0.0, 1, 2], device=device).view(1, 3, 1, 1)
+    with torch.no_grad():
+        out = preprocessor(dict(inputs=probe), training=False)['inputs'][:, :, :1, :1]
+        if mean is not None:
+            out = out * std + mean
+    return bool(out.flatten()[0].round() == 2), mean, std
 
 
 class ONNXDetector(nn.Module):
@@ -102,6 +119,8 @@ class ONNXDetector(nn.Module):
         self.decode = decode or with_nms
         self.with_nms = with_nms
         self.test_cfg = ConfigDict(head.test_cfg if test_cfg is None else test_cfg)
+        device = next(detector.parameters()).device
+        self.flip, self.mean, self.std = input_convention(detector.data_preprocessor, device)
         if with_nms and self.test_cfg.get('score_thr', 0.0) < 0:
             raise ValueError(f'test_cfg.score_thr must be >= 0, got {self.test_cfg.score_thr}')
         if with_nms and not self.test_cfg.get('nms'):
@@ -114,37 +133,28 @@ class ONNXDetector(nn.Module):
         return ['scores', 'boxes'] if self.decode else ['cls_logits', 'bbox_deltas']
 
     def preprocess(self, img: Tensor) -> Tensor:
-        """What mmdet's ``DetDataPreprocessor`` does to a stacked, unpadded float batch."""
-        pre = self.detector.data_preprocessor
-        if getattr(pre, '_channel_conversion', False):
+        """What the detector's ``data_preprocessor`` does to a stacked, unpadded float batch.
+
+        Written out with the convention :func:`input_convention` read off it: calling the
+        preprocessor in the graph would bake the export size into its padding.
+        """
+        if self.flip:
             img = img[:, [2, 1, 0]]
-        if getattr(pre, '_enable_normalize', False):
-            img = (img - pre.mean) / pre.std
-        return img
+        return img if self.mean is None else (img - self.mean) / self.std
 
     def forward(self, img: Tensor) -> Tuple[Tensor, Tensor]:
         if self.normalize:
             img = self.preprocess(img)
         head = self.detector.bbox_head
-        cls_logits, deltas, priors = head._flatten(*head(self.detector.extract_feat(img)))
+        outputs = head(self.detector.extract_feat(img))
         if not self.decode:
-            return cls_logits, deltas
+            return head.flatten_outputs(*outputs)
         if tuple(img.shape[-2:]) != self.input_size:
             raise ValueError(
                 f'decoding is built for {self.input_size} inputs, got {tuple(img.shape[-2:])}'
             )
-        # As MultiBoxHead.predict_by_feat: softmax, decode, clip, min_bbox_size
-        num_priors = priors.shape[0]
-        scores = cls_logits.float().softmax(-1)[..., : head.num_classes]
-        boxes = head.bbox_coder.decode(
-            priors.repeat(cls_logits.shape[0], 1), deltas.float().reshape(-1, 4)
-        ).view(-1, num_priors, 4)
-        h, w = self.input_size
-        boxes = torch.minimum(boxes, boxes.new_tensor([w, h, w, h])).clamp(min=0)
-        min_size = self.test_cfg.get('min_bbox_size', -1)
-        if min_size >= 0:
-            too_small = ((boxes[..., 2:] - boxes[..., :2]) <= min_size).any(-1)
-            scores = scores.masked_fill(too_small[..., None], 0)
+        # One meta for the whole (dynamic) batch: every image has the input size.
+        scores, boxes = head.decode(*outputs, [dict(img_shape=self.input_size)], self.test_cfg)
         if not self.with_nms:
             return scores, boxes
         return self._nms(scores, boxes)
@@ -172,8 +182,11 @@ class ONNXDetector(nn.Module):
         k = min(max_per_img, num_classes * n)
         det_scores, det_idx = kept_scores.topk(k, dim=1)
         det_boxes = top_boxes.gather(1, det_idx[..., None].expand(-1, -1, 4))
-        valid = det_scores > 0
-        det_labels = torch.where(valid, det_idx // n, torch.full_like(det_idx, -1))
+        # channels -> labels; a channel the head never reports becomes a padding row
+        det_labels = self.detector.bbox_head.channel_labels[det_idx // n]
+        valid = (det_scores > 0) & (det_labels >= 0)
+        det_scores = det_scores * valid
+        det_labels = torch.where(valid, det_labels, torch.full_like(det_labels, -1))
         dets = torch.cat([det_boxes * valid[..., None], det_scores[..., None]], dim=-1)
         if k < max_per_img:
             dets = F.pad(dets, (0, 0, 0, max_per_img - k))
@@ -246,16 +259,16 @@ def export_onnx(
             dynamo=False,
         )
     model = onnx.load(out_file)
-    pre = detector.data_preprocessor
+    normalised = wrapper.mean is not None
     meta = dict(
         input_size=json.dumps(list(wrapper.input_size)),
         normalize=json.dumps(normalize),
         input_format='float32 (B, 3, H, W) 0-255 pixels, '
-        + ('BGR (flipped to RGB in the graph)' if pre._channel_conversion else 'loader order')
+        + ('BGR (flipped to RGB in the graph)' if wrapper.flip else 'loader order')
         if normalize
         else 'preprocessed float32 (B, 3, H, W)',
-        mean=json.dumps(pre.mean.flatten().tolist() if pre._enable_normalize else None),
-        std=json.dumps(pre.std.flatten().tolist() if pre._enable_normalize else None),
+        mean=json.dumps(wrapper.mean.flatten().tolist() if normalised else None),
+        std=json.dumps(wrapper.std.flatten().tolist() if normalised else None),
         outputs=json.dumps(wrapper.output_names),
         test_cfg=json.dumps(wrapper.test_cfg.to_dict() if wrapper.with_nms else None),
         classes=json.dumps(list(classes) if classes is not None else None),

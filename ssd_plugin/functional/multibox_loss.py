@@ -4,15 +4,70 @@
 ``L_loc`` is smooth L1 over the positives' encoded offsets (Eq. 2), ``L_conf`` softmax
 cross-entropy over the positives and the hard negatives (Eq. 3): per image the negatives with the
 highest confidence loss, at most ``neg_pos_ratio`` times that image's positives.
+
+The head's outputs are read where the convolutions wrote them, as *level views*: a level's
+``(B, A * K, H, W)`` output viewed as ``(B, A, K, H * W)`` (``A`` default boxes per location,
+``K`` channels), its default box ``(y * W + x) * A + a`` at ``[:, a, :, y * W + x]``. Mining needs
+every default box's background loss, one ``logsumexp`` pass without gradients; the loss itself is
+computed on the few rows it selects (positives and mined negatives), so the backward pass writes
+gradients for those rows only, and the ``(B, P, K)`` flattened copy is never made.
 """
 
-from typing import Tuple
+from itertools import accumulate
+from typing import List, Sequence, Tuple, Union
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-__all__ = ['mine_hard_negatives', 'multibox_loss']
+__all__ = ['Outputs', 'level_views', 'mine_hard_negatives', 'multibox_loss']
+
+Outputs = Union[Tensor, Sequence[Tensor]]
+
+
+def level_views(outputs: Sequence[Tensor], num_base_priors: Sequence[int]) -> List[Tensor]:
+    """``(B, A * K, H, W)`` level outputs as ``(B, A, K, H * W)`` views (no copy)."""
+    return [
+        out.reshape(out.shape[0], a, out.shape[1] // a, -1)
+        for out, a in zip(outputs, num_base_priors)
+    ]
+
+
+def _as_levels(outputs: Outputs) -> List[Tensor]:
+    """Level views as given, or a flattened ``(B, P, K)`` tensor as one ``(B, 1, K, P)`` level."""
+    if isinstance(outputs, Tensor):
+        return [outputs.transpose(1, 2).unsqueeze(1)]
+    return list(outputs)
+
+
+def _level_ranges(levels: Sequence[Tensor]) -> List[Tuple[int, int]]:
+    sizes = [lvl.shape[1] * lvl.shape[3] for lvl in levels]
+    return [(end - size, end) for size, end in zip(sizes, accumulate(sizes))]
+
+
+def _rows(levels: Sequence[Tensor], img_ids: Tensor, prior_ids: Tensor) -> Tuple[Tensor, Tensor]:
+    """The ``(N, K)`` channels of the given default boxes, grouped by level.
+
+    Returns the rows and, for each row, its position in ``img_ids``/``prior_ids``.
+    """
+    rows, positions = [], []
+    for lvl, (start, end) in zip(levels, _level_ranges(levels)):
+        at = ((prior_ids >= start) & (prior_ids < end)).nonzero().squeeze(1)
+        local = prior_ids[at] - start
+        rows.append(lvl[img_ids[at], local % lvl.shape[1], :, local // lvl.shape[1]])
+        positions.append(at)
+    return torch.cat(rows), torch.cat(positions)
+
+
+@torch.no_grad()
+def _background_loss(levels: Sequence[Tensor]) -> Tensor:
+    """``(B, P)`` cross-entropy of every default box against the background (last) channel."""
+    losses = []
+    for lvl in levels:
+        logits = lvl.float()
+        loss = torch.logsumexp(logits, dim=2) - logits[:, :, -1]  # (B, A, L)
+        losses.append(loss.transpose(1, 2).reshape(lvl.shape[0], -1))
+    return torch.cat(losses, dim=1)
 
 
 @torch.no_grad()
@@ -45,8 +100,8 @@ def mine_hard_negatives(
 
 
 def multibox_loss(
-    cls_scores: Tensor,
-    bbox_preds: Tensor,
+    cls_scores: Outputs,
+    bbox_preds: Outputs,
     labels: Tensor,
     bbox_targets: Tensor,
     neg_pos_ratio: float = 3.0,
@@ -56,8 +111,9 @@ def multibox_loss(
     """MultiBox loss of a batch (paper Eq. 1), without a per-image loop.
 
     Args:
-        cls_scores: ``(B, P, C + 1)`` logits, background last.
-        bbox_preds: ``(B, P, 4)`` predicted offsets.
+        cls_scores: ``(B, P, C + 1)`` logits, background last, or their level views
+            ``(B, A, C + 1, L)`` (see the module docstring) in level order.
+        bbox_preds: ``(B, P, 4)`` predicted offsets, or their level views ``(B, A, 4, L)``.
         labels: ``(B, P)`` long: ``0..C-1`` positives, ``C`` background (negatives); any other
             value (e.g. -1) is ignored, neither positive nor negative.
         bbox_targets: ``(B, P, 4)`` encoded offsets; only the positives' are read, other entries
@@ -70,20 +126,21 @@ def multibox_loss(
         ``(loss_cls, loss_bbox)``, each summed and divided by the batch's positives, so
         ``L = loss_cls + loss_bbox``; both are exactly 0 (graph intact) when there are none.
     """
-    num_classes = cls_scores.shape[-1] - 1
+    cls_levels, reg_levels = _as_levels(cls_scores), _as_levels(bbox_preds)
+    num_classes = cls_levels[0].shape[2] - 1
     positive = (labels >= 0) & (labels < num_classes)
     negative = labels == num_classes
-    log_probs = F.log_softmax(cls_scores.float(), dim=-1)
-    safe_labels = torch.where(positive | negative, labels, num_classes).long()
-    conf_loss = -log_probs.gather(-1, safe_labels[..., None]).squeeze(-1)
+    hard_neg = mine_hard_negatives(_background_loss(cls_levels), positive, negative, neg_pos_ratio)
+    normaliser = positive.sum().clamp(min=1).float()
 
-    hard_neg = mine_hard_negatives(conf_loss.detach(), positive, negative, neg_pos_ratio)
-    normaliser = positive.sum().clamp(min=1).to(conf_loss.dtype)
-    selected = positive | hard_neg
-    loss_cls = torch.where(selected, conf_loss, conf_loss.new_zeros(())).sum() / normaliser
+    img_ids, prior_ids = (positive | hard_neg).nonzero(as_tuple=True)
+    rows, at = _rows(cls_levels, img_ids, prior_ids)
+    targets = labels[img_ids[at], prior_ids[at]]
+    # Summing the selected rows' losses: the rest of the batch contributes 0 (and no gradient).
+    loss_cls = F.cross_entropy(rows.float(), targets, reduction='sum') / normaliser
 
-    pos4 = positive[..., None]
-    targets = torch.where(pos4, bbox_targets.to(bbox_preds.dtype), bbox_preds.new_zeros(()))
-    loc = F.smooth_l1_loss(bbox_preds.float(), targets.float(), reduction='none', beta=beta)
-    loss_bbox = alpha * torch.where(pos4, loc, loc.new_zeros(())).sum() / normaliser
-    return loss_cls, loss_bbox
+    img_ids, prior_ids = positive.nonzero(as_tuple=True)
+    rows, at = _rows(reg_levels, img_ids, prior_ids)
+    targets = bbox_targets[img_ids[at], prior_ids[at]].float()
+    loc = F.smooth_l1_loss(rows.float(), targets, reduction='sum', beta=beta)
+    return loss_cls, alpha * loc / normaliser

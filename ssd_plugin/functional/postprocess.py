@@ -18,11 +18,11 @@ default boxes and NMS over a few hundred candidates per image.
 
 NMS is torchvision's C++/CUDA kernel, classes kept apart by coordinate offsets. The offset boxes
 are float64, so IoU is computed in float64: torchvision's ``nms`` on float32 boxes can decide
-differently only for an IoU within float32 rounding (about 1e-7) of the threshold. The CPU kernel compares each kept box with every later candidate of
-its call, so on the CPU it is called once per image (per (image, class) in the fallback), never
-once for a batch; the CUDA kernel is a parallel bit mask and takes the batch in one call. The
-kernel is given the candidates' order as its score key, so ties are broken as documented in
-:func:`batched_multiclass_nms`.
+differently only for an IoU within float32 rounding (about 1e-7) of the threshold. The CPU
+kernel compares each kept box with every later candidate of its call, so on the CPU it is called
+once per image (per (image, class) in the fallback), never once for a batch; the CUDA kernel is
+a parallel bit mask and takes the batch in one call. The kernel is given the candidates' order
+as its score key, so ties are broken as documented in :func:`batched_multiclass_nms`.
 """
 
 from typing import Optional, Tuple
@@ -64,9 +64,9 @@ def group_rank(groups: Tensor, scores: Tensor, num_groups: int) -> Tuple[Tensor,
 def _segment_rank(segments: Tensor, num_segments: int) -> Tensor:
     """0-based position of each entry inside its run of equal, sorted ``segments``."""
     counts = torch.bincount(segments, minlength=num_segments)
-    return torch.arange(len(segments), device=segments.device) - (counts.cumsum(0) - counts)[
-        segments
-    ]
+    return (
+        torch.arange(len(segments), device=segments.device) - (counts.cumsum(0) - counts)[segments]
+    )
 
 
 def _sort_candidates(

@@ -116,7 +116,7 @@ def test_raw_outputs_match_pytorch_dynamic_batch_and_size(tmp_path):
         with torch.no_grad():
             feats = model.extract_feat(model.data_preprocessor.forward(
                 dict(inputs=list(img.to(torch.uint8).float())), False)['inputs'])  # fmt: skip
-            cls_ref, reg_ref, _ = model.bbox_head._flatten(*model.bbox_head(feats))
+            cls_ref, reg_ref = model.bbox_head.flatten_outputs(*model.bbox_head(feats))
             cls_wrap, reg_wrap = wrapper(img.to(torch.uint8).float())
         cls_onnx, reg_onnx = run_onnx(path, img.to(torch.uint8).float())
         assert cls_onnx.shape == tuple(cls_ref.shape) and cls_ref.shape[-1] == 4
@@ -219,3 +219,21 @@ def test_clear_errors(tmp_path):
     model.bbox_head = torch.nn.Identity()
     with pytest.raises(TypeError, match='MultiBoxHead'):
         ONNXDetector(model, (SIZE, SIZE))
+
+
+def test_export_and_predict_share_the_heads_decode(monkeypatch):
+    """One decode: the graph and ``predict`` both call ``MultiBoxHead.decode``."""
+    model = tiny_ssd()
+    calls = []
+    decode = model.bbox_head.decode
+
+    def spy(*args, **kwargs):
+        calls.append(len(args[0]))
+        return decode(*args, **kwargs)
+
+    monkeypatch.setattr(model.bbox_head, 'decode', spy)
+    img = images(2)
+    with torch.no_grad():
+        ONNXDetector(model, (SIZE, SIZE), with_nms=True)(img)
+    predict(model, img)
+    assert len(calls) == 2

@@ -2,7 +2,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from ssd_plugin.functional.multibox_loss import mine_hard_negatives, multibox_loss
+from ssd_plugin.functional.multibox_loss import level_views, mine_hard_negatives, multibox_loss
 
 NUM_CLASSES = 3  # background index 3
 
@@ -124,3 +124,43 @@ def test_half_precision_inputs_give_fp32_loss():
     assert loss_cls.dtype == torch.float32
     torch.testing.assert_close(loss_cls, ref_cls)
     torch.testing.assert_close(loss_bbox, ref_bbox)
+
+
+def test_level_views_equal_the_flattened_outputs_with_gradients():
+    """Per-level head outputs give the flattened tensors' loss and gradients (rtol 1e-5)."""
+    g = torch.Generator().manual_seed(11)
+    shapes, anchors = [(5, 5), (3, 3), (1, 1)], [4, 6, 4]
+    channels = NUM_CLASSES + 1
+    cls_lvls = [
+        torch.randn(3, a * channels, h, w, generator=g) * 2 for (h, w), a in zip(shapes, anchors)
+    ]
+    reg_lvls = [torch.randn(3, a * 4, h, w, generator=g) for (h, w), a in zip(shapes, anchors)]
+    for t in cls_lvls + reg_lvls:
+        t.requires_grad_()
+    num_priors = sum(h * w * a for (h, w), a in zip(shapes, anchors))
+    labels = torch.full((3, num_priors), NUM_CLASSES)
+    labels[0, torch.randperm(num_priors, generator=g)[:9]] = torch.randint(
+        0, NUM_CLASSES, (9,), generator=g
+    )
+    labels[1, torch.randperm(num_priors, generator=g)[:4]] = -1  # image 1: ignored, no positives
+    labels[2, torch.randperm(num_priors, generator=g)[:2]] = 2
+    targets = torch.randn(3, num_priors, 4, generator=g)
+
+    def flat(levels, k):  # the head's layout: location-major, default box, channel
+        return torch.cat([lvl.permute(0, 2, 3, 1).reshape(3, -1, k) for lvl in levels], dim=1)
+
+    ours = multibox_loss(
+        level_views(cls_lvls, anchors), level_views(reg_lvls, anchors), labels, targets
+    )
+    ref = multibox_loss(flat(cls_lvls, channels), flat(reg_lvls, 4), labels, targets)
+    ref_plain = _reference(flat(cls_lvls, channels), flat(reg_lvls, 4), labels, targets)
+    for a, b, c in zip(ours, ref, ref_plain):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
+        torch.testing.assert_close(a, c, rtol=1e-5, atol=1e-6)
+    grads = torch.autograd.grad(sum(ours), cls_lvls + reg_lvls)
+    ref_grads = torch.autograd.grad(sum(ref_plain), cls_lvls + reg_lvls)
+    for a, b in zip(grads, ref_grads):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-7)
+    # Only the 11 positives and their 33 mined negatives receive gradients.
+    rows = level_views(grads[:3], anchors)
+    assert sum(int(r.ne(0).any(2).sum()) for r in rows) == 11 + 33

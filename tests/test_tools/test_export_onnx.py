@@ -87,8 +87,9 @@ def test_raw_dynamic_size_matches_forward(tmp_path, checkpoint, model):
     cls_logits, bbox_deltas = session(out).run(None, {'input': nchw([img])})
     with torch.no_grad():
         inputs = model.data_preprocessor(dict(inputs=[torch.from_numpy(img).permute(2, 0, 1)]))
-        cls_ref, reg_ref, priors = model.bbox_head._flatten(*model._forward(inputs['inputs']))
-    assert cls_logits.shape == (1, len(priors), 6)
+        outputs = model._forward(inputs['inputs'])
+        cls_ref, reg_ref = model.bbox_head.flatten_outputs(*outputs)
+    assert cls_logits.shape == (1, len(model.bbox_head.priors(outputs[0])), 6)
     assert np.abs(cls_logits - cls_ref.numpy()).max() <= 1e-4
     assert np.abs(bbox_deltas - reg_ref.numpy()).max() <= 1e-4
 
@@ -99,7 +100,7 @@ def test_decode_without_normalization(tmp_path, checkpoint, model):
     img = torch.from_numpy(image(SIZE, SIZE)).permute(2, 0, 1)
     with torch.no_grad():
         inputs = model.data_preprocessor(dict(inputs=[img]))['inputs']  # flipped, normalised
-        cls_ref, _, _ = model.bbox_head._flatten(*model._forward(inputs))
+        cls_ref, _ = model.bbox_head.flatten_outputs(*model._forward(inputs))
     scores, boxes = session(out).run(None, {'input': inputs.numpy()})
     np.testing.assert_allclose(scores, cls_ref.softmax(-1)[..., :5].numpy(), rtol=0, atol=1e-5)
     assert boxes.shape == (1, len(scores[0]), 4) and 0 <= boxes.min() and boxes.max() <= SIZE

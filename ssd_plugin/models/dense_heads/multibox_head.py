@@ -1,7 +1,7 @@
 """MODELS ``MultiBoxHead``: SSD's per-level predictors, batched loss and batched inference."""
 
 from collections import OrderedDict
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import Dict, Iterable, List, Optional, Sequence, Tuple
 
 import torch
 import torch.nn as nn
@@ -15,6 +15,7 @@ from mmengine.structures import InstanceData
 from torch import Tensor
 from torch.nn.utils.rnn import pad_sequence
 
+from ssd_plugin.functional.multibox_loss import level_views
 from ssd_plugin.functional.postprocess import batched_multiclass_nms
 
 __all__ = ['MultiBoxHead']
@@ -33,12 +34,18 @@ class MultiBoxHead(BaseDenseHead):
     ``use_depthwise`` also ``{cls,reg}_convs.{l}.depthwise.{conv,bn}.*``.
 
     Training matches all default boxes of the batch to the padded ground truths in one matcher
-    call, encodes the offsets with ``bbox_coder`` and calls ``loss`` once. Inference softmaxes,
-    decodes the whole batch and runs :func:`batched_multiclass_nms` once; unlike mmdet 3.3's
-    SSDHead it never reads ``self.loss_cls`` (mmdet issue #11063).
+    call, encodes the offsets with ``bbox_coder`` and calls ``loss`` once on the outputs' level
+    views (no flattened copy). Inference (:meth:`decode`, then :func:`batched_multiclass_nms`)
+    handles the whole batch at once; unlike mmdet 3.3's SSDHead it never reads
+    ``self.loss_cls`` (mmdet issue #11063).
+
+    A head may have more foreground output channels than classes (torchvision's COCO SSDs
+    predict 90 category ids, ten of them unused "N/A"): ``class_channels`` names the channel of
+    each class; the other channels take part in the softmax but are never reported (dropped
+    after the per-image top-k) and are background-only in training.
 
     Args:
-        num_classes: Object classes ``C`` (background excluded).
+        num_classes: Object classes ``C`` (background excluded), the labels the head reports.
         in_channels: Channels of each input level; one level per prior-generator level.
         use_depthwise: SSDLite predictors.
         conv_cfg: Conv config of the depthwise ConvModules.
@@ -49,10 +56,16 @@ class MultiBoxHead(BaseDenseHead):
         matcher: ``TASK_UTILS`` matcher with ``batch_assign(priors, gt_bboxes, gt_valid)``.
         loss: ``MODELS`` loss taking ``(cls_scores, bbox_preds, labels, bbox_targets)``.
         train_cfg: Unused (matching and loss are configured above); kept for mmdet detectors.
-        test_cfg: ``score_thr``, ``nms=dict(iou_threshold=...)``, ``nms_pre`` (per image and
-            class), ``max_per_img`` and optional ``min_bbox_size`` (boxes not wider and taller
-            than it are dropped, as mmdet does).
+        test_cfg: mmdet's keys: ``score_thr``, ``nms=dict(iou_threshold=...)``, ``nms_pre``,
+            ``max_per_img`` and optional ``min_bbox_size`` (boxes not wider and taller than it
+            are dropped, as mmdet does). ``nms_pre`` caps the candidates per image and *class*
+            before NMS (Caffe's ``top_k``, 400), not per feature level over all classes as in
+            mmdet's SSDHead; mmdet's ``nms_pre=1000`` works and costs about the same.
         init_cfg: Xavier uniform, zero bias (Caffe's ``xavier`` filler, mmdet's SSDHead).
+        class_channels: Foreground output channel of each class label (length ``num_classes``);
+            default: label ``i`` is channel ``i``.
+        num_class_channels: Foreground output channels; default ``num_classes``. The
+            background is channel ``num_class_channels`` (the last).
     """
 
     def __init__(
@@ -81,12 +94,30 @@ class MultiBoxHead(BaseDenseHead):
         train_cfg: OptConfigType = None,
         test_cfg: OptConfigType = None,
         init_cfg: MultiConfig = dict(type='Xavier', layer='Conv2d', distribution='uniform', bias=0),
+        class_channels: Optional[Sequence[int]] = None,
+        num_class_channels: Optional[int] = None,
     ) -> None:
         super().__init__(init_cfg=init_cfg)
         if num_classes < 1:
             raise ValueError(f'num_classes must be >= 1, got {num_classes}')
         self.num_classes = num_classes
-        self.cls_out_channels = num_classes + 1
+        self.num_class_channels = num_classes if num_class_channels is None else num_class_channels
+        channels = list(range(num_classes)) if class_channels is None else list(class_channels)
+        if (
+            len(channels) != num_classes
+            or len(set(channels)) != num_classes
+            or not all(0 <= c < self.num_class_channels for c in channels)
+        ):
+            raise ValueError(
+                f'MultiBoxHead: class_channels must list {num_classes} distinct channels in '
+                f'[0, {self.num_class_channels}) (num_class_channels), got {class_channels}'
+            )
+        self.cls_out_channels = self.num_class_channels + 1
+        # channel -> reported label (-1: never reported), and label -> channel
+        channel_labels = torch.full((self.num_class_channels,), -1, dtype=torch.long)
+        channel_labels[channels] = torch.arange(num_classes)
+        self.register_buffer('channel_labels', channel_labels, persistent=False)
+        self.register_buffer('class_channels', torch.tensor(channels), persistent=False)
         self.in_channels = tuple(in_channels)
         self.prior_generator = TASK_UTILS.build(prior_generator)
         self.num_base_priors = list(self.prior_generator.num_base_priors)
@@ -120,8 +151,9 @@ class MultiBoxHead(BaseDenseHead):
                     layers['pred'] = nn.Conv2d(channels, out, 3, padding=1)
                 convs.append(nn.Sequential(layers))
 
-    def forward(self, x: Sequence[Tensor]) -> Tuple[List[Tensor], List[Tensor]]:
+    def forward(self, x: Iterable[Tensor]) -> Tuple[List[Tensor], List[Tensor]]:
         """Per-level ``(N, k*(C+1), H, W)`` class scores and ``(N, k*4, H, W)`` offsets."""
+        x = list(x)  # any iterable of levels, as mmdet's heads take (its tests pass generators)
         if len(x) != len(self.cls_convs):
             raise ValueError(
                 f'MultiBoxHead got {len(x)} feature maps but has {len(self.cls_convs)} levels '
@@ -131,12 +163,21 @@ class MultiBoxHead(BaseDenseHead):
         bbox_preds = [conv(feat) for feat, conv in zip(x, self.reg_convs)]
         return cls_scores, bbox_preds
 
-    def _flatten(self, cls_scores: List[Tensor], bbox_preds: List[Tensor]) -> Tuple[Tensor, ...]:
-        """``(B, P, C+1)`` scores, ``(B, P, 4)`` offsets and the ``(P, 4)`` default boxes.
+    def priors(self, cls_scores: List[Tensor]) -> Tensor:
+        """The ``(P, 4)`` default boxes of these outputs, float32 whatever the outputs' dtype.
 
-        The default boxes are float32 whatever the outputs' dtype: matching and decoding in
-        float16 would round 300-pixel coordinates to quarter pixels.
+        Matching and decoding in float16 would round 300-pixel coordinates to quarter pixels.
         """
+        return torch.cat(
+            self.prior_generator.grid_priors(
+                [s.shape[-2:] for s in cls_scores], dtype=torch.float32, device=cls_scores[0].device
+            )
+        )
+
+    def flatten_outputs(
+        self, cls_scores: List[Tensor], bbox_preds: List[Tensor]
+    ) -> Tuple[Tensor, Tensor]:
+        """``(B, P, C+1)`` class logits and ``(B, P, 4)`` offsets in default-box order."""
         num_imgs = cls_scores[0].shape[0]
         flat_cls = torch.cat(
             [
@@ -148,12 +189,43 @@ class MultiBoxHead(BaseDenseHead):
         flat_reg = torch.cat(
             [b.permute(0, 2, 3, 1).reshape(num_imgs, -1, 4) for b in bbox_preds], dim=1
         )
-        priors = torch.cat(
-            self.prior_generator.grid_priors(
-                [s.shape[-2:] for s in cls_scores], dtype=torch.float32, device=flat_reg.device
-            )
-        )
-        return flat_cls, flat_reg, priors
+        return flat_cls, flat_reg
+
+    def decode(
+        self,
+        cls_scores: List[Tensor],
+        bbox_preds: List[Tensor],
+        batch_img_metas: Sequence[dict],
+        cfg: OptConfigType = None,
+    ) -> Tuple[Tensor, Tensor]:
+        """Class probabilities and boxes of every default box, what NMS takes.
+
+        Softmax over all channels, background dropped; offsets decoded with ``bbox_coder`` and
+        clipped to each image's ``img_shape`` (``batch_img_metas`` may also hold one meta for
+        the whole batch); the scores of boxes not wider and taller than ``min_bbox_size`` (from
+        ``cfg``, default ``test_cfg``) set to 0, as mmdet does. Shared by :meth:`predict_by_feat`
+        and the ONNX export.
+
+        Returns:
+            ``scores (B, P, num_class_channels)`` and ``boxes (B, P, 4)`` (``xyxy`` input
+            pixels), float32.
+        """
+        cfg = self.test_cfg if cfg is None else cfg
+        flat_cls, flat_reg = self.flatten_outputs(cls_scores, bbox_preds)
+        priors = self.priors(cls_scores)
+        num_imgs, num_priors = flat_reg.shape[:2]
+        scores = flat_cls.float().softmax(-1)[..., : self.num_class_channels]
+        boxes = self.bbox_coder.decode(
+            priors.repeat(num_imgs, 1), flat_reg.float().reshape(-1, 4)
+        ).view(num_imgs, num_priors, 4)
+        # Clip per image (x to width, y to height), as mmdet's decode with max_shape=img_shape.
+        img_hw = boxes.new_tensor([meta['img_shape'][:2] for meta in batch_img_metas])
+        boxes = torch.minimum(boxes, img_hw.flip(1).repeat(1, 2)[:, None]).clamp(min=0)
+        min_size = (cfg or {}).get('min_bbox_size', -1)
+        if min_size >= 0:
+            too_small = ((boxes[..., 2:] - boxes[..., :2]) <= min_size).any(-1)
+            scores = scores.masked_fill(too_small[..., None], 0)
+        return scores, boxes
 
     def loss_by_feat(
         self,
@@ -172,21 +244,26 @@ class MultiBoxHead(BaseDenseHead):
         Returns:
             ``dict(loss_cls=..., loss_bbox=...)``, scalars normalised by the batch's positives.
         """
-        flat_cls, flat_reg, priors = self._flatten(cls_scores, bbox_preds)
-        num_imgs, num_priors = flat_reg.shape[:2]
+        priors = self.priors(cls_scores)
+        num_imgs, num_priors = cls_scores[0].shape[0], priors.shape[0]
         gt_bboxes, gt_labels, gt_valid = _pad_ground_truths(batch_gt_instances, priors)
         matched, _ = self.matcher.batch_assign(priors, gt_bboxes, gt_valid)
 
-        # Only the positives need labels and encoded targets; the rest is background (C).
+        # Only the positives need labels and encoded targets; the rest is background.
         img_ids, prior_ids = (matched >= 0).nonzero(as_tuple=True)
         gt_ids = matched[img_ids, prior_ids]
-        labels = matched.new_full((num_imgs, num_priors), self.num_classes)
-        labels[img_ids, prior_ids] = gt_labels[img_ids, gt_ids]
+        labels = matched.new_full((num_imgs, num_priors), self.num_class_channels)
+        labels[img_ids, prior_ids] = self.class_channels[gt_labels[img_ids, gt_ids]]
         bbox_targets = priors.new_zeros((num_imgs, num_priors, 4))
         bbox_targets[img_ids, prior_ids] = self.bbox_coder.encode(
             priors[prior_ids], gt_bboxes[img_ids, gt_ids]
         )
-        return self.loss_module(flat_cls, flat_reg, labels, bbox_targets)
+        return self.loss_module(
+            level_views(cls_scores, self.num_base_priors),
+            level_views(bbox_preds, self.num_base_priors),
+            labels,
+            bbox_targets,
+        )
 
     def predict_by_feat(
         self,
@@ -217,19 +294,7 @@ class MultiBoxHead(BaseDenseHead):
                 'max_per_img); set model.test_cfg in the config'
             )
         cfg = ConfigDict(cfg)
-        flat_cls, flat_reg, priors = self._flatten(cls_scores, bbox_preds)
-        num_imgs, num_priors = flat_reg.shape[:2]
-        scores = flat_cls.detach().float().softmax(-1)[..., : self.num_classes]
-        boxes = self.bbox_coder.decode(
-            priors.repeat(num_imgs, 1), flat_reg.detach().float().reshape(-1, 4)
-        ).view(num_imgs, num_priors, 4)
-        # Clip per image (x to width, y to height), as mmdet's decode with max_shape=img_shape.
-        img_hw = boxes.new_tensor([meta['img_shape'][:2] for meta in batch_img_metas])
-        boxes = torch.minimum(boxes, img_hw.flip(1).repeat(1, 2)[:, None]).clamp(min=0)
-        min_size = cfg.get('min_bbox_size', -1)
-        if min_size >= 0:
-            too_small = ((boxes[..., 2:] - boxes[..., :2]) <= min_size).any(-1)
-            scores = scores.masked_fill(too_small[..., None], 0)
+        scores, boxes = self.decode(cls_scores, bbox_preds, batch_img_metas, cfg)
 
         nms_cfg = cfg.get('nms', None)
         if nms_cfg is not None and nms_cfg.get('type', 'nms') != 'nms':
@@ -248,17 +313,17 @@ class MultiBoxHead(BaseDenseHead):
         if rescale:
             scale = det_boxes.new_tensor([meta['scale_factor'] for meta in batch_img_metas])
             det_boxes = det_boxes / scale.repeat(1, 2)[:, None]
+        det_labels = self.channel_labels[det_labels]
+        det_valid &= det_labels >= 0  # unreported channels leave after the top-k
 
-        results = []
-        for i, num in enumerate(det_valid.sum(1).tolist()):
-            results.append(
-                InstanceData(
-                    bboxes=det_boxes[i, :num],
-                    scores=det_scores[i, :num],
-                    labels=det_labels[i, :num],
-                )
+        return [
+            InstanceData(
+                bboxes=boxes_i[valid_i], scores=scores_i[valid_i], labels=labels_i[valid_i]
             )
-        return results
+            for boxes_i, scores_i, labels_i, valid_i in zip(
+                det_boxes, det_scores, det_labels, det_valid
+            )
+        ]
 
 
 def _pad_ground_truths(

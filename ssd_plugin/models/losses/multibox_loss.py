@@ -5,7 +5,7 @@ from typing import Dict
 from mmdet.registry import MODELS
 from torch import Tensor, nn
 
-from ssd_plugin.functional.multibox_loss import multibox_loss
+from ssd_plugin.functional.multibox_loss import Outputs, multibox_loss
 
 __all__ = ['MultiBoxLoss']
 
@@ -36,13 +36,14 @@ class MultiBoxLoss(nn.Module):
         self.alpha = alpha
 
     def forward(
-        self, cls_scores: Tensor, bbox_preds: Tensor, labels: Tensor, bbox_targets: Tensor
+        self, cls_scores: Outputs, bbox_preds: Outputs, labels: Tensor, bbox_targets: Tensor
     ) -> Dict[str, Tensor]:
         """Compute the loss of a batch.
 
         Args:
-            cls_scores: ``(B, P, C + 1)`` logits, background last.
-            bbox_preds: ``(B, P, 4)`` offsets.
+            cls_scores: ``(B, P, C + 1)`` logits, background last, or their level views
+                ``(B, A, C + 1, H * W)`` (:func:`~ssd_plugin.functional.multibox_loss.level_views`).
+            bbox_preds: ``(B, P, 4)`` offsets, or their level views ``(B, A, 4, H * W)``.
             labels: ``(B, P)`` with background ``C`` (other negative values are ignored).
             bbox_targets: ``(B, P, 4)`` encoded offsets (read only at positives).
 

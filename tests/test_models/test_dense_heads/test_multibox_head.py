@@ -212,3 +212,50 @@ def test_resnet18_ssd_trains_a_step_and_predicts():
         assert (pred.bboxes[:, 0::2] <= 192 + 1e-3).all() and (
             pred.bboxes[:, 1::2] <= 256 + 1e-3
         ).all()
+
+
+def test_forward_takes_any_iterable_of_levels():
+    """mmdet's own SSD head test passes a generator of feature maps."""
+    head = _small_head()
+    feats = _features(2)
+    from_list = head(feats)
+    from_generator = head(f for f in feats)
+    for a, b in zip(from_list[0] + from_list[1], from_generator[0] + from_generator[1]):
+        assert torch.equal(a, b)
+
+
+def test_class_channels_report_mapped_labels_and_train_mapped_channels():
+    """Four foreground channels, two reported: channel 3 is label 0, channel 1 label 1."""
+    torch.manual_seed(3)
+    feats = _features(2)
+    full = _head(num_classes=4, in_channels=(8,) * 6, test_cfg=dict(TEST_CFG, max_per_img=30))
+    mapped = _head(
+        num_classes=2, num_class_channels=4, class_channels=[3, 1], in_channels=(8,) * 6,
+        test_cfg=dict(TEST_CFG, max_per_img=30),
+    )  # fmt: skip
+    mapped.load_state_dict(full.state_dict())
+    assert mapped.cls_convs[0].pred.out_channels == 4 * 5
+    with torch.no_grad():  # spread the scores so every channel has detections
+        for conv in full.cls_convs:
+            conv.pred.weight.mul_(40)
+        mapped.load_state_dict(full.state_dict())
+        outputs = full(feats)
+    metas = [dict(img_shape=(300, 300))] * 2
+    everything = full.predict_by_feat(*outputs, batch_img_metas=metas)
+    reported = mapped.predict_by_feat(*outputs, batch_img_metas=metas)
+    to_label = torch.tensor([-1, 1, -1, 0])
+    for exp, res in zip(everything, reported):
+        keep = to_label[exp.labels] >= 0  # the same top-k, unreported channels dropped after it
+        assert 0 < keep.sum() < len(exp) == 30
+        assert torch.equal(res.labels, to_label[exp.labels[keep]])
+        assert torch.equal(res.scores, exp.scores[keep]) and torch.equal(
+            res.bboxes, exp.bboxes[keep]
+        )
+    gts = [_gt([[10, 10, 120, 140], [150, 60, 290, 200]], [0, 1]), _gt([[30, 40, 90, 80]], [1])]
+    full_gts = [InstanceData(bboxes=g.bboxes, labels=torch.tensor([3, 1])[g.labels]) for g in gts]
+    loss = mapped.loss_by_feat(*outputs, gts, metas)
+    expected = full.loss_by_feat(*outputs, full_gts, metas)
+    for key in ('loss_cls', 'loss_bbox'):
+        torch.testing.assert_close(loss[key], expected[key])
+    with pytest.raises(ValueError, match='class_channels must list 2 distinct channels in'):
+        _head(num_classes=2, num_class_channels=4, class_channels=[3, 3])
