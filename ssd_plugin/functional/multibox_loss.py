@@ -8,7 +8,7 @@ highest confidence loss, at most ``neg_pos_ratio`` times that image's positives.
 The head's outputs are read where the convolutions wrote them, as *level views*: a level's
 ``(B, A * K, H, W)`` output viewed as ``(B, A, K, H * W)`` (``A`` default boxes per location,
 ``K`` channels), its default box ``(y * W + x) * A + a`` at ``[:, a, :, y * W + x]``. Mining needs
-every default box's background loss, one ``logsumexp`` pass without gradients; the loss itself is
+every default box's background loss, one pass without gradients; the loss itself is
 computed on the few rows it selects (positives and mined negatives), so the backward pass writes
 gradients for those rows only, and the ``(B, P, K)`` flattened copy is never made.
 """
@@ -61,11 +61,20 @@ def _rows(levels: Sequence[Tensor], img_ids: Tensor, prior_ids: Tensor) -> Tuple
 
 @torch.no_grad()
 def _background_loss(levels: Sequence[Tensor]) -> Tensor:
-    """``(B, P)`` cross-entropy of every default box against the background (last) channel."""
+    """``(B, P)`` cross-entropy of every default box against the background (last) channel.
+
+    ``log sum_c exp(x_c - x_bg)``: shifting by the background logit instead of the maximum saves
+    a pass over all logits. It overflows only where a logit exceeds the background's by about 88;
+    those default boxes are recomputed with ``logsumexp``.
+    """
     losses = []
     for lvl in levels:
         logits = lvl.float()
-        loss = torch.logsumexp(logits, dim=2) - logits[:, :, -1]  # (B, A, L)
+        loss = (logits - logits[:, :, -1:]).exp_().sum(dim=2).log_()  # (B, A, L)
+        overflow = torch.isinf(loss)
+        if overflow.any():
+            exact = torch.logsumexp(logits, dim=2) - logits[:, :, -1]
+            loss = torch.where(overflow, exact, loss)
         losses.append(loss.transpose(1, 2).reshape(lvl.shape[0], -1))
     return torch.cat(losses, dim=1)
 

@@ -7,6 +7,7 @@ from ssd_plugin.functional.matching import (
     MIN_OVERLAP,
     greedy_bipartite_match,
     match_default_boxes,
+    pairwise_iou,
 )
 
 
@@ -216,3 +217,16 @@ def test_batch_of_ssd300_size_matches_reference():
     for b in range(num_imgs):
         hits = set(matched[b][matched[b] >= 0].tolist())
         assert hits == set(range(int(valid[b].sum())))
+
+
+def test_pairwise_iou_equals_mmdet_bbox_overlaps_bitwise():
+    gen = torch.Generator().manual_seed(8)
+    centre, size = (
+        torch.rand(2, 300, 2, generator=gen) * 300,
+        torch.rand(2, 300, 2, generator=gen) * 150,
+    )
+    boxes = torch.cat([centre - size / 2, centre + size / 2], dim=-1)
+    boxes[0, :5] = torch.tensor([3.0, 4, 3, 9])  # zero width: IoU 0 through the union's eps
+    ours = pairwise_iou(boxes[0], boxes[1])
+    assert torch.equal(ours, bbox_overlaps(boxes[0], boxes[1]))
+    assert (ours[:5] == 0).all() and ours.max() > 0.5

@@ -164,3 +164,17 @@ def test_level_views_equal_the_flattened_outputs_with_gradients():
     # Only the 11 positives and their 33 mined negatives receive gradients.
     rows = level_views(grads[:3], anchors)
     assert sum(int(r.ne(0).any(2).sum()) for r in rows) == 11 + 33
+
+
+def test_mining_survives_logits_far_above_the_background():
+    """A logit 200 above the background overflows the shifted sum: that box is recomputed."""
+    cls, preds, labels, targets = _inputs([3, 2], seed=13)
+    with torch.no_grad():
+        cls[0, 5, 0] += 200.0  # the hardest negative of image 0 by far
+        cls[1, 7, 1] += 120.0
+    labels[0, 5], labels[1, 7] = NUM_CLASSES, NUM_CLASSES
+    loss_cls, loss_bbox = multibox_loss(cls, preds, labels, targets)
+    ref_cls, ref_bbox = _reference(cls, preds, labels, targets)
+    torch.testing.assert_close(loss_cls, ref_cls)
+    torch.testing.assert_close(loss_bbox, ref_bbox)
+    assert loss_cls > 200 / 5  # both outliers were mined
