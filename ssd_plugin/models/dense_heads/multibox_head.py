@@ -224,7 +224,7 @@ class MultiBoxHead(BaseDenseHead):
         min_size = (cfg or {}).get('min_bbox_size', -1)
         if min_size >= 0:
             too_small = ((boxes[..., 2:] - boxes[..., :2]) <= min_size).any(-1)
-            scores = scores.masked_fill(too_small[..., None], 0)
+            scores = scores.masked_fill_(too_small[..., None], 0)
         return scores, boxes
 
     def loss_by_feat(
