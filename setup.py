@@ -61,7 +61,7 @@ if __name__ == '__main__':
         long_description=open(osp.join(HERE, 'README.md'), encoding='utf-8').read(),
         long_description_content_type='text/markdown',
         license='Apache-2.0',
-        python_requires='>=3.9',
+        python_requires='>=3.10',
         packages=find_packages(include=('ssd_plugin', 'ssd_plugin.*')),
         include_package_data=True,
         package_data={'ssd_plugin': ['.mim/configs/**/*', '.mim/tools/**/*']},

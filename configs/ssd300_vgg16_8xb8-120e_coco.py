@@ -21,7 +21,8 @@ model = dict(
     backbone=dict(
         type='ReducedVGG16',
         out_indices=('conv4_3', 'fc7'),
-        # ImageNet VGG16 with subsampled fc6/fc7 (tools/model_converters/*_to_reduced.py).
+        # ImageNet VGG16 with subsampled fc6/fc7 (tools/model_converters/*_to_reduced.py); a
+        # missing file is an error unless model.backbone.allow_scratch=True.
         init_cfg=dict(type='Pretrained', checkpoint='checkpoints/vgg16_reducedfc_plugin.pth'),
     ),
     neck=dict(
@@ -86,6 +87,9 @@ test_pipeline = [
         meta_keys=('img_id', 'img_path', 'ori_shape', 'img_shape', 'scale_factor'),
     ),
 ]
+# mmdet's CocoDataset plus checks of the file against the config (classes, category ids, image
+# files) and of every box (dropped or clipped with one warning per file; see ssd_plugin.datasets)
+dataset_type = 'CheckedCocoDataset'
 train_dataloader = dict(
     batch_size=8,
     num_workers=2,
@@ -95,7 +99,7 @@ train_dataloader = dict(
         type='RepeatDataset',
         times=5,
         dataset=dict(
-            type={{_base_.dataset_type}},
+            type=dataset_type,
             data_root={{_base_.data_root}},
             ann_file='annotations/instances_train2017.json',
             data_prefix=dict(img='train2017/'),
@@ -105,7 +109,7 @@ train_dataloader = dict(
         ),
     ),
 )
-val_dataloader = dict(batch_size=8, dataset=dict(pipeline=test_pipeline))
+val_dataloader = dict(batch_size=8, dataset=dict(type=dataset_type, pipeline=test_pipeline))
 test_dataloader = val_dataloader
 # COCO leaderboard style: maxDets (1, 10, 100) make the logged summary the server's 12 numbers
 # (mmdet's default (100, 300, 1000) scores AP50/75/s/m/l with up to 1000 detections per image).
@@ -120,6 +124,8 @@ optim_wrapper = dict(
 custom_hooks = [
     dict(type='NumClassCheckHook'),
     dict(type='NonFiniteLossHook'),
+    dict(type='CheckpointGuardHook'),  # no checkpoint with non-finite weights
+    dict(type='EvalProgressHook', interval_s=10),  # a progress line every 10 s of val/test
 ]
 
 # base_batch_size = (8 GPUs) x (8 samples per GPU); used only with --auto-scale-lr.

@@ -10,6 +10,7 @@ test_dataloader = dict(
     dataset=dict(
         ann_file='annotations/image_info_test-dev2017.json',
         data_prefix=dict(img='test2017/'),
+        allow_empty=True,  # image information only: no annotations, by design
     )
 )
 test_evaluator = dict(

@@ -7,7 +7,7 @@ _base_ = './ssd300_vgg16_8xb8-120e_coco.py'
 
 model = dict(bbox_head=dict(num_classes=20, prior_generator=dict(scale_range=(0.2, 0.9))))
 
-dataset_type = 'VOCDataset'
+dataset_type = 'CheckedVOCDataset'  # mmdet's VOCDataset with box and class-name checks
 data_root = 'data/VOCdevkit/'
 voc_trainval = dict(
     type=dataset_type,
@@ -22,7 +22,7 @@ train_dataloader = dict(
         times=10,
         dataset=dict(
             type='ConcatDataset',
-            # each VOCDataset names its year in metainfo['dataset_type']; they may differ here
+            # each VOC dataset names its year in metainfo['dataset_type']; they may differ here
             ignore_keys=['dataset_type'],
             datasets=[
                 dict(

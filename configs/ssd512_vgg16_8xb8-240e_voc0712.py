@@ -5,7 +5,7 @@ _base_ = './ssd512_vgg16_8xb8-120e_coco.py'
 
 model = dict(bbox_head=dict(num_classes=20, prior_generator=dict(scale_range=(0.15, 0.9))))
 
-dataset_type = 'VOCDataset'
+dataset_type = 'CheckedVOCDataset'  # mmdet's VOCDataset with box and class-name checks
 data_root = 'data/VOCdevkit/'
 voc_trainval = dict(
     type=dataset_type,

@@ -179,6 +179,8 @@ log_processor = dict(by_epoch=False)
 custom_hooks = [
     dict(type='NumClassCheckHook'),
     dict(type='NonFiniteLossHook'),
+    dict(type='CheckpointGuardHook'),  # no checkpoint with non-finite weights
+    dict(type='EvalProgressHook', interval_s=10),  # a progress line every 10 s of val/test
 ]
 randomness = dict(seed=0)
 env_cfg = dict(cudnn_benchmark=False)

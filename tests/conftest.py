@@ -1,5 +1,7 @@
 """Shared pytest setup: mmdet's default scope, as mmdet's own tools set it before building."""
 
+import os
+
 import pytest
 import torch
 from mmdet.visualization import DetLocalVisualizer
@@ -10,6 +12,8 @@ import ssd_plugin  # noqa: F401  (registers the plugin's components)
 
 # `make test` runs one pytest-xdist worker per core: more intra-op threads only oversubscribe.
 torch.set_num_threads(1)
+# ... and the tools' CpuThreadsHook keeps it so (it respects an explicit OMP_NUM_THREADS)
+os.environ.setdefault('OMP_NUM_THREADS', '1')
 init_default_scope('mmdet')
 
 

@@ -16,12 +16,13 @@ from xml.etree import ElementTree as ET
 
 import cv2
 import numpy as np
+from mmdet.datasets import VOCDataset
 from mmdet.registry import DATASETS
 from mmengine.config import Config, ConfigDict
 
 __all__ = [
     'VOC_CLASSES', 'CLASSES', 'CAT_IDS', 'SPLITS', 'make_coco_dataset', 'make_voc_dataset',
-    'dataset_classes', 'leaf_datasets', 'use_tiny_datasets', 'drop_pretrained',
+    'dataset_classes', 'leaf_datasets', 'is_voc', 'use_tiny_datasets', 'drop_pretrained',
 ]  # fmt: skip
 
 VOC_CLASSES = ('aeroplane', 'bicycle', 'bird', 'boat', 'bottle', 'bus', 'car', 'cat', 'chair',
@@ -101,7 +102,8 @@ def make_coco_dataset(root: str, classes: Sequence[str], splits: Dict[str, Seque
     return ann_files
 
 
-def _voc_xml(file_stem: str, size: Tuple[int, int], objects, difficult_idx: int) -> ET.Element:
+def _voc_xml(file_stem: str, size: Tuple[int, int], objects, difficult_idx: int,
+             classes: Sequence[str]) -> ET.Element:  # fmt: skip
     ann = ET.Element('annotation')
     ET.SubElement(ann, 'filename').text = f'{file_stem}.jpg'
     size_el = ET.SubElement(ann, 'size')
@@ -109,7 +111,7 @@ def _voc_xml(file_stem: str, size: Tuple[int, int], objects, difficult_idx: int)
         ET.SubElement(size_el, tag).text = str(value)
     for i, ((x1, y1, x2, y2), label) in enumerate(objects):
         obj = ET.SubElement(ann, 'object')
-        ET.SubElement(obj, 'name').text = VOC_CLASSES[label]
+        ET.SubElement(obj, 'name').text = classes[label]
         ET.SubElement(obj, 'difficult').text = str(int(i == difficult_idx))
         box = ET.SubElement(obj, 'bndbox')
         # VOC boxes are 1-based inclusive pixel indices
@@ -118,7 +120,8 @@ def _voc_xml(file_stem: str, size: Tuple[int, int], objects, difficult_idx: int)
     return ann
 
 
-def make_voc_dataset(root: str, images_per_split: int = 3, seed: int = 0) -> None:
+def make_voc_dataset(root: str, images_per_split: int = 3, seed: int = 0,
+                     classes: Sequence[str] = VOC_CLASSES) -> None:  # fmt: skip
     """Write a VOCdevkit-style dataset: VOC2007 ``trainval`` and ``test``, VOC2012 ``trainval``.
 
     The second object of each image with two or more objects is marked difficult.
@@ -127,6 +130,7 @@ def make_voc_dataset(root: str, images_per_split: int = 3, seed: int = 0) -> Non
         root (str): Output folder (the configs' ``data_root``, e.g. ``data/VOCdevkit/``).
         images_per_split (int): Images in each split. Defaults to 3.
         seed (int): Seed of the generator. Defaults to 0.
+        classes (Sequence[str]): The objects' names. Defaults to the 20 VOC classes.
     """
     splits = (('VOC2007', 'trainval'), ('VOC2007', 'test'), ('VOC2012', 'trainval'))
     for split_idx, (year, split) in enumerate(splits):
@@ -136,9 +140,9 @@ def make_voc_dataset(root: str, images_per_split: int = 3, seed: int = 0) -> Non
         stems = [f'{year[3:]}_{split_idx:02d}{i:04d}' for i in range(images_per_split)]
         for i, stem in enumerate(stems):
             size = _SIZES[i % len(_SIZES)]
-            img, objects = _draw(rng, size, 1 + i % 3, len(VOC_CLASSES))
+            img, objects = _draw(rng, size, 1 + i % 3, len(classes))
             cv2.imwrite(osp.join(root, year, 'JPEGImages', f'{stem}.jpg'), img)
-            ET.ElementTree(_voc_xml(stem, size, objects, difficult_idx=1)).write(
+            ET.ElementTree(_voc_xml(stem, size, objects, 1, classes)).write(
                 osp.join(root, year, 'Annotations', f'{stem}.xml')
             )
         with open(osp.join(root, year, 'ImageSets', 'Main', f'{split}.txt'), 'w') as f:
@@ -156,6 +160,11 @@ def leaf_datasets(dataset: ConfigDict):
         yield dataset
 
 
+def is_voc(dataset: ConfigDict) -> bool:
+    """Whether a leaf dataset config is a ``VOCDataset`` (or a subclass, e.g. the checked one)."""
+    return issubclass(DATASETS.get(dataset.type), VOCDataset)
+
+
 def dataset_classes(dataset: ConfigDict) -> Tuple[str, ...]:
     """Class names of a dataset config: its ``metainfo`` or its class's ``METAINFO``."""
     leaf = next(leaf_datasets(dataset))
@@ -166,7 +175,7 @@ def dataset_classes(dataset: ConfigDict) -> Tuple[str, ...]:
 def use_tiny_datasets(cfg: Config, coco_root: str, voc_root: str, batch_size: int = 2) -> None:
     """Point every dataloader and evaluator of ``cfg`` at tiny datasets, in place.
 
-    ``VOCDataset`` leaves keep their paths under ``voc_root`` (a :func:`make_voc_dataset`
+    VOC leaves (:func:`is_voc`) keep their paths under ``voc_root`` (a :func:`make_voc_dataset`
     folder); every other leaf is read as COCO json from ``coco_root`` (a
     :func:`make_coco_dataset` folder written with the config's classes and ``train``, ``val``
     and ``test`` splits), as are evaluators' ``ann_file``. ``RepeatDataset`` repeats once;
@@ -182,7 +191,7 @@ def use_tiny_datasets(cfg: Config, coco_root: str, voc_root: str, batch_size: in
         if loader.dataset.type == 'RepeatDataset':
             loader.dataset.times = 1
         for leaf in leaf_datasets(loader.dataset):
-            if leaf.type == 'VOCDataset':
+            if is_voc(leaf):
                 leaf.data_root = voc_root
             else:
                 leaf.update(data_root=coco_root, ann_file=f'annotations/{split}.json',

@@ -6,8 +6,7 @@ with class names) and ignored boxes (red). Example::
 
     python tools/browse_augmentations.py configs/ssd300_vgg16_8xb8-120e_coco.py \\
         --out work_dirs/augmentations.png --num 16
-    python tools/browse_augmentations.py CONFIG --num 4 \\
-        --cfg-options train_dataloader.dataset.data_root=data/demo/
+    python tools/browse_augmentations.py CONFIG --num 4 --data-root data/my_data
 """
 
 import argparse
@@ -18,11 +17,12 @@ from typing import List, Optional, Sequence
 
 import cv2
 import numpy as np
-from mmengine.config import Config, DictAction
+from mmengine.config import DictAction
 from mmengine.registry import init_default_scope
 from mmengine.runner import set_random_seed
 
 import ssd_plugin  # noqa: F401  (registers the plugin's transforms for configs without imports)
+from ssd_plugin.datasets.data_root import add_data_root_arg, load_config_with_data_root
 
 GT_COLOUR = (0, 200, 0)  # BGR
 IGNORED_COLOUR = (0, 0, 230)
@@ -41,8 +41,9 @@ def parse_args(argv=None) -> argparse.Namespace:
         '--cfg-options',
         nargs='+',
         action=DictAction,
-        help='override config settings, e.g. train_dataloader.dataset.data_root=data/x/',
+        help='override config settings, e.g. train_dataloader.batch_size=4',
     )
+    add_data_root_arg(parser)
     args = parser.parse_args(argv)
     if args.num < 1:
         parser.error(f'--num must be at least 1, got {args.num}')
@@ -100,9 +101,7 @@ def make_grid(tiles: List[np.ndarray], cols: Optional[int] = None, pad: int = 4)
 
 def main(argv=None) -> str:
     args = parse_args(argv)
-    cfg = Config.fromfile(args.config)
-    if args.cfg_options:
-        cfg.merge_from_dict(args.cfg_options)
+    cfg = load_config_with_data_root(args.config, args.data_root, args.cfg_options)
     init_default_scope(cfg.get('default_scope', 'mmdet'))
     from mmdet.registry import DATASETS
 

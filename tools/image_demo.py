@@ -33,6 +33,7 @@ from mmdet.apis import DetInferencer
 from mmengine.utils import mkdir_or_exist
 
 import ssd_plugin  # noqa: F401  (registers the components: configs need no custom_imports)
+from ssd_plugin.engine.checkpoint import weights_only_checkpoint_loading
 
 IMG_EXTENSIONS = ('.jpg', '.jpeg', '.png', '.ppm', '.bmp', '.pgm', '.tif', '.tiff', '.webp')
 
@@ -112,9 +113,10 @@ def main(argv=None) -> None:
         raise ValueError(f'not an image OpenCV can decode: {", ".join(unreadable)}')
     stems = output_stems(files)
     device = args.device or ('cuda' if torch.cuda.is_available() else 'cpu')
-    inferencer = DetInferencer(
-        model=args.config, weights=args.checkpoint, device=device, scope='mmdet',
-        show_progress=False)  # fmt: skip
+    with weights_only_checkpoint_loading():  # loads mmengine's checkpoints with torch >= 2.6
+        inferencer = DetInferencer(
+            model=args.config, weights=args.checkpoint, device=device, scope='mmdet',
+            show_progress=False)  # fmt: skip
     classes = inferencer.model.dataset_meta.get('classes', ())
     vis_dir, pred_dir = osp.join(args.out_dir, 'vis'), osp.join(args.out_dir, 'preds')
     mkdir_or_exist(vis_dir)

@@ -28,11 +28,9 @@ START=$(date +%s)
 say() { printf '\n[demo %4ss] %s\n' "$(($(date +%s) - START))" "$*"; }
 
 export PYTHONUNBUFFERED=1
-# the data root appears in the train/val/test datasets and in both evaluators
-read -r -a OPTIONS <<<"train_dataloader.dataset.data_root=$DATA/ \
-val_dataloader.dataset.data_root=$DATA/ test_dataloader.dataset.data_root=$DATA/ \
-val_evaluator.ann_file=$DATA/annotations/instances_val.json \
-test_evaluator.ann_file=$DATA/annotations/instances_val.json ${DEMO_CFG_OPTIONS:-}"
+# --data-root moves the datasets and both evaluators' annotation files to $DATA
+read -r -a CFG_OPTIONS <<<"${DEMO_CFG_OPTIONS:-}"
+OPTIONS=(--data-root "$DATA" ${CFG_OPTIONS[@]+--cfg-options "${CFG_OPTIONS[@]}"})
 
 if [[ -f $DATA/annotations/instances_train.json && -f $DATA/annotations/instances_val.json ]]; then
     say "using the demo dataset in $DATA"
@@ -48,14 +46,13 @@ if [[ -f $WORK_DIR/last_checkpoint ]]; then
     say "resuming the run in $WORK_DIR from $(cat "$WORK_DIR/last_checkpoint")"
 fi
 say "training $CONFIG on the CPU into $WORK_DIR (progress every 20 iterations)"
-"$MIM" train ssd_plugin "$CONFIG" --gpus 0 --work-dir "$WORK_DIR" "${RESUME[@]}" \
-    --cfg-options "${OPTIONS[@]}"
+"$MIM" train ssd_plugin "$CONFIG" --gpus 0 --work-dir "$WORK_DIR" "${RESUME[@]}" "${OPTIONS[@]}"
 CHECKPOINT=$(cat "$WORK_DIR/last_checkpoint")
 
 say "scoring $CHECKPOINT on the val split (COCO bbox metric)"
 rm -rf "$WORK_DIR/test"
 "$MIM" test ssd_plugin "$CONFIG" --gpus 0 --checkpoint "$CHECKPOINT" \
-    --work-dir "$WORK_DIR/test" --cfg-options "${OPTIONS[@]}" 2>&1 | tee "$WORK_DIR/test.log"
+    --work-dir "$WORK_DIR/test" "${OPTIONS[@]}" 2>&1 | tee "$WORK_DIR/test.log"
 cp "$(ls "$WORK_DIR"/test/*/*.json | tail -n 1)" "$WORK_DIR/metrics.json"
 # the COCO summary and the per-class table, as printed by CocoMetric
 sed -n '/Evaluating bbox/,/bbox_mAP_copypaste/p' "$WORK_DIR/test.log" >"$WORK_DIR/metrics.txt"
@@ -63,7 +60,7 @@ sed -n '/Evaluating bbox/,/bbox_mAP_copypaste/p' "$WORK_DIR/test.log" >"$WORK_DI
 say "plotting the curves and drawing predictions"
 "$PY" tools/analysis/plot_curves.py "$WORK_DIR" --out "$WORK_DIR/curves.png"
 "$PY" tools/analysis/draw_predictions.py "$CONFIG" "$CHECKPOINT" --num 6 \
-    --out-dir "$WORK_DIR/predictions" --cfg-options "${OPTIONS[@]}"
+    --out-dir "$WORK_DIR/predictions" "${OPTIONS[@]}"
 
 MAP=$("$PY" -c "import json, sys; print(json.load(open(sys.argv[1]))['coco/bbox_mAP'])" \
     "$WORK_DIR/metrics.json")

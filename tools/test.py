@@ -18,10 +18,16 @@ from mmdet.utils import setup_cache_size_limit_of_dynamo
 from mmengine.config import Config
 from mmengine.evaluator import DumpResults
 from mmengine.registry import RUNNERS
-from mmengine.runner import Runner
 
 import ssd_plugin  # noqa: F401  (registers the components: configs need no custom_imports)
-from ssd_plugin.engine.launch import add_launch_args, load_cfg, setup_cpu_distributed
+from ssd_plugin.engine import QuietRunner
+from ssd_plugin.engine.checkpoint import weights_only_checkpoint_loading
+from ssd_plugin.engine.launch import (
+    add_launch_args,
+    add_run_hooks,
+    load_cfg,
+    setup_cpu_distributed,
+)
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -55,12 +61,14 @@ def main(argv=None) -> None:
     setup_cache_size_limit_of_dynamo()
     cfg = build_cfg(args)
     setup_cpu_distributed(cfg)
-    runner = Runner.from_cfg(cfg) if 'runner_type' not in cfg else RUNNERS.build(cfg)
+    add_run_hooks(cfg)
+    runner = QuietRunner.from_cfg(cfg) if 'runner_type' not in cfg else RUNNERS.build(cfg)
     if args.out is not None:
         # mmengine's DumpResults keeps the ground truth (mmdet's DumpDetResults drops it), so
         # metrics that read it from the samples, such as VOCMetric, can re-score the file
         runner.test_evaluator.metrics.append(DumpResults(out_file_path=args.out))
-    runner.test()
+    with weights_only_checkpoint_loading():  # loads mmengine's checkpoints with torch >= 2.6
+        runner.test()
 
 
 if __name__ == '__main__':

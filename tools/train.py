@@ -14,10 +14,16 @@ import argparse
 from mmdet.utils import setup_cache_size_limit_of_dynamo
 from mmengine.config import Config
 from mmengine.registry import RUNNERS
-from mmengine.runner import Runner
 
 import ssd_plugin  # noqa: F401  (registers the components: configs need no custom_imports)
-from ssd_plugin.engine.launch import add_launch_args, load_cfg, setup_cpu_distributed
+from ssd_plugin.engine import QuietRunner
+from ssd_plugin.engine.checkpoint import weights_only_checkpoint_loading
+from ssd_plugin.engine.launch import (
+    add_launch_args,
+    add_run_hooks,
+    load_cfg,
+    setup_cpu_distributed,
+)
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -61,8 +67,10 @@ def main(argv=None) -> None:
     setup_cache_size_limit_of_dynamo()
     cfg = build_cfg(args)
     setup_cpu_distributed(cfg)
-    runner = Runner.from_cfg(cfg) if 'runner_type' not in cfg else RUNNERS.build(cfg)
-    runner.train()
+    add_run_hooks(cfg)
+    runner = QuietRunner.from_cfg(cfg) if 'runner_type' not in cfg else RUNNERS.build(cfg)
+    with weights_only_checkpoint_loading():  # loads mmengine's checkpoints with torch >= 2.6
+        runner.train()
 
 
 if __name__ == '__main__':

@@ -8,20 +8,28 @@ mmdet's ``CocoDataset`` quietly mis-reads several broken inputs:
 - an annotation whose ``category_id`` the file does not define, or that is outside the config's
   classes, is dropped;
 - with ``filter_cfg.filter_empty_gt`` the training set loses every image without boxes, unlogged;
-- a missing image file is found only when a data loader worker reaches it, mid-training.
+- a missing image file is found only when a data loader worker reaches it, mid-training;
+- boxes with ``w < 1`` or ``h < 1``, no overlap with the image or ``area <= 0`` are dropped,
+  boxes with a NaN may pass, and a file without annotations trains at loss 0.
 
 This subclass raises a ``ValueError`` / ``FileNotFoundError`` naming the annotation file and the
 offending class, category id, annotation id or image file instead, and logs what the filter
-leaves out. A corrupt image file already fails with mmcv's ``failed to load image: <path>`` when
-it is loaded.
+leaves out. Boxes are checked (:class:`~ssd_plugin.datasets.annotation_checks.BoxCheckMixin`)
+before mmdet's own filters see them, so one warning per file counts every dropped or clipped
+box. A corrupt image file already fails with mmcv's ``failed to load image: <path>`` when it is
+loaded.
 """
 
 import os.path as osp
+from numbers import Real
 from typing import List, Union
 
+import numpy as np
 from mmdet.datasets import CocoDataset
 from mmdet.registry import DATASETS
 from mmengine.logging import print_log
+
+from .annotation_checks import BoxCheckMixin
 
 __all__ = ['CheckedCocoDataset']
 
@@ -29,7 +37,7 @@ _SHOWN = 5  # how many offending file names an error lists
 
 
 @DATASETS.register_module()
-class CheckedCocoDataset(CocoDataset):
+class CheckedCocoDataset(BoxCheckMixin, CocoDataset):
     """A ``CocoDataset`` that validates its annotation file against the config.
 
     Args:
@@ -38,6 +46,8 @@ class CheckedCocoDataset(CocoDataset):
             of raising. Defaults to False.
         check_image_files (bool): Check at start-up that every image file exists (local files
             only; skipped when ``backend_args`` is set). Defaults to True.
+        strict (bool): Unusable or clipped boxes are an error, not a warning. Defaults to False.
+        allow_empty (bool): A file without usable boxes is intended. Defaults to False.
         *args, **kwargs: As :class:`mmdet.datasets.CocoDataset`.
     """
 
@@ -57,6 +67,7 @@ class CheckedCocoDataset(CocoDataset):
         data_list = super().load_data_list()
         if not data_list:
             raise ValueError(f'{self.ann_file} lists no images')
+        self._report_box_checks()
         if self.check_image_files and self.backend_args is None:
             missing = [d['img_path'] for d in data_list if not osp.isfile(d['img_path'])]
             if missing:
@@ -70,6 +81,7 @@ class CheckedCocoDataset(CocoDataset):
         # self.coco (the whole file) exists only while super().load_data_list() runs
         if not self._classes_checked:
             self._check_classes()
+            self._dropped_ann_ids = self._check_file_boxes()
             self._classes_checked = True
         categories = self.coco.cats
         for ann in raw_data_info['raw_ann_info']:
@@ -91,7 +103,47 @@ class CheckedCocoDataset(CocoDataset):
                     f"is not in the config's classes {self.metainfo['classes']}; add it there, "
                     f'or set ignore_unlisted_categories=True to train on a subset of the classes'
                 )
+        if self._dropped_ann_ids:
+            kept = [
+                a for a in raw_data_info['raw_ann_info'] if a['id'] not in self._dropped_ann_ids
+            ]
+            raw_data_info = {**raw_data_info, 'raw_ann_info': kept}
         return super().parse_data_info(raw_data_info)
+
+    def _check_file_boxes(self) -> set:
+        """Check every box of the file; clip in place; return the ids of the boxes to drop.
+
+        mmdet's ``parse_data_info`` then sees only usable boxes (``w, h >= 1`` after
+        clipping, so the ``min_size`` of the check is 1) and drops none of them. Annotations
+        whose ``area`` is missing or not positive (which mmdet would drop) get their box's area.
+        """
+        images = self.coco.imgs
+        anns = self.coco.dataset.get('annotations') or []
+        orphans = [a.get('id') for a in anns if a.get('image_id') not in images]
+        if orphans:  # mmdet never reads them
+            self._record_dropped("with an image_id not among the file's images", orphans)
+            anns = [a for a in anns if a.get('image_id') in images]
+        ids = [a['id'] for a in anns]
+        try:  # None (null in the file) becomes NaN: a non-finite box
+            xyxy = np.array([a.get('bbox') for a in anns], dtype=np.float64).reshape(-1, 4)
+        except (TypeError, ValueError):
+            bad = next(a for a in anns if not _is_xywh(a.get('bbox')))
+            raise ValueError(f'annotation id {bad["id"]} of image id {bad["image_id"]} in '
+                             f'{self.ann_file} has bbox {bad.get("bbox")!r}; expected 4 numbers '
+                             f'[x, y, w, h]') from None  # fmt: skip
+        xyxy[:, 2:] += xyxy[:, :2]
+        sizes = [(images[a['image_id']]['width'], images[a['image_id']]['height']) for a in anns]
+        clipped, keep = self._check_boxes(xyxy, np.array(sizes).reshape(-1, 2), ids, min_size=1)
+        for i in np.flatnonzero(keep & (clipped != xyxy).any(1)):
+            x1, y1, x2, y2 = clipped[i].tolist()
+            anns[i]['bbox'] = [x1, y1, x2 - x1, y2 - y1]
+        no_area = [i for i in np.flatnonzero(keep) if not _positive(anns[i].get('area'))]
+        for i in no_area:
+            x1, y1, w, h = anns[i]['bbox']
+            anns[i]['area'] = w * h
+        self._record_fixed('with a missing or non-positive area (set to the box area)',
+                           [ids[i] for i in no_area])  # fmt: skip
+        return {ids[i] for i in np.flatnonzero(~keep)}
 
     def _check_classes(self) -> None:
         """Every config class is a category of the file, in the file's order."""
@@ -126,3 +178,15 @@ class CheckedCocoDataset(CocoDataset):
                 logger='current',
             )
         return kept
+
+
+def _positive(value) -> bool:
+    return isinstance(value, Real) and value > 0
+
+
+def _is_xywh(bbox) -> bool:
+    return (
+        isinstance(bbox, (list, tuple))
+        and len(bbox) == 4
+        and all(v is None or isinstance(v, Real) for v in bbox)
+    )

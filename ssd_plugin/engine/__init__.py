@@ -1,5 +1,6 @@
-from .checkpoint import load_local_checkpoint
+from .checkpoint import load_local_checkpoint, weights_only_checkpoint_loading
 from .hooks import *  # noqa: F401,F403
 from .hooks import __all__ as _hooks_all
+from .quiet_runner import QuietRunner
 
-__all__ = ['load_local_checkpoint', *_hooks_all]
+__all__ = ['load_local_checkpoint', 'weights_only_checkpoint_loading', 'QuietRunner', *_hooks_all]

@@ -1,23 +1,46 @@
-"""Resumable training with torch >= 2.6 and mmengine 0.10.
+"""Checkpoint loading with torch's weights-only unpickler, and errors that say what is wrong.
 
 torch 2.6 made ``torch.load`` default to ``weights_only=True``. mmengine 0.10.7 loads local
 checkpoints without that argument, and its checkpoints carry the MessageHub (``HistoryBuffer``
 objects holding numpy arrays) and numpy scalars, which the weights-only unpickler rejects, so
-``--resume`` fails. Importing :mod:`ssd_plugin` replaces mmengine's local-file loader with
-:func:`load_local_checkpoint`, which keeps the weights-only unpickler and allow-lists exactly the
-types mmengine itself writes, rather than unpickling arbitrary code.
+``--resume`` fails. :func:`load_local_checkpoint` keeps the weights-only unpickler and allow-lists
+exactly the types mmengine itself writes, rather than unpickling arbitrary code.
+
+Importing :mod:`ssd_plugin` changes nothing in mmengine: the plugin's tools (``tools/train.py``,
+``tools/test.py``, ``tools/image_demo.py``, ``tools/deploy/export_onnx.py``, and so ``mim``) run
+inside :func:`weights_only_checkpoint_loading`, which puts :func:`load_local_checkpoint` in place
+of mmengine's local-file loader for the duration of the block, and only with the torch and
+mmengine versions that need it (torch >= 2.6 with mmengine < 0.11).
+
+Before unpickling, a file in torch's zip format is checked against the CRC-32 checksums its zip
+directory holds (about as fast as reading the file): ``torch.load`` reports a truncated file as
+``OSError: [Errno 22] Invalid argument`` and loads flipped bytes in tensor data without a word.
 """
 
+import contextlib
 import os.path as osp
 import pickle
-from typing import Callable, List, Optional, Tuple, Union
+import zipfile
+from typing import Callable, Iterator, List, Optional, Tuple, Union
 
+import mmengine
 import numpy as np
 import torch
 from mmengine.logging import HistoryBuffer
 from mmengine.runner.checkpoint import CheckpointLoader
+from mmengine.utils import digit_version
 
-__all__ = ['load_local_checkpoint', 'load_state_dict_file', 'MMENGINE_SAFE_GLOBALS']
+__all__ = [
+    'MMENGINE_SAFE_GLOBALS',
+    'checkpoint_damage',
+    'load_local_checkpoint',
+    'load_state_dict_file',
+    'mmengine_load_is_weights_only',
+    'weights_only_checkpoint_loading',
+]
+
+_ZIP_MAGIC = b'PK\x03\x04'  # torch >= 1.6 saves zip archives; older torch a bare pickle stream
+_AGAIN = 'Copy or download it again.'
 
 
 def _numpy_globals() -> List[Union[Callable, type]]:
@@ -48,6 +71,50 @@ MMENGINE_SAFE_GLOBALS = [
 ]
 
 
+def checkpoint_damage(filename: str) -> Optional[str]:
+    """Why ``filename`` cannot be a complete checkpoint, or None when no damage is found.
+
+    An empty file and a Git LFS pointer are named as such. A zip archive (torch's format) must
+    have its central directory (a truncated file has none) and every member must match the
+    CRC-32 recorded for it (members saved without a checksum are not checked). A file in torch's
+    pre-1.6 pickle format has no checksums: its damage shows only while unpickling.
+
+    Args:
+        filename (str): Path of an existing file.
+
+    Returns:
+        str | None: Sentences that complete "Checkpoint <filename> ...", with the remedy.
+    """
+    size = osp.getsize(filename)
+    if size == 0:
+        return f'is empty (0 bytes). {_AGAIN}'
+    with open(filename, 'rb') as f:
+        head = f.read(len(_ZIP_MAGIC) + 40)
+    if head.startswith(b'version https://git-lfs'):
+        return 'is a Git LFS pointer, not the checkpoint itself: fetch it with `git lfs pull`.'
+    if not head.startswith(_ZIP_MAGIC):
+        return None
+    try:
+        with zipfile.ZipFile(filename) as archive:
+            for member in archive.infolist():
+                if member.CRC == 0 and member.file_size > 0:
+                    continue  # saved with torch.serialization.set_crc32_options(False)
+                with archive.open(member) as stream:  # raises BadZipFile on a CRC mismatch
+                    while stream.read(1 << 24):
+                        pass
+    except (zipfile.BadZipFile, EOFError, OSError) as err:
+        reason = str(err)
+        if 'CRC' in reason:
+            return (
+                f'is corrupt: the bytes of a part do not match their checksum ({reason}). {_AGAIN}'
+            )
+        return (
+            f'is truncated or corrupt: its zip archive is incomplete ({size} bytes; {reason}). '
+            f'{_AGAIN}'
+        )
+    return None
+
+
 def load_local_checkpoint(
     filename: str, map_location: Optional[Union[str, Callable]] = None
 ) -> dict:
@@ -62,24 +129,79 @@ def load_local_checkpoint(
 
     Raises:
         FileNotFoundError: ``filename`` does not exist.
-        RuntimeError: The file references a type outside :data:`MMENGINE_SAFE_GLOBALS`; the
-            message names the file and the type.
+        RuntimeError: The file is truncated or corrupt (see :func:`checkpoint_damage`), or it
+            references a type outside :data:`MMENGINE_SAFE_GLOBALS`; the message starts with
+            the file and what is wrong with it.
     """
     filename = osp.expanduser(filename)
     if not osp.isfile(filename):
         raise FileNotFoundError(f'checkpoint file {filename} can not be found.')
+    damage = checkpoint_damage(filename)
+    if damage is not None:
+        raise RuntimeError(f'Checkpoint {filename} {damage}')
     with torch.serialization.safe_globals(MMENGINE_SAFE_GLOBALS):
         try:
             return torch.load(filename, map_location=map_location, weights_only=True)
-        except Exception as err:  # torch raises UnpicklingError wrapped in various types
+        except pickle.UnpicklingError as err:
+            # torch wraps the unpickler's own reason in a long generic message
+            reason = str(err.__context__ or err).split('\n')[0].split(' was not an allowed')[0]
+            if not reason.startswith('Unsupported global') and not _is_zip(filename):
+                raise RuntimeError(
+                    f'Checkpoint {filename} is truncated or corrupt: it is not a valid pickle '
+                    f'stream ({reason}). {_AGAIN}'
+                ) from err
             raise RuntimeError(
-                f'{filename} holds objects that are not plain weights or mmengine training '
-                f'state, so it is not loaded (torch weights-only unpickler: {err}).'
+                f'Checkpoint {filename} holds objects that are not weights or mmengine training '
+                f'state ({reason}). It is not loaded because unpickling them could run any '
+                f'code; if you trust its source, load it with torch.load(..., weights_only=False) '
+                f'and save its state dict alone.'
+            ) from err
+        except (EOFError, RuntimeError) as err:
+            if _is_zip(filename):  # intact (checked above), so not a damaged file
+                raise RuntimeError(f'Checkpoint {filename} could not be loaded: {err}') from err
+            # a truncated pre-1.6 file ends mid-stream
+            raise RuntimeError(
+                f'Checkpoint {filename} is truncated or corrupt: {err} {_AGAIN}'
             ) from err
 
 
-# mmengine's local scheme is the empty prefix; force=True replaces its torch.load call.
-CheckpointLoader.register_scheme(prefixes='', force=True)(load_local_checkpoint)
+def _is_zip(filename: str) -> bool:
+    with open(filename, 'rb') as f:
+        return f.read(len(_ZIP_MAGIC)) == _ZIP_MAGIC
+
+
+def mmengine_load_is_weights_only() -> bool:
+    """Whether mmengine's own local loader uses torch's weights-only unpickler.
+
+    mmengine up to 0.10.7 calls a bare ``torch.load``, which is weights-only from torch 2.6 on
+    and then fails on mmengine's own training checkpoints; mmengine 0.11 passes
+    ``weights_only=False``.
+    """
+    return digit_version(torch.__version__) >= digit_version('2.6.0') and digit_version(
+        mmengine.__version__
+    ) < digit_version('0.11.0rc0')
+
+
+@contextlib.contextmanager
+def weights_only_checkpoint_loading() -> Iterator[None]:
+    """Within the block, mmengine loads local checkpoints with :func:`load_local_checkpoint`.
+
+    Does nothing where mmengine's own loader works (:func:`mmengine_load_is_weights_only` is
+    False). The loader that was registered before is put back on exit, also when the block
+    raises.
+    """
+    if not mmengine_load_is_weights_only():
+        yield
+        return
+    previous = CheckpointLoader._schemes.get('')  # mmengine's local scheme is the empty prefix
+    CheckpointLoader.register_scheme(prefixes='', force=True)(load_local_checkpoint)
+    try:
+        yield
+    finally:
+        if previous is None:
+            del CheckpointLoader._schemes['']
+        else:
+            CheckpointLoader.register_scheme(prefixes='', force=True)(previous)
 
 
 def load_state_dict_file(filename: str) -> Tuple[dict, Optional[dict]]:

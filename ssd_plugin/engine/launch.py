@@ -1,5 +1,8 @@
 """What ``tools/train.py`` and ``tools/test.py`` share: arguments, config loading, CPU launch.
 
+Both add :data:`RUN_HOOKS` to any config that lacks them (:func:`add_run_hooks`), so a config
+written without the plugin's hooks still gets them, under ``mim train`` / ``mim test`` too.
+
 Distributed runs on machines without CUDA GPUs use the gloo backend. mmengine 0.10.7 cannot
 start one by itself: its ``init_dist`` calls ``torch.cuda.set_device`` for every launcher
 (``pytorch``, ``slurm``, ``mpi``), which raises "Found no NVIDIA driver" on a CPU-only host, and
@@ -18,12 +21,19 @@ from mmengine.registry import MODEL_WRAPPERS
 from torch import cuda
 from torch.nn.parallel import DistributedDataParallel
 
-__all__ = ['add_launch_args', 'load_cfg', 'setup_cpu_distributed']
+from ..datasets.data_root import add_data_root_arg, load_config_with_data_root
+
+__all__ = ['RUN_HOOKS', 'add_launch_args', 'add_run_hooks', 'load_cfg', 'setup_cpu_distributed']
+
+#: Hooks of every run of the plugin's tools: no checkpoint with non-finite weights, progress
+#: lines while evaluating, CPU threads fitted to the free cores (CPU runs only).
+RUN_HOOKS = ('CheckpointGuardHook', 'EvalProgressHook', 'CpuThreadsHook')
 
 
 def add_launch_args(parser: argparse.ArgumentParser) -> None:
-    """Add mmdet's ``--work-dir``, ``--cfg-options``, ``--launcher`` and ``--local-rank``."""
+    """Add ``--work-dir``, ``--data-root``, ``--cfg-options``, ``--launcher``, ``--local-rank``."""
     parser.add_argument('--work-dir', help='folder for logs, checkpoints and metrics')
+    add_data_root_arg(parser)
     parser.add_argument('--cfg-options', nargs='+', action=DictAction,
                         help='override config settings, key=value (e.g. '
                         'train_dataloader.batch_size=4 model.bbox_head.num_classes=3)')  # fmt: skip
@@ -36,14 +46,13 @@ def add_launch_args(parser: argparse.ArgumentParser) -> None:
 def load_cfg(config: str, args: argparse.Namespace) -> Config:
     """Load a config and apply the :func:`add_launch_args` arguments, as mmdet's tools do.
 
-    ``work_dir`` is, in priority order: ``--work-dir``, the config's, ``./work_dirs/<name>``.
-    Also sets ``LOCAL_RANK`` from ``--local-rank`` unless the launcher has set it.
+    ``--data-root`` moves the datasets first, then ``--cfg-options`` apply. ``work_dir`` is, in
+    priority order: ``--work-dir``, the config's, ``./work_dirs/<name>``. Also sets
+    ``LOCAL_RANK`` from ``--local-rank`` unless the launcher has set it.
     """
     os.environ.setdefault('LOCAL_RANK', str(args.local_rank))
-    cfg = Config.fromfile(config)
+    cfg = load_config_with_data_root(config, args.data_root, args.cfg_options)
     cfg.launcher = args.launcher
-    if args.cfg_options is not None:
-        cfg.merge_from_dict(args.cfg_options)
     if args.work_dir is not None:
         cfg.work_dir = args.work_dir
     elif cfg.get('work_dir') is None:
@@ -89,3 +98,10 @@ def setup_cpu_distributed(cfg: Config) -> bool:
         wrapper_cfg['device_ids'] = None  # a CPU module takes no device ids
     cfg.model_wrapper_cfg = wrapper_cfg
     return True
+
+
+def add_run_hooks(cfg: Config) -> None:
+    """Append each of :data:`RUN_HOOKS` that ``cfg.custom_hooks`` does not list, with defaults."""
+    hooks = list(cfg.get('custom_hooks') or [])  # Config.setdefault may hand back a copy
+    listed = {hook.get('type') for hook in hooks}
+    cfg.custom_hooks = hooks + [dict(type=name) for name in RUN_HOOKS if name not in listed]

@@ -5,11 +5,14 @@ Paper (Liu et al., ECCV 2016, Sec. 2.2, Eq. 4): for ``m`` feature maps the scale
 ``s_k sqrt(a)`` and height ``s_k / sqrt(a)`` for the aspect ratios ``a`` (width / height), plus an
 extra square of scale ``s'_k = sqrt(s_k s_{k+1})``; box centres are ``((i + 0.5) / |f_k|,
 (j + 0.5) / |f_k|)``. The released Caffe code (``ssd_pascal.py``, ``prior_box_layer.cpp``) uses a
-different integer-percent schedule instead, which mmdet's ``SSDAnchorGenerator`` reproduces; both
-are implemented here. Everything is in input-image pixels (``xyxy``), the convention of mmdet.
+different integer-percent schedule instead, which mmdet's ``SSDAnchorGenerator`` reproduces;
+torchvision's ``DefaultBoxGenerator`` uses Eq. 4 with a last scale of 1.0 and sizes relative to
+each image axis. All three are implemented here. Boxes are in input-image pixels (``xyxy``), the
+convention of mmdet.
 """
 
 import math
+from numbers import Real
 from typing import List, Sequence, Tuple, Union
 
 import torch
@@ -19,8 +22,10 @@ __all__ = [
     'paper_scales',
     'paper_sizes',
     'caffe_sizes',
+    'torchvision_scales',
     'expand_aspect_ratios',
     'level_box_shapes',
+    'relative_box_shapes',
     'grid_default_boxes',
 ]
 
@@ -44,6 +49,12 @@ def _check_scale_range(scale_range: Sequence[float]) -> Tuple[float, float]:
     return s_min, s_max
 
 
+def _check_eq4_args(scale_range: Sequence[float], num_levels: int) -> Tuple[float, float]:
+    if num_levels < 1:
+        raise ValueError(f'num_levels must be >= 1, got {num_levels}')
+    return _check_scale_range(scale_range)
+
+
 def paper_scales(scale_range: Sequence[float], num_levels: int) -> List[float]:
     """Scales ``s_1 .. s_{m+1}`` of the paper's Eq. 4.
 
@@ -60,9 +71,7 @@ def paper_scales(scale_range: Sequence[float], num_levels: int) -> List[float]:
     Returns:
         ``m + 1`` scales.
     """
-    s_min, s_max = _check_scale_range(scale_range)
-    if num_levels < 1:
-        raise ValueError(f'num_levels must be >= 1, got {num_levels}')
+    s_min, s_max = _check_eq4_args(scale_range, num_levels)
     if num_levels == 1:
         return [s_min, s_max]
     step = (s_max - s_min) / (num_levels - 1)
@@ -96,7 +105,14 @@ def caffe_sizes(
     smaller scale; the other ``m - 1`` levels start at ``s_min%`` with a step of
     ``floor((s_max% - s_min%)/(m - 2))`` percent; ``max = min + step``; sizes are truncated to
     whole pixels. This equals ``ssd_pascal.py`` / ``ssd_coco.py`` and mmdet's
-    ``SSDAnchorGenerator`` for SSD300 and SSD512 (see SSD_SPEC.md). Unlike mmdet it works for any
+    ``SSDAnchorGenerator`` for SSD300 and SSD512:
+
+    - 300, ``(0.2, 0.9)`` (VOC): min sizes 30, 60, 111, 162, 213, 264; last max 315;
+    - 300, ``(0.15, 0.9)`` (COCO): 21, 45, 99, 153, 207, 261; 315;
+    - 512, ``(0.15, 0.9)`` (VOC): 35, 76, 153, 230, 307, 384, 460; 537;
+    - 512, ``(0.1, 0.9)`` (COCO): 20, 51, 133, 215, 296, 378, 460; 542
+
+    (each level's max size is the next level's min size). Unlike mmdet it works for any
     input size and level count: the first level is ``(s_min% // 2, s_min%)`` except for the four
     released settings, which keep their published percents (SSD512-COCO uses 4 % where halving
     gives 5 %). Percents are ``round(100 * s)``; only the first ``m - 1`` steps are used when the
@@ -130,49 +146,133 @@ def caffe_sizes(
     return min_sizes, max_sizes
 
 
-def expand_aspect_ratios(ratios: Sequence[float]) -> List[float]:
+def torchvision_scales(scale_range: Sequence[float], num_levels: int) -> List[float]:
+    """Scales ``s_1 .. s_{m+1}`` as torchvision's ``DefaultBoxGenerator(min_ratio, max_ratio)``.
+
+    Eq. 4, ``s_k = s_min + (s_max - s_min)(k - 1)/(m - 1)``, evaluated in torchvision's order of
+    operations (so the floats are identical), followed by ``s_{m+1} = 1.0``; with one level
+    ``[s_min, s_max]``. E.g. ``(0.2, 0.95)`` and 6 levels (ssdlite320) give
+    ``[0.2, 0.35, 0.5, 0.65, 0.8, 0.95, 1.0]``. Arguments and result as :func:`paper_scales`,
+    ``scale_range`` being torchvision's ``(min_ratio, max_ratio)``.
+    """
+    s_min, s_max = _check_eq4_args(scale_range, num_levels)
+    if num_levels == 1:
+        return [s_min, s_max]
+    span = s_max - s_min
+    return [s_min + span * k / (num_levels - 1.0) for k in range(num_levels)] + [1.0]
+
+
+def expand_aspect_ratios(
+    ratios: Sequence[float], flip: bool = True, unique: bool = True
+) -> List[float]:
     """Aspect ratios (width / height) of one level besides the squares, in Caffe's order.
 
-    Each ``r`` adds ``r`` then ``1/r`` (Caffe's ``flip``); ratios equal to 1 or to one already
-    present (within 1e-6) are skipped, as in Caffe's ``PriorBoxLayer``. mmdet's ratios are
-    height / width and it lists ``1/r`` first, which is the same box order.
+    Caffe's ``PriorBoxLayer`` (``unique=True``) starts from ``[1]`` and, for each listed ``r``
+    not within 1e-6 of a ratio already present, appends ``r`` and, with ``flip``, ``1/r``; so a
+    listed 1 or a repeated ratio adds nothing. torchvision (``unique=False``) appends ``r`` and
+    ``1/r`` for every listed ``r``, 1 and repeats included. mmdet's ratios are height / width and
+    it lists ``1/r`` first, which is the same box order.
 
     Args:
         ratios: Positive aspect ratios, e.g. ``[2, 3]``.
+        flip: Also add ``1/r`` for each added ``r`` (Caffe's ``flip``).
+        unique: Skip 1 and duplicates as Caffe does; False keeps every listed ratio.
 
     Returns:
-        Expanded ratios, e.g. ``[2, 0.5, 3, 1/3]``.
+        Expanded ratios without the leading 1, e.g. ``[2, 0.5, 3, 1/3]``.
     """
     expanded: List[float] = []
     for r in ratios:
         r = float(r)
         if not r > 0 or not math.isfinite(r):
             raise ValueError(f'aspect ratios must be positive and finite, got {r}')
-        for a in (r, 1.0 / r):
-            if all(abs(a - b) >= 1e-6 for b in [1.0] + expanded):
-                expanded.append(a)
+        if unique and any(abs(r - b) < 1e-6 for b in [1.0] + expanded):
+            continue
+        expanded += [r, 1.0 / r] if flip else [r]
     return expanded
 
 
-def level_box_shapes(min_size: float, max_size: float, ratios: Sequence[float]) -> Tensor:
+_Sizes = Union[float, Sequence[float]]
+
+
+def level_box_shapes(
+    min_size: _Sizes,
+    max_size: Union[_Sizes, None],
+    ratios: Sequence[float],
+    flip: bool = True,
+    unique: bool = True,
+) -> Tensor:
     """Widths and heights of the default boxes at one location of one level (paper Sec. 2.2).
 
-    Order (Caffe, mmdet): ``[min square, sqrt(min*max) square, then for each ratio r:
-    (w = min sqrt(r), h = min / sqrt(r)), then the flipped box]``.
+    Caffe's ``PriorBoxLayer`` order: for each min size ``m`` (with its max size ``M``): the
+    ``m`` square, the ``sqrt(m M)`` square when ``M`` is given, then one box
+    ``(w, h) = (m sqrt(a), m / sqrt(a))`` per expanded ratio ``a``
+    (:func:`expand_aspect_ratios`). One ``(m, M)`` pair and ``flip`` is mmdet's and the paper's
+    ``[s_k, s'_k, r1, 1/r1, ...]``. Caffe truncates ``m`` and ``M`` to whole pixels
+    (``int min_size_``); sizes are used as given here, so write a prototxt's truncated values.
 
     Args:
-        min_size: ``s_k`` in pixels.
-        max_size: ``s_{k+1}`` in pixels (``> min_size``).
+        min_size: ``s_k``, or several min sizes of one level (Caffe's repeated ``min_size``).
+        max_size: ``s_{k+1}``, one per min size, or None for no ``sqrt(m M)`` square (Caffe's
+            ``PriorBox`` without ``max_size``).
         ratios: Aspect ratios (width / height) before expansion, e.g. ``[2, 3]``.
+        flip: See :func:`expand_aspect_ratios`.
+        unique: See :func:`expand_aspect_ratios`.
 
     Returns:
-        ``(k, 2)`` float64 tensor of ``(w, h)``, ``k = 2 + 2 len(ratios)``.
+        ``(k, 2)`` float64 tensor of ``(w, h)``; ``k = n (1 + [M given] + len(expanded))`` for
+        ``n`` min sizes.
     """
-    shapes = [(min_size, min_size), (math.sqrt(min_size * max_size),) * 2]
-    shapes += [
-        (min_size * math.sqrt(a), min_size / math.sqrt(a)) for a in expand_aspect_ratios(ratios)
-    ]
+    min_sizes = [float(min_size)] if isinstance(min_size, Real) else list(min_size)
+    if max_size is None:
+        max_sizes: List[Union[float, None]] = [None] * len(min_sizes)
+    else:
+        max_sizes = [float(max_size)] if isinstance(max_size, Real) else list(max_size)
+    if not min_sizes or len(max_sizes) != len(min_sizes):
+        raise ValueError(
+            f'need one max size per min size (or None), got min {min_size!r}, max {max_size!r}'
+        )
+    expanded = expand_aspect_ratios(ratios, flip, unique)
+    shapes: List[Tuple[float, float]] = []
+    for lo, hi in zip(min_sizes, max_sizes):
+        shapes.append((lo, lo))
+        if hi is not None:
+            shapes.append((math.sqrt(lo * hi),) * 2)
+        shapes += [(lo * math.sqrt(a), lo / math.sqrt(a)) for a in expanded]
     return torch.tensor(shapes, dtype=torch.float64)
+
+
+def relative_box_shapes(
+    scale: float,
+    next_scale: float,
+    ratios: Sequence[float],
+    image_size: Tuple[int, int],
+    clip: bool,
+    flip: bool = True,
+) -> Tensor:
+    """torchvision's default-box shapes of one level, in pixels of a ``(h, w)`` image.
+
+    torchvision sizes boxes as fractions of each image axis: ``(s_k sqrt(a), s_k / sqrt(a))``
+    times ``(w, h)``, with the ``sqrt(s_k s_{k+1})`` square after the ``s_k`` one and no
+    de-duplication of ratios. Its ``clip`` clamps these fractions to ``[0, 1]`` (a box never
+    exceeds the image's width or height; its corners may still lie outside the image).
+
+    Args:
+        scale: ``s_k``.
+        next_scale: ``s_{k+1}``.
+        ratios: Aspect ratios (width / height) before expansion.
+        image_size: ``(h, w)`` in pixels.
+        clip: Clamp the fractional widths and heights to ``[0, 1]``.
+        flip: See :func:`expand_aspect_ratios` (torchvision always flips).
+
+    Returns:
+        ``(k, 2)`` float64 ``(w, h)`` in pixels.
+    """
+    shapes = level_box_shapes(scale, next_scale, ratios, flip, unique=False)
+    if clip:
+        shapes = shapes.clamp(0, 1)
+    h, w = image_size
+    return shapes * shapes.new_tensor([float(w), float(h)])
 
 
 def grid_default_boxes(

@@ -108,3 +108,17 @@ def test_train_pipeline_runs(configs, tmp_path):
         assert out['inputs'].shape == (3, size, size)
         boxes = out['data_samples'].gt_instances.bboxes.tensor
         assert (boxes >= 0).all() and (boxes <= size).all()
+
+
+@pytest.mark.parametrize(
+    'name', ['ssd300_vgg16_8xb8-120e_coco.py', 'ssd512_vgg16_8xb8-240e_voc0712.py']
+)
+def test_vgg16_configs_need_the_pretrained_file_or_allow_scratch(name, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # no checkpoints/ here
+    cfg = Config.fromfile(osp.join(REPO, 'configs', name))
+    missing = r"(?s)'checkpoints/vgg16_reducedfc_plugin.pth' .*torchvision_vgg16_to_reduced.py"
+    with pytest.raises(FileNotFoundError, match=missing + '.*model.backbone.allow_scratch=True'):
+        MODELS.build(cfg.model.backbone).init_weights()
+    cfg.merge_from_dict({'model.backbone.allow_scratch': True})  # as --cfg-options does
+    with pytest.warns(UserWarning, match='training from scratch'):
+        MODELS.build(cfg.model.backbone).init_weights()

@@ -2,6 +2,7 @@ import math
 
 import pytest
 import torch
+from caffe_prior_box import caffe_prior_box
 
 from ssd_plugin.functional.default_boxes import (
     caffe_sizes,
@@ -10,9 +11,12 @@ from ssd_plugin.functional.default_boxes import (
     level_box_shapes,
     paper_scales,
     paper_sizes,
+    relative_box_shapes,
+    torchvision_scales,
 )
 
-# SSD_SPEC.md, "Default boxes": sizes of the released Caffe models (equal to mmdet's).
+# Sizes of the released Caffe models (ssd_pascal.py, ssd_coco.py, ssd_pascal_512.py,
+# ssd_coco_512.py); mmdet's SSDAnchorGenerator computes the same.
 CAFFE_TABLE = [
     (300, (0.2, 0.9), 6, [30, 60, 111, 162, 213, 264], [60, 111, 162, 213, 264, 315]),
     (300, (0.15, 0.9), 6, [21, 45, 99, 153, 207, 261], [45, 99, 153, 207, 261, 315]),
@@ -82,7 +86,7 @@ def test_level_box_shapes_order():
 
 
 def test_caffe_ssd300_voc_oracle_priors():
-    """research/ssd_peers.md sec. 3: Caffe's PriorBox output (normalised) for SSD300 VOC."""
+    """Caffe's PriorBox output (normalised) for SSD300 VOC's conv4_3 and conv9_2 layers."""
     first = grid_default_boxes(level_box_shapes(30, 60, [2]), (38, 38), (8, 8)) / 300
     expected_first = torch.tensor(
         [
@@ -135,3 +139,113 @@ def test_clip_clamps_to_image():
     torch.testing.assert_close(
         boxes, torch.tensor([[0.0, 5.0, 27.5, 15.0], [2.5, 5.0, 30.0, 15.0]])
     )
+
+
+def test_expand_aspect_ratios_without_flip_and_without_dedup():
+    assert expand_aspect_ratios([2, 3], flip=False) == pytest.approx([2, 3])
+    # Caffe's flip=False keeps 0.5 as a ratio of its own (it is not 1/2's flip any more).
+    assert expand_aspect_ratios([2, 0.5, 1, 2], flip=False) == pytest.approx([2, 0.5])
+    # torchvision: every listed ratio adds r and 1/r, 1 and repeats included.
+    assert expand_aspect_ratios([1, 2, 2], unique=False) == pytest.approx([1, 1, 2, 0.5, 2, 0.5])
+
+
+def test_min_size_without_max_size_mobilenet_ssd_first_layer():
+    """MobileNet-SSD conv11 PriorBox: min_size 60, no max_size, aspect_ratio 2, 19x19 on 300."""
+    shapes = level_box_shapes(60, None, [2])
+    assert shapes.shape == (3, 2)
+    boxes = grid_default_boxes(shapes, (19, 19), (300 / 19, 300 / 19), dtype=torch.float64) / 300
+    # Hand arithmetic: centre 0.5 * 300 / 19 = 7.894737; (7.894737 -+ w / 2) / 300.
+    expected = torch.tensor(
+        [
+            [-0.073684, -0.073684, 0.126316, 0.126316],
+            [-0.115106, -0.044395, 0.167737, 0.097026],
+            [-0.044395, -0.115106, 0.097026, 0.167737],
+        ],
+        dtype=torch.float64,
+    )
+    torch.testing.assert_close(boxes[:3], expected, atol=1e-6, rtol=0)
+    oracle = caffe_prior_box((19, 19), (300, 300), [60], None, [2])
+    torch.testing.assert_close(boxes, torch.tensor(oracle, dtype=torch.float64))
+
+
+def test_several_min_sizes_on_one_level():
+    """Caffe's multi-size PriorBox: per min size its square, its sqrt(min*max) square, ratios."""
+    shapes = level_box_shapes([10, 30], [20, 50], [2], flip=False)
+    boxes = grid_default_boxes(shapes, (2, 2), (50, 50), dtype=torch.float64)
+    # Location (0, 0), centre (25, 25), by hand.
+    expected = torch.tensor(
+        [
+            [20.0, 20.0, 30.0, 30.0],
+            [17.928932, 17.928932, 32.071068, 32.071068],
+            [17.928932, 21.464466, 32.071068, 28.535534],
+            [10.0, 10.0, 40.0, 40.0],
+            [5.635083, 5.635083, 44.364917, 44.364917],
+            [3.786797, 14.393398, 46.213203, 35.606602],
+        ],
+        dtype=torch.float64,
+    )
+    torch.testing.assert_close(boxes[:6], expected, atol=1e-6, rtol=0)
+    oracle = caffe_prior_box((2, 2), (100, 100), [10, 30], [20, 50], [2], flip=False)
+    torch.testing.assert_close(boxes / 100, torch.tensor(oracle, dtype=torch.float64))
+
+
+@pytest.mark.parametrize(
+    'min_sizes,max_sizes,ratios,flip',
+    [
+        ([30], [60], [2], True),  # SSD300 conv4_3
+        ([60], None, [2, 3], True),  # min_size only
+        ([30], [60], [2, 3], False),  # no flip
+        ([30], [60], [1, 2, 2.0000001, 0.5, 3], True),  # explicit 1 and duplicates
+        ([16, 32], None, [2], True),  # several min sizes, no max
+        ([16, 32, 48], [24, 40, 64], [1, 2, 3], False),  # several min and max sizes
+    ],
+)
+@pytest.mark.parametrize('clip', [False, True])
+def test_level_matches_caffe_prior_box_loop(min_sizes, max_sizes, ratios, flip, clip):
+    layer_hw, img_hw, step_hw = (5, 7), (120, 160), (24.0, 22.0)
+    shapes = level_box_shapes(min_sizes, max_sizes, ratios, flip)
+    image_size = img_hw if clip else None
+    boxes = grid_default_boxes(
+        shapes, layer_hw, step_hw[::-1], image_size, dtype=torch.float64
+    ) / torch.tensor([160, 120, 160, 120], dtype=torch.float64)
+    oracle = caffe_prior_box(
+        layer_hw, img_hw, min_sizes, max_sizes, ratios, flip, clip, step_hw=step_hw
+    )
+    torch.testing.assert_close(boxes, torch.tensor(oracle, dtype=torch.float64))
+
+
+def test_level_box_shapes_errors():
+    with pytest.raises(ValueError, match='one max size per min size'):
+        level_box_shapes([10, 20], [30], [2])
+    with pytest.raises(ValueError, match='one max size per min size'):
+        level_box_shapes([], None, [2])
+
+
+def test_torchvision_scales_rule():
+    # ssdlite320: DefaultBoxGenerator([[2, 3]] * 6, min_ratio=0.2, max_ratio=0.95)
+    scales = torchvision_scales((0.2, 0.95), 6)
+    assert scales == [0.2 + 0.75 * k / 5.0 for k in range(6)] + [1.0]
+    assert scales == pytest.approx([0.2, 0.35, 0.5, 0.65, 0.8, 0.95, 1.0])
+    assert torchvision_scales((0.15, 0.9), 1) == [0.15, 0.9]
+    with pytest.raises(ValueError, match='scale_range'):
+        torchvision_scales((0.9, 0.15), 6)
+
+
+def test_relative_box_shapes_non_square_and_clip():
+    # Scale 0.9, next 1.2 on a 200 x 400 (h, w) image: fractions of each axis.
+    s2 = math.sqrt(2)
+    shapes = relative_box_shapes(0.9, 1.2, [2], (200, 400), clip=False)
+    fractions = [
+        [0.9, 0.9],
+        [math.sqrt(0.9 * 1.2)] * 2,
+        [0.9 * s2, 0.9 / s2],
+        [0.9 / s2, 0.9 * s2],
+    ]
+    pixels = torch.tensor(fractions, dtype=torch.float64) * torch.tensor([400.0, 200.0])
+    torch.testing.assert_close(shapes, pixels.double())
+    clipped = relative_box_shapes(0.9, 1.2, [2], (200, 400), clip=True)
+    expected = torch.tensor(fractions, dtype=torch.float64).clamp(max=1) * torch.tensor(
+        [400.0, 200.0]
+    )
+    torch.testing.assert_close(clipped, expected.double())
+    assert clipped[1].tolist() == [400.0, 200.0] and clipped[2, 0] == 400.0

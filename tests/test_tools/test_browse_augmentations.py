@@ -12,6 +12,7 @@ ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 CONFIG = """
 custom_imports = dict(imports=['ssd_plugin'], allow_failed_imports=False)
 default_scope = 'mmdet'
+data_root = 'does/not/exist/'
 train_pipeline = [
     dict(type='LoadImageFromFile'),
     dict(type='LoadAnnotations', with_bbox=True),
@@ -25,7 +26,7 @@ train_pipeline = [
 train_dataloader = dict(
     batch_size=2,
     dataset=dict(
-        type='CocoDataset', data_root='does/not/exist/', ann_file='ann.json',
+        type='CocoDataset', data_root=data_root, ann_file='ann.json',
         data_prefix=dict(img='images/'), metainfo=dict(classes=('box', 'disc')),
         filter_cfg=dict(filter_empty_gt=False), pipeline=train_pipeline))
 """
@@ -73,9 +74,8 @@ def test_writes_a_grid_of_augmented_samples_with_boxes(tmp_path):
     config.write_text(CONFIG)
     out = tmp_path / 'vis' / 'grid.png'
     tool = _load_tool()
-    root_option = f'train_dataloader.dataset.data_root={tmp_path}/'
-    argv = [str(config), '--out', str(out), '--num', '5', '--cols', '3', '--cfg-options']
-    written = tool.main(argv + [root_option])
+    argv = [str(config), '--out', str(out), '--num', '5', '--cols', '3']
+    written = tool.main(argv + ['--data-root', str(tmp_path)])
     assert written == str(out)
     grid = cv2.imread(str(out))
     # 5 tiles of 300x300 in 3 columns, 2 rows, 4-pixel gaps.

@@ -6,7 +6,9 @@ interpreter start-up); tiny generated datasets stand in for COCO and VOC.
 
 import glob
 import json
+import os
 import os.path as osp
+import sys
 
 import mmengine
 import numpy as np
@@ -18,7 +20,9 @@ from mmengine.config import Config
 from mmengine.registry import init_default_scope
 from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
-from tool_runner import CONFIGS, load_tool, tiny_config
+from tool_runner import CONFIGS, TOOLS, load_tool, run, tiny_config
+
+from ssd_plugin.datasets.demo_shapes import make_demo_dataset
 
 train_tool = load_tool('train.py')
 test_tool = load_tool('test.py')
@@ -137,6 +141,67 @@ def test_train_resume_test_and_rescore(tmp_path):
     np.testing.assert_equal(
         mmengine.load(out_json), {k: v for k, v in offline.items() if not k.endswith('_precision')}
     )
+
+
+def test_data_root_moves_the_data_of_every_tool(tmp_path):
+    """--data-root: train, test, rescore and draw read a dataset moved after the config."""
+    config = tiny_config(SSDLITE, str(tmp_path), data_root=str(tmp_path / 'coco') + '/')
+    moved = str(tmp_path / 'moved')
+    os.rename(tmp_path / 'coco', moved)  # the config's paths no longer exist
+    work_dir, test_dir = str(tmp_path / 'work_dir'), str(tmp_path / 'test_dir')
+    train_tool.main([config, '--work-dir', work_dir, '--data-root', moved])
+    checkpoint = osp.join(work_dir, 'epoch_1.pth')
+    results = str(tmp_path / 'results.pkl')
+    test_tool.main([config, checkpoint, '--work-dir', test_dir, '--out', results,
+                    '--data-root', moved])  # fmt: skip
+    online = {k: v for k, v in _test_metrics(test_dir).items() if k.startswith('coco/')}
+    assert sorted(d['img_id'] for d in mmengine.load(results)) == sorted(SPLITS['test'])
+
+    out_json = str(tmp_path / 'rescored.json')
+    rescore_tool.main([config, results, '--out-json', out_json, '--data-root', moved])
+    np.testing.assert_equal(mmengine.load(out_json), online)
+    with pytest.raises(FileNotFoundError):  # without it, the evaluator's file is missing
+        rescore_tool.main([config, results])
+
+    draw_dir = tmp_path / 'drawn'
+    load_tool('analysis/draw_predictions.py').main(
+        [config, checkpoint, '--out-dir', str(draw_dir), '--num', '2', '--data-root', moved]
+    )
+    assert len(list(draw_dir.glob('*.png'))) == 2
+
+
+def test_train_output_has_no_noise(tmp_path):
+    """tools/train.py prints none of the warnings a user can do nothing about."""
+    data = str(tmp_path / 'data')
+    make_demo_dataset(data, num_train=4, num_val=2, image_size=64)
+    loaders = [
+        f'{split}_dataloader.{key}'
+        for split in ('train', 'val')
+        for key in ('batch_size=2', 'num_workers=0', 'persistent_workers=False')
+    ]
+    output = run(
+        [
+            sys.executable,
+            osp.join(TOOLS, 'train.py'),
+            osp.join(CONFIGS, 'ssd_demo_shapes.py'),
+            '--data-root',
+            data,
+            '--work-dir',
+            str(tmp_path / 'work_dir'),
+            '--cfg-options',
+            *loaders,
+            'train_cfg.max_iters=1',
+            'train_cfg.val_interval=1',
+        ],
+        cwd=str(tmp_path),
+    )
+    gpus = torch.cuda.is_available()
+    assert 'Iter(val) [1/1]' in output  # it ran
+    assert ('GPU number: 1' if gpus else 'processes: 1') in output  # the environment summary
+    for noise in ('pkg_resources', '_bootstrap._exec', '"FileClient" will be deprecated',
+                  '"HardDiskBackend" is the alias', 'Failed to search registry',
+                  *(() if gpus else ('GPU number',))):  # fmt: skip
+        assert noise not in output
 
 
 def test_rescore_rejects_empty_results(tmp_path):

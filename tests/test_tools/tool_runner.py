@@ -12,6 +12,7 @@ from data_factory import (
     CLASSES,
     SPLITS,
     drop_pretrained,
+    is_voc,
     leaf_datasets,
     make_coco_dataset,
     make_voc_dataset,
@@ -70,7 +71,7 @@ def tiny_config(base: str, root: str, classes: Sequence[str] = CLASSES, **overri
     use_tiny_datasets(cfg, coco_root, voc_root)
     for split in ('train', 'val', 'test'):
         for leaf in leaf_datasets(cfg[f'{split}_dataloader'].dataset):
-            if leaf.type != 'VOCDataset':
+            if not is_voc(leaf):
                 leaf.metainfo = dict(classes=tuple(classes))
                 cfg.model.bbox_head.num_classes = len(classes)
     drop_pretrained(cfg)

@@ -28,6 +28,10 @@ from ssd_plugin.analysis import (  # noqa: E402  (the repository root goes on sy
     prepare_coverage,
     search_scale_range,
 )
+from ssd_plugin.datasets.data_root import (  # noqa: E402
+    add_data_root_arg,
+    load_config_with_data_root,
+)
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -51,6 +55,7 @@ def parse_args(argv=None) -> argparse.Namespace:
         'threads slow down on a loaded machine)',
     )
     parser.add_argument('--cfg-options', nargs='+', action=DictAction, help='override config keys')
+    add_data_root_arg(parser)
     return parser.parse_args(argv)
 
 
@@ -91,7 +96,9 @@ def main(argv=None) -> None:
     torch.set_num_threads(args.num_threads)
     timing = {}
     start = time.perf_counter()
-    problem = prepare_coverage(args.config, args.cfg_options)
+    problem = prepare_coverage(
+        load_config_with_data_root(args.config, args.data_root, args.cfg_options)
+    )
     timing['load_s'] = time.perf_counter() - start
     start = time.perf_counter()
     report = evaluate_coverage(problem, iou_thr=args.iou_thr)

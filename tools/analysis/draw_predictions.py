@@ -17,12 +17,15 @@ import mmcv
 import torch
 from mmdet.apis import init_detector
 from mmdet.registry import DATASETS, VISUALIZERS
-from mmengine.config import Config, DictAction
+from mmengine.config import DictAction
 from mmengine.dataset import pseudo_collate
 from mmengine.registry import init_default_scope
 
+from ssd_plugin.datasets.data_root import add_data_root_arg, load_config_with_data_root
+from ssd_plugin.engine.checkpoint import weights_only_checkpoint_loading
 
-def parse_args() -> argparse.Namespace:
+
+def parse_args(argv=None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument('config', help='config file')
     parser.add_argument('checkpoint', help='checkpoint file')
@@ -33,18 +36,18 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument(
         '--cfg-options', nargs='+', action=DictAction, help='override config keys (key=value)'
     )
-    return parser.parse_args()
+    add_data_root_arg(parser)
+    return parser.parse_args(argv)
 
 
-def main() -> None:
-    args = parse_args()
+def main(argv=None) -> None:
+    args = parse_args(argv)
     if args.num < 1:
         raise SystemExit(f'draw_predictions.py: error: --num must be >= 1, got {args.num}')
-    cfg = Config.fromfile(args.config)
-    if args.cfg_options:
-        cfg.merge_from_dict(args.cfg_options)
+    cfg = load_config_with_data_root(args.config, args.data_root, args.cfg_options)
     init_default_scope(cfg.get('default_scope', 'mmdet'))
-    model = init_detector(cfg, args.checkpoint, device=args.device)
+    with weights_only_checkpoint_loading():  # loads mmengine's checkpoints with torch >= 2.6
+        model = init_detector(cfg, args.checkpoint, device=args.device)
     dataset = DATASETS.build(cfg.test_dataloader.dataset)
     visualizer = VISUALIZERS.build(cfg.visualizer)
     visualizer.dataset_meta = model.dataset_meta

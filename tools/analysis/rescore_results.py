@@ -23,6 +23,7 @@ from mmengine.evaluator import Evaluator
 from mmengine.registry import init_default_scope
 
 import ssd_plugin  # noqa: F401  (registers the components: configs need no custom_imports)
+from ssd_plugin.datasets.data_root import add_data_root_arg, load_config_with_data_root
 
 
 def rescore(cfg: Config, results_file: str, split: str = 'test') -> Dict[str, float]:
@@ -55,13 +56,12 @@ def main(argv=None) -> None:
     parser.add_argument('--split', choices=['test', 'val'], default='test',
                         help='use <split>_dataloader and <split>_evaluator')  # fmt: skip
     parser.add_argument('--out-json', help='also write the metrics to this json file')
+    add_data_root_arg(parser)
     parser.add_argument(
         '--cfg-options', nargs='+', action=DictAction,
         help='override config settings, e.g. test_evaluator.classwise=True')  # fmt: skip
     args = parser.parse_args(argv)
-    cfg = Config.fromfile(args.config)
-    if args.cfg_options is not None:
-        cfg.merge_from_dict(args.cfg_options)
+    cfg = load_config_with_data_root(args.config, args.data_root, args.cfg_options)
     metrics = rescore(cfg, args.results, args.split)
     print(json.dumps(metrics, indent=1))
     if args.out_json:

@@ -1,190 +1,310 @@
-"""Time MultiBoxHead's loss and post-processing against mmdet 3.3's SSDHead on the same inputs.
+"""SSD300-COCO head work, ours against mmdet 3.3's SSDHead and torchvision's SSD, in one run.
 
 Usage::
 
     python tools/benchmarks/bench_head.py --device cpu --repeats 5
+    python tools/benchmarks/bench_head.py --cells paper --batches 32 --regimes crowded --seed 7
+    python tools/benchmarks/bench_head.py --quick          # batch 1, one timed round (tests)
 
-Both heads get the same SSD300-COCO outputs for a batch of ``--batch`` images (default 32): logits
-where most default boxes are confidently background and a few hundred per image are objects,
-offsets ~ N(0, 0.5), and 1 to 20 random plausible ground truths per image (fixed seed).
+Heads: ours is ``MultiBoxHead`` from ``configs/ssd300_vgg16_8xb8-120e_coco.py``; mmdet's is
+``SSDHead`` from its ``ssd/ssd300_coco.py`` (mmdet 3.3 never sets ``head.loss_cls`` and its
+``predict_by_feat`` crashes reading it, so it is set to an empty object); torchvision's is
+``torchvision.models.detection.SSD`` with a stand-in backbone, of which only ``compute_loss``
+(after its ``proposal_matcher``) and ``postprocess_detections`` run. Every head starts from the
+same per-level outputs (``synthetic.py``): ours and mmdet's take them as they are; torchvision's
+get them with background moved from the last index to 0 (done once, untimed: its head emits
+that order) and flattened by its own ``SSDScoringHead`` inside the timing, as its forward does.
+Its anchors are our default boxes; labels are shifted by one (0 is its background).
 
-- loss: ``loss_by_feat`` forward only (matching, targets, hard negative mining, losses), from
-  the same cls/reg tensors (requiring grad, as in training).
-- post-processing: ``predict_by_feat`` with ``rescale=True``. mmdet 3.3's SSDHead crashes there
-  (no ``loss_cls`` attribute, mmdet issue #11063); the benchmark sets ``head.loss_cls`` to an
-  empty object so it runs. Both use score_thr 0.01, NMS IoU 0.45, 200 per image,
-  min_bbox_size 0; pre-NMS top-k differs by design: mmdet keeps 1000 (default box, class) pairs
-  per *level*, ours 400 per *class* (Caffe).
-- NMS stage alone, on the same decoded boxes: our ``batched_multiclass_nms``; with
-  ``--offset-nms`` also the same candidate selection followed by one coordinate-offset call of
-  torchvision's ``nms`` over the whole batch (the alternative our padded per-group NMS replaces;
-  quadratic in the batch's candidates on CPU, minutes at batch 32).
+Cells (``--cells``), each at every ``--batches`` size:
+
+- ``loss``: forward and backward of matching, targets, hard-negative mining and losses, 1-20
+  ground truths per image, ``trained`` logits;
+- ``paper``: post-processing at the paper's settings (our config's test_cfg: score 0.01, NMS
+  0.45, 400 per class, 200 per image), ours against torchvision with the same settings, per
+  ``--regimes`` (trained, untrained, crowded); the run also checks that both give the same
+  detections (count per image, labels, max score difference);
+- ``mmdet``: post-processing at mmdet's SSD300 test_cfg (score 0.02, NMS 0.45, nms_pre 1000,
+  200 per image, min_bbox_size 0), ours against mmdet's SSDHead. mmdet's ``nms_pre`` caps the
+  candidates per level, ours per class.
+
+Timing rules: see ``bench_common.py`` (interleaved, warm-up, best of ``--repeats``, ratios
+``peer / ours``).
 """
 
 import argparse
-import os.path as osp
-import time
+import sys
 from types import SimpleNamespace
-from typing import Any, Callable, List, Tuple
+from typing import Dict, List, Sequence
 
-import mmdet
 import torch
+import torch.nn as nn
+from bench_common import (
+    begin,
+    compare_detections,
+    describe,
+    detections_agree,
+    interleaved_best,
+    mmdet_config,
+    ms,
+    parse_with_quick,
+    print_table,
+    ratio,
+    repo_config,
+    synchronizer,
+)
 from mmdet.registry import MODELS
 from mmengine.config import Config, ConfigDict
-from mmengine.registry import init_default_scope
-from mmengine.structures import InstanceData
+from synthetic import REGIMES, HeadInputs, background_first, head_inputs
 from torch import Tensor
-from torchvision.ops import nms
+from torchvision.models.detection.anchor_utils import DefaultBoxGenerator as TVDefaultBoxes
+from torchvision.models.detection.ssd import SSD, SSDScoringHead
+from torchvision.ops import box_iou
 
 import ssd_plugin  # noqa: F401  (registers MultiBoxHead)
-from ssd_plugin.functional.postprocess import batched_multiclass_nms, group_rank
 
-REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
-SIZES = (38, 19, 10, 5, 3, 1)
-BOXES_PER_LOCATION = (4, 6, 6, 6, 4, 4)
-NUM_CLASSES = 80
-
-
-def make_inputs(num_imgs: int, device: str, seed: int = 0) -> Tuple[list, list, list, list]:
-    """SSD300-COCO head outputs, ground truths and image metas for ``num_imgs`` images."""
-    gen = torch.Generator().manual_seed(seed)
-    cls_scores, bbox_preds = [], []
-    for k, s in zip(BOXES_PER_LOCATION, SIZES):
-        logits = torch.randn(num_imgs, s, s, k, NUM_CLASSES + 1, generator=gen)
-        logits[..., NUM_CLASSES] += 8  # confidently background
-        # A few hundred objects per image: a boost on one class of ~1 % of the default boxes.
-        objects = torch.rand(num_imgs, s, s, k, generator=gen) < 0.035
-        labels = torch.randint(NUM_CLASSES, (num_imgs, s, s, k), generator=gen)
-        boost = torch.nn.functional.one_hot(labels, NUM_CLASSES + 1) * (10 + 3 * torch.rand(
-            num_imgs, s, s, k, 1, generator=gen))  # fmt: skip
-        logits += boost * objects[..., None]
-        cls_scores.append(logits.flatten(3).permute(0, 3, 1, 2).contiguous())
-        bbox_preds.append(torch.randn(num_imgs, k * 4, s, s, generator=gen) * 0.5)
-    gts = []
-    for _ in range(num_imgs):
-        n = int(torch.randint(1, 21, (1,), generator=gen))
-        centre = torch.rand(n, 2, generator=gen) * 300
-        size = 10 + torch.rand(n, 2, generator=gen) * 240
-        boxes = torch.cat([centre - size / 2, centre + size / 2], 1).clamp(0, 300)
-        labels = torch.randint(NUM_CLASSES, (n,), generator=gen)
-        gts.append(InstanceData(bboxes=boxes.to(device), labels=labels.to(device)))
-    metas = [dict(img_shape=(300, 300), pad_shape=(300, 300), scale_factor=(300 / 640, 300 / 480))
-             ] * num_imgs  # fmt: skip
-    cls_scores = [c.to(device).requires_grad_() for c in cls_scores]
-    bbox_preds = [b.to(device).requires_grad_() for b in bbox_preds]
-    return cls_scores, bbox_preds, gts, metas
+OURS_CONFIG = repo_config('ssd300_vgg16_8xb8-120e_coco.py')
+MMDET_CONFIG = mmdet_config('ssd/ssd300_coco.py')
+SIZE = 300
+FEATMAP_SIZES = [(s, s) for s in (38, 19, 10, 5, 3, 1)]  # SSD300's six levels
+CELLS = ('loss', 'paper', 'mmdet')
 
 
-def offset_nms_postprocess(
-    boxes: Tensor, scores: Tensor, score_thr: float, iou_thr: float, nms_pre: int, max_per_img: int
-) -> List[Tensor]:
-    """Our candidate selection, then one torchvision ``nms`` over (image, class)-offset boxes."""
-    num_imgs, _, num_classes = scores.shape
-    img_ids, prior_ids, labels = (scores > score_thr).nonzero(as_tuple=True)
-    cand_scores = scores[img_ids, prior_ids, labels]
-    groups = img_ids * num_classes + labels
-    order, rank = group_rank(groups, cand_scores, num_imgs * num_classes)
-    order = order[rank < nms_pre]
-    cand_boxes, groups = boxes[img_ids[order], prior_ids[order]], groups[order]
-    offsets = groups.to(boxes.dtype)[:, None] * (cand_boxes.max() + 1)
-    keep = nms(cand_boxes + offsets, cand_scores[order], iou_thr)
-    kept_imgs = img_ids[order][keep]
-    return [keep[kept_imgs == i][:max_per_img] for i in range(num_imgs)]
-
-
-def timed(fn: Callable, repeats: int, device: str) -> Tuple[float, Any]:
-    """Median wall time of ``fn`` in ms after one warm-up call, and the warm-up's result."""
-    result = fn()
-    times = []
-    for _ in range(repeats):
-        if device == 'cuda':
-            torch.cuda.synchronize()
-        start = time.perf_counter()
-        fn()
-        if device == 'cuda':
-            torch.cuda.synchronize()
-        times.append((time.perf_counter() - start) * 1000)
-    return sorted(times)[len(times) // 2], result
-
-
-def main() -> None:
-    parser = argparse.ArgumentParser(description='MultiBoxHead vs mmdet SSDHead: loss and NMS')
+def parse_args(argv=None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description='SSD head loss and post-processing: ours, '
+                                     "mmdet's SSDHead, torchvision's SSD")  # fmt: skip
     parser.add_argument('--device', default='cpu', choices=['cpu', 'cuda'])
-    parser.add_argument('--repeats', type=int, default=5)
-    parser.add_argument('--batch', type=int, default=32)
-    parser.add_argument(
-        '--offset-nms', action='store_true', help='also time one torchvision nms over the batch'
+    parser.add_argument('--repeats', type=int, default=3, help='timed rounds (best is reported)')
+    parser.add_argument('--warmup', type=int, default=1, help='untimed rounds first')
+    parser.add_argument('--seed', type=int, default=0, help='seed of the synthetic inputs')
+    parser.add_argument('--batches', type=int, nargs='+', default=[1, 32])
+    parser.add_argument('--regimes', nargs='+', choices=REGIMES, default=list(REGIMES))
+    parser.add_argument('--cells', nargs='+', choices=CELLS, default=list(CELLS))
+    parser.add_argument('--objects', type=int, default=300, help='objects per crowded image')
+    parser.add_argument('--quick', action='store_true',
+                        help='batch 1, one timed round: proves the script runs')  # fmt: skip
+    return parse_with_quick(parser, argv, batches=[1], repeats=1)
+
+
+class _StandInBackbone(nn.Module):
+    """torchvision's SSD reads only ``out_channels`` from its backbone to build a head."""
+
+    def __init__(self, num_levels: int) -> None:
+        super().__init__()
+        self.out_channels = [1] * num_levels
+
+
+def torchvision_ssd(num_base_priors: Sequence[int], num_classes: int, cfg: ConfigDict) -> SSD:
+    """torchvision's SSD with ``cfg``'s post-processing settings and our boxes per location."""
+    # torchvision puts 2 + 2 * len(ratios) boxes at a location: 4 -> [2], 6 -> [2, 3]
+    ratios = [[2, 3][: (k - 2) // 2] for k in num_base_priors]
+    model = SSD(
+        _StandInBackbone(len(ratios)), TVDefaultBoxes(ratios), (SIZE, SIZE), num_classes + 1,
+        score_thresh=cfg.score_thr, nms_thresh=cfg.nms.iou_threshold,
+        detections_per_img=cfg.max_per_img, topk_candidates=cfg.nms_pre)  # fmt: skip
+    if model.anchor_generator.num_anchors_per_location() != list(num_base_priors):
+        raise RuntimeError('torchvision SSD: boxes per location differ from ours')
+    return model.eval()
+
+
+class Peers:
+    """The three heads, their settings, and torchvision's flatteners."""
+
+    def __init__(self, device: str) -> None:
+        ours_cfg = Config.fromfile(OURS_CONFIG)
+        self.paper_cfg = ConfigDict(ours_cfg.model.test_cfg)
+        self.ours = MODELS.build(dict(ours_cfg.model.bbox_head, test_cfg=self.paper_cfg))
+        self.ours.to(device)
+        ref = Config.fromfile(MMDET_CONFIG)
+        self.mmdet_cfg = ConfigDict(ref.model.test_cfg)
+        self.mmdet = MODELS.build(dict(ref.model.bbox_head, train_cfg=ref.model.train_cfg,
+                                       test_cfg=self.mmdet_cfg)).to(device)  # fmt: skip
+        self.mmdet.loss_cls = SimpleNamespace()  # mmdet 3.3: predict_by_feat reads it, never set
+        self.num_classes = self.ours.num_classes
+        self.num_base_priors = list(self.ours.num_base_priors)
+        self.tv = torchvision_ssd(self.num_base_priors, self.num_classes, self.paper_cfg)
+        levels = len(self.num_base_priors)
+        self.tv_flat_cls = SSDScoringHead(nn.ModuleList([nn.Identity()] * levels),
+                                          self.num_classes + 1)  # fmt: skip
+        self.tv_flat_reg = SSDScoringHead(nn.ModuleList([nn.Identity()] * levels), 4)
+        self.priors = torch.cat(self.ours.prior_generator.grid_priors(FEATMAP_SIZES, device='cpu'))
+        self.anchors = self.priors.to(device)  # torchvision's anchors: our default boxes
+
+    def inputs(self, batch: int, regime: str, seed: int, objects: int) -> HeadInputs:
+        return head_inputs(batch, regime, self.priors, FEATMAP_SIZES, self.num_base_priors,
+                           self.num_classes, SIZE, seed, objects)  # fmt: skip
+
+    def tv_logits(self, inputs: HeadInputs) -> List[Tensor]:
+        return [background_first(c, self.num_classes + 1) for c in inputs.cls_scores]
+
+    def tv_targets(self, inputs: HeadInputs) -> List[Dict[str, Tensor]]:
+        return [dict(boxes=gt.bboxes, labels=gt.labels + 1) for gt in inputs.gts]
+
+    def tv_loss(self, cls_levels, reg_levels, targets) -> Dict[str, Tensor]:
+        """torchvision's matching (``proposal_matcher`` on ``box_iou``) and ``compute_loss``."""
+        outputs = dict(cls_logits=self.tv_flat_cls(cls_levels),
+                       bbox_regression=self.tv_flat_reg(reg_levels))  # fmt: skip
+        matched = [self.tv.proposal_matcher(box_iou(t['boxes'], self.anchors)) for t in targets]
+        return self.tv.compute_loss(targets, outputs, [self.anchors] * len(targets), matched)
+
+    def tv_postprocess(self, cls_levels, reg_levels) -> List[Dict[str, Tensor]]:
+        outputs = dict(cls_logits=self.tv_flat_cls(cls_levels),
+                       bbox_regression=self.tv_flat_reg(reg_levels))  # fmt: skip
+        num_imgs = len(cls_levels[0])
+        return self.tv.postprocess_detections(outputs, [self.anchors] * num_imgs,
+                                              [(SIZE, SIZE)] * num_imgs)  # fmt: skip
+
+
+def backward(losses: Dict[str, object], leaves: Sequence[Tensor]) -> Dict[str, Tensor]:
+    """Backpropagate the sum of ``losses`` (tensors or lists of them) into fresh ``.grad``."""
+    for leaf in leaves:
+        leaf.grad = None
+    parts = {k: sum(v) if isinstance(v, (list, tuple)) else v for k, v in losses.items()}
+    sum(parts.values()).backward()
+    return {k: v.detach() for k, v in parts.items()}
+
+
+def loss_cell(peers: Peers, batch: int, args) -> List[str]:
+    base = peers.inputs(batch, 'trained', args.seed + batch, args.objects)
+    ours_in, mm_in = base.to(args.device, True), base.to(args.device, True)
+    tv_in = HeadInputs(peers.tv_logits(base), base.bbox_preds, base.gts, base.metas)
+    tv_in = tv_in.to(args.device, True)
+    targets = peers.tv_targets(tv_in)
+
+    def leaves(inputs):
+        return inputs.cls_scores + inputs.bbox_preds
+
+    fns = {
+        'ours': lambda: backward(peers.ours.loss_by_feat(
+            ours_in.cls_scores, ours_in.bbox_preds, ours_in.gts, ours_in.metas), leaves(ours_in)),
+        'mmdet': lambda: backward(peers.mmdet.loss_by_feat(
+            mm_in.cls_scores, mm_in.bbox_preds, mm_in.gts, mm_in.metas), leaves(mm_in)),
+        'torchvision': lambda: backward(peers.tv_loss(
+            tv_in.cls_scores, tv_in.bbox_preds, targets), leaves(tv_in)),
+    }  # fmt: skip
+    best, results = interleaved_best(fns, args.repeats, args.warmup, synchronizer(args.device))
+    values = ', '.join(
+        f'{name} ' + ' + '.join(f'{k} {float(v):.4f}' for k, v in result.items())
+        for name, result in results.items()
     )
-    args = parser.parse_args()
-    init_default_scope('mmdet')
-    torch.manual_seed(0)
+    num_gts = sum(len(gt) for gt in base.gts)
+    times = ', '.join(f'{k} {ms(v)} ms' for k, v in best.items())
+    print(f'loss, batch {batch} ({num_gts} ground truths): {times}\n  values: {values}', flush=True)
+    ours = best['ours']
+    return [batch, num_gts, ms(ours), ms(best['mmdet']), ms(best['torchvision']),
+            ratio(best['mmdet'], ours), ratio(best['torchvision'], ours)]  # fmt: skip
 
-    test_cfg = dict(score_thr=0.01, nms=dict(type='nms', iou_threshold=0.45), min_bbox_size=0,
-                    max_per_img=200)  # fmt: skip
-    ref = Config.fromfile(osp.join(osp.dirname(mmdet.__file__), '.mim/configs/ssd/ssd300_coco.py'))
-    theirs_cfg = dict(ref.model.bbox_head, train_cfg=ref.model.train_cfg,
-                      test_cfg=ConfigDict(test_cfg, nms_pre=1000))  # fmt: skip
-    theirs = MODELS.build(theirs_cfg).to(args.device)
-    theirs.loss_cls = SimpleNamespace()  # mmdet 3.3 SSDHead lacks it and crashes in predict
-    ours_cfg = Config.fromfile(osp.join(REPO, 'configs', 'ssd300_vgg16_8xb8-120e_coco.py'))
-    ours = MODELS.build(dict(ours_cfg.model.bbox_head, test_cfg=dict(test_cfg, nms_pre=400)))
-    ours = ours.to(args.device)
 
-    cls_scores, bbox_preds, gts, metas = make_inputs(args.batch, args.device)
+AGREE_SCORE_TOL, AGREE_BOX_TOL = 1e-5, 1e-3  # float32 rounding of the two decodes
 
-    def run_loss(head):
-        return lambda: head.loss_by_feat(cls_scores, bbox_preds, gts, metas)
 
-    def run_predict(head):
+def agreement(ours_dets, tv_dets) -> str:
+    """Do ours and torchvision's detections agree (see ``compare_detections``)?"""
+    diff = compare_detections(
+        [(d.bboxes, d.scores, d.labels) for d in ours_dets],
+        [(d['boxes'], d['scores'], d['labels'] - 1) for d in tv_dets],
+        AGREE_SCORE_TOL,
+    )
+    verdict = 'agree' if detections_agree(diff, AGREE_SCORE_TOL, AGREE_BOX_TOL) else 'DIFFER'
+    return f'{verdict}: {describe(diff)}'
+
+
+def candidates_per_image(inputs: HeadInputs, cls_out_channels: int, score_thr: float) -> float:
+    """Mean number of (default box, class) scores above ``score_thr`` per image."""
+    total = 0
+    for level in inputs.cls_scores:
+        num_imgs, channels, h, w = level.shape
+        logits = level.detach().view(num_imgs, channels // cls_out_channels, cls_out_channels, h, w)
+        total += int((logits.softmax(2)[:, :, :-1] > score_thr).sum())
+    return total / len(inputs.cls_scores[0])
+
+
+def post_cells(peers: Peers, batch: int, regime: str, args) -> Dict[str, List[str]]:
+    """The ``paper`` and ``mmdet`` rows of one batch size and score regime."""
+    base = peers.inputs(batch, regime, args.seed + 1000 * (1 + REGIMES.index(regime)) + batch,
+                        args.objects)  # fmt: skip
+    inputs = base.to(args.device)
+    tv_cls = [c.to(args.device) for c in peers.tv_logits(base)]
+    sync = synchronizer(args.device)
+    rows = {}
+
+    def predict(head, cfg, rescale):
         return lambda: head.predict_by_feat(
-            cls_scores, bbox_preds, batch_img_metas=metas, rescale=True
-        )
+            inputs.cls_scores, inputs.bbox_preds, batch_img_metas=inputs.metas, cfg=cfg,
+            rescale=rescale)  # fmt: skip
 
-    repeats, device = args.repeats, args.device
-    loss_ms_theirs, loss_theirs = timed(run_loss(theirs), repeats, device)
-    loss_ms_ours, loss_ours = timed(run_loss(ours), repeats, device)
     with torch.no_grad():
-        post_ms_theirs, dets_theirs = timed(run_predict(theirs), repeats, device)
-        post_ms_ours, dets_ours = timed(run_predict(ours), repeats, device)
-        flat_cls, flat_reg, priors = ours._flatten(cls_scores, bbox_preds)
-        scores = flat_cls.softmax(-1)[..., :NUM_CLASSES]
-        boxes = ours.bbox_coder.decode(priors.repeat(args.batch, 1), flat_reg.reshape(-1, 4))
-        boxes = boxes.view(args.batch, -1, 4).clamp(0, 300)
-        padded, _ = timed(
-            lambda: batched_multiclass_nms(boxes, scores, 0.01, 0.45, 400, 200), repeats, device
-        )
-    rows = [
-        ('loss (forward)', loss_ms_theirs, loss_ms_ours),
-        ('post-processing', post_ms_theirs, post_ms_ours),
-    ]
+        if 'paper' in args.cells:
+            fns = {
+                'ours': predict(peers.ours, peers.paper_cfg, False),
+                'torchvision': lambda: peers.tv_postprocess(tv_cls, inputs.bbox_preds),
+            }
+            best, results = interleaved_best(fns, args.repeats, args.warmup, sync)
+            agree = agreement(results['ours'], results['torchvision'])
+            cand = candidates_per_image(base, peers.num_classes + 1, peers.paper_cfg.score_thr)
+            dets = sum(len(d.scores) for d in results['ours']) / batch
+            rows['paper'] = [batch, regime, f'{cand:.0f}', ms(best['ours']),
+                             ms(best['torchvision']), ratio(best['torchvision'], best['ours']),
+                             f'{dets:.1f}', agree]  # fmt: skip
+            print(f'paper settings, batch {batch}, {regime}: ours {ms(best["ours"])} ms, '
+                  f'torchvision {ms(best["torchvision"])} ms; {agree}', flush=True)  # fmt: skip
+        if 'mmdet' in args.cells:
+            fns = {'ours': predict(peers.ours, peers.mmdet_cfg, True),
+                   'mmdet': predict(peers.mmdet, peers.mmdet_cfg, True)}  # fmt: skip
+            best, results = interleaved_best(fns, args.repeats, args.warmup, sync)
+            cand = candidates_per_image(base, peers.num_classes + 1, peers.mmdet_cfg.score_thr)
+            dets = [sum(len(d.scores) for d in results[k]) / batch for k in fns]
+            rows['mmdet'] = [batch, regime, f'{cand:.0f}', ms(best['ours']), ms(best['mmdet']),
+                             ratio(best['mmdet'], best['ours']),
+                             f'{dets[0]:.1f} / {dets[1]:.1f}']  # fmt: skip
+            print(f"mmdet's test_cfg, batch {batch}, {regime}: ours {ms(best['ours'])} ms, "
+                  f'mmdet {ms(best["mmdet"])} ms', flush=True)  # fmt: skip
+    return rows
 
-    num_gts = sum(len(g) for g in gts)
-    print(f'device {args.device}, batch {args.batch}, median of {args.repeats} runs, '
-          f'{torch.get_num_threads()} threads, {num_gts} ground truths')  # fmt: skip
-    print('mmdet SSDHead: head.loss_cls set to an empty object so that predict_by_feat runs')
-    print(f'{"stage":<18}{"mmdet ms":>10}{"ours ms":>10}{"speed-up":>10}')
-    for name, ms_theirs, ms_ours in rows:
-        print(f'{name:<18}{ms_theirs:>10.1f}{ms_ours:>10.1f}{ms_theirs / ms_ours:>9.1f}x')
-    print(f'NMS stage only (same decoded boxes): ours {padded:.1f} ms')
-    if args.offset_nms:
-        with torch.no_grad():
-            offset, _ = timed(
-                lambda: offset_nms_postprocess(boxes, scores, 0.01, 0.45, 400, 200), 1, device
-            )
-        print(
-            f'  one coordinate-offset torchvision nms over the batch instead: {offset:.1f} ms '
-            f'({offset / padded:.1f}x slower)'
-        )
-    loss_mmdet = sum(float(sum(v).detach()) for v in loss_theirs.values())
-    print(
-        f'loss mmdet {loss_mmdet:.4f}, ours {float(sum(loss_ours.values()).detach()):.4f} '
-        '(the matchers differ where ground truths compete for a default box)'
-    )
-    print(
-        f'detections per image: mmdet {sum(len(d) for d in dets_theirs) / args.batch:.1f}, '
-        f'ours {sum(len(d) for d in dets_ours) / args.batch:.1f}'
-    )
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    begin('SSD300-COCO head: loss and post-processing, ours vs mmdet SSDHead vs '
+                 'torchvision SSD', args.device, __file__, argv)  # fmt: skip
+    print(f'repeats {args.repeats} (best reported) after {args.warmup} warm-up round(s), '
+          f'interleaved; seed {args.seed}; batches {args.batches}; regimes {args.regimes}; '
+          f'cells {args.cells}')  # fmt: skip
+    peers = Peers(args.device)
+    print("mmdet SSDHead: head.loss_cls set to an empty object (mmdet 3.3's predict_by_feat "
+          'reads it and the head never sets it)')  # fmt: skip
+    print('paper settings (ours: our config test_cfg; torchvision: score_thresh, nms_thresh, '
+          'topk_candidates, detections_per_img the same): '
+          f'{peers.paper_cfg.to_dict()}')  # fmt: skip
+    print(f"mmdet's SSD300 test_cfg (ours and mmdet): {peers.mmdet_cfg.to_dict()}; nms_pre is "
+          'per level in mmdet, per class in ours')  # fmt: skip
+    sys.stdout.flush()
+
+    loss_rows, paper_rows, mmdet_rows = [], [], []
+    for batch in args.batches:
+        if 'loss' in args.cells:
+            loss_rows.append(loss_cell(peers, batch, args))
+        if {'paper', 'mmdet'} & set(args.cells):
+            for regime in args.regimes:
+                rows = post_cells(peers, batch, regime, args)
+                paper_rows += [rows['paper']] if 'paper' in rows else []
+                mmdet_rows += [rows['mmdet']] if 'mmdet' in rows else []
+
+    if loss_rows:
+        print_table('Loss forward + backward (ms, best of repeats; ratio = peer / ours)',
+                    ['batch', 'ground truths', 'ours', 'mmdet', 'torchvision', 'mmdet / ours',
+                     'torchvision / ours'], loss_rows)  # fmt: skip
+    if paper_rows:
+        print_table('Post-processing at the paper settings (ms): ours vs torchvision '
+                    'postprocess_detections',
+                    ['batch', 'regime', 'scores > thr per image', 'ours', 'torchvision',
+                     'torchvision / ours', 'ours dets / image', 'same detections'],
+                    paper_rows)  # fmt: skip
+    if mmdet_rows:
+        print_table("Post-processing at mmdet's test_cfg (ms): ours vs mmdet SSDHead",
+                    ['batch', 'regime', 'scores > thr per image', 'ours', 'mmdet',
+                     'mmdet / ours', 'dets / image (ours / mmdet)'], mmdet_rows)  # fmt: skip
+    return 0
 
 
 if __name__ == '__main__':
-    main()
+    raise SystemExit(main())

@@ -1,162 +1,365 @@
-"""Benchmark inference: images/s of a detector and of mmdet's built-in SSD300 on the same inputs.
+"""Whole-detector inference: ours against mmdet's and torchvision's SSDs and our ONNX export.
 
-Two timings per model and batch size, after warm-up:
+Usage::
 
-- ``full``: ``model.test_step(data)``, what ``tools/test.py`` and ``DetInferencer`` run per batch:
-  data preprocessor (to float, BGR->RGB, normalise, stack), forward, post-processing (decode,
-  score threshold, NMS, rescale to the original image). The test pipeline (load + resize) runs
-  once, outside the timing.
-- ``forward``: the network alone, ``model(inputs, mode='tensor')`` on the preprocessed batch.
+    python tools/benchmarks/bench_inference.py                      # CPU, batch 1 and 8
+    python tools/benchmarks/bench_inference.py --device cuda --repeats 10
+    python tools/benchmarks/bench_inference.py --checkpoint configs/ssd_demo_shapes.py \\
+        work_dirs/demo/epoch_1.pth
+    python tools/benchmarks/bench_inference.py --quick              # SSDLite, batch 1 (tests)
 
-Precisions: fp32 everywhere; on CUDA also bf16 autocast with channels_last weights. The inputs are
-synthetic 640x480 images (smooth texture, fixed seed) put through each model's own test pipeline.
-Without ``--checkpoint`` both models are randomly initialised: every class probability is then
-near ``1 / (C + 1)`` (1/81 on COCO), above a 0.01 ``score_thr`` (the paper's, this plugin's) and
-below 0.02 (mmdet's SSD300): post-processing then sees every candidate or none. Compare both at
-one threshold with ``--score-thr`` (0.01: the worst case for NMS; 0.05: almost no candidates).
+Families (``--families``), each timed at ``--batches`` (batch 1: latency; batch 8: throughput):
 
-mmdet 3.3.0's ``SSDHead`` never creates ``loss_cls`` (its ``__init__`` skips ``AnchorHead``'s),
-and ``predict`` reads it (``AttributeError: 'SSDHead' object has no attribute 'loss_cls'``,
-mmdetection#11305): this script sets the attribute on the instance (a softmax cross-entropy, as
-SSD's) so that mmdet's SSD300 runs. Examples::
+- ``ssd300``: ours from ``configs/ssd300_vgg16_8xb8-120e_coco.py``; mmdet's
+  ``ssd/ssd300_coco.py``; torchvision's ``ssd300_vgg16``;
+- ``ssdlite``: ours from ``configs/ssdlite_mobilenetv2_8xb24-600e_coco.py`` (and
+  ``configs/ssdlite320_mobilenetv3-large_torchvision_coco.py`` when present); mmdet's
+  ``ssd/ssdlite_mobilenetv2-scratch_8xb24-600e_coco.py``; torchvision's
+  ``ssdlite320_mobilenet_v3_large``;
+- ``--checkpoint CFG CKPT`` (repeatable) adds ours with trained weights (in CFG's family, or a
+  family of its own for another config such as the demo's).
 
-    python tools/benchmarks/bench_inference.py configs/ssd300_vgg16_8xb8-120e_coco.py
-    python tools/benchmarks/bench_inference.py CONFIG --device cuda --repeats 20
-    python tools/benchmarks/bench_inference.py CONFIG --device cpu --batch-sizes 1 8 --repeats 3
+Every detector gets random weights (PyTorch's default initialisation, no download) unless a
+checkpoint is given, 81 classes (COCO's 80 and background) and the family's input size;
+torchvision's get our config's post-processing settings (score, NMS IoU, per-class top-k, per
+image), mmdet's keep their own test_cfg (``--score-thr`` sets every threshold). mmdet 3.3's
+``SSDHead`` never sets ``loss_cls`` and its ``predict`` reads it: the script sets it to an empty
+object. Ours also runs exported to ONNX (``ssd_plugin.deploy.export_onnx``) in ONNX Runtime
+(CPU; on CUDA only with its CUDAExecutionProvider, else the rows are skipped): raw outputs
+(``net``: the network and the graph's normalisation) and with the post-processing in the graph
+(``with_nms``, ``full``).
+
+The inputs are synthetic 640x480 images put through each config's test pipeline once, untimed
+(torchvision's and ONNX Runtime get the same resized pixels). Stages, per implementation:
+
+- ``net``: the network on the preprocessed batch, up to the head's outputs (ours' and mmdet's:
+  ``extract_feat`` and ``bbox_head``; torchvision's: ``backbone`` and ``head``);
+- ``post``: post-processing of those outputs (``predict_by_feat``; torchvision's default boxes,
+  ``postprocess_detections`` and ``transform.postprocess``); for ONNX Runtime ``full - net``
+  (marked ``~``);
+- ``full``: from the batch of resized pixels to detections (``model.test_step`` for ours and
+  mmdet's: data preprocessor included; ``model(images)`` for torchvision's).
+
+``dets / image`` says how much work post-processing had: with random weights every score sits
+near 1/81, above 0.01 (all candidates) and below 0.02 (none, mmdet's threshold).
+
+Timing rules: see ``bench_common.py`` (interleaved, warm-up, best of ``--repeats``, ratios
+``peer / ours``, ``ours`` being the family's first config with random weights).
 """
 
 import argparse
 import copy
-import time
-from contextlib import nullcontext
-from functools import partial
-from typing import Callable, Dict, List, Optional, Sequence
+import os.path as osp
+import sys
+import tempfile
+from types import SimpleNamespace
+from typing import Callable, Dict, List, Optional
 
-import cv2
+import bench_common as common
 import numpy as np
 import torch
 from mmdet.registry import MODELS
-from mmengine.config import Config
+from mmengine.config import Config, ConfigDict
 from mmengine.dataset import Compose, pseudo_collate
-from mmengine.hub import get_config
-from mmengine.registry import init_default_scope
 from mmengine.runner import load_checkpoint
+from synthetic import random_images
+from torchvision.models import detection
 
-import ssd_plugin  # noqa: F401  (registers the components: configs need no custom_imports)
+import ssd_plugin  # noqa: F401  (registers the components)
+from ssd_plugin.engine.checkpoint import weights_only_checkpoint_loading
 
-REFERENCE = 'mmdet::ssd/ssd300_coco.py'
+FAMILIES = {
+    'ssd300': dict(
+        ours=['ssd300_vgg16_8xb8-120e_coco.py'],
+        mmdet='ssd/ssd300_coco.py',
+        torchvision='ssd300_vgg16',
+    ),
+    'ssdlite': dict(
+        ours=[
+            'ssdlite_mobilenetv2_8xb24-600e_coco.py',
+            'ssdlite320_mobilenetv3-large_torchvision_coco.py',
+        ],  # fmt: skip
+        mmdet='ssd/ssdlite_mobilenetv2-scratch_8xb24-600e_coco.py',
+        torchvision='ssdlite320_mobilenet_v3_large',
+    ),
+}
+STAGES = ('net', 'post', 'full')
 
 
 def parse_args(argv=None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description='Benchmark detector inference (images/s)')
-    parser.add_argument('config', help='config of the detector to time')
-    parser.add_argument('--checkpoint', help='its weights (default: random initialisation)')
-    parser.add_argument('--device', default='cuda' if torch.cuda.is_available() else 'cpu')
-    parser.add_argument('--batch-sizes', type=int, nargs='+', default=[1, 32])
-    parser.add_argument('--repeats', type=int, default=10, help='timed batches per setting')
-    parser.add_argument('--warmup', type=int, default=2, help='untimed batches per setting')
-    parser.add_argument('--reference', default=REFERENCE,
-                        help='config to compare with; "none": skip')  # fmt: skip
-    parser.add_argument('--no-forward', action='store_true', help='skip the forward-only timing')
-    parser.add_argument('--score-thr', type=float,
-                        help="set both models' test_cfg.score_thr")  # fmt: skip
-    return parser.parse_args(argv)
+    parser = argparse.ArgumentParser(description='Whole-detector inference: ours vs mmdet vs '
+                                     'torchvision vs our ONNX export')  # fmt: skip
+    parser.add_argument('--device', default='cpu', choices=['cpu', 'cuda'])
+    parser.add_argument('--families', nargs='+', choices=list(FAMILIES), default=list(FAMILIES))
+    parser.add_argument('--batches', type=int, nargs='+', default=[1, 8])
+    parser.add_argument('--repeats', type=int, default=2, help='timed rounds (best is reported)')
+    parser.add_argument('--warmup', type=int, default=1, help='untimed rounds first')
+    parser.add_argument('--seed', type=int, default=0, help='seed of the synthetic images')
+    parser.add_argument('--checkpoint', nargs=2, action='append', default=[],
+                        metavar=('CFG', 'CKPT'),
+                        help='also time ours with trained weights')  # fmt: skip
+    parser.add_argument('--score-thr', type=float, help="set every detector's score threshold")
+    parser.add_argument('--no-onnx', action='store_true', help='skip the ONNX Runtime rows')
+    parser.add_argument('--quick', action='store_true',
+                        help="SSDLite's first config, batch 1, one timed round: proves the "
+                        'script runs')  # fmt: skip
+    return common.parse_with_quick(parser, argv, families=['ssdlite'], batches=[1], repeats=1)
 
 
-def load_config(path: str) -> Config:
-    return get_config(path) if '::' in path else Config.fromfile(path)
+def in_memory_pipeline(cfg: Config) -> Compose:
+    """The config's test pipeline reading an in-memory image instead of a file."""
+    pipeline = copy.deepcopy(cfg.test_dataloader.dataset.pipeline)
+    pipeline[0] = dict(type='mmdet.LoadImageFromNDArray')
+    return Compose(pipeline)
 
 
-def build_model(
-    cfg: Config, checkpoint: Optional[str], device: str, score_thr: Optional[float]
-) -> torch.nn.Module:
-    if score_thr is not None:
-        cfg.model.test_cfg.score_thr = score_thr
-    model = MODELS.build(cfg.model)
-    if checkpoint:  # else PyTorch's default init: init_cfg may name a download (Pretrained)
-        load_checkpoint(model, checkpoint, map_location='cpu')
-    head = getattr(model, 'bbox_head', None)
-    if head is not None and not hasattr(head, 'loss_cls'):  # mmdet 3.3.0 SSDHead (see above)
-        head.loss_cls = MODELS.build(dict(type='CrossEntropyLoss', use_sigmoid=False))
-    return model.to(device).eval()
+def input_size(cfg: Config) -> int:
+    """The square input size of an SSD config (its test pipeline's Resize)."""
+    for step in cfg.test_dataloader.dataset.pipeline:
+        if step['type'].split('.')[-1] == 'Resize':
+            scale = step['scale']
+            return int(scale if isinstance(scale, int) else scale[0])
+    raise ValueError('the test pipeline has no Resize')
 
 
-def make_images(num: int, seed: int = 0) -> List[np.ndarray]:
-    """``num`` smooth-textured 480x640 BGR images (upsampled noise: not trivially compressible)."""
-    rng = np.random.default_rng(seed)
-    small = rng.integers(0, 256, (num, 30, 40, 3), dtype=np.uint8)
-    return [cv2.resize(s, (640, 480), interpolation=cv2.INTER_CUBIC) for s in small]
+class Detector:
+    """An mmdet-style single-stage detector (ours or mmdet's) and its three stages."""
+
+    kind = 'pytorch'
+
+    def __init__(self, name: str, cfg: Config, device: str, checkpoint: Optional[str] = None,
+                 score_thr: Optional[float] = None) -> None:  # fmt: skip
+        if score_thr is not None:
+            cfg.model.test_cfg.score_thr = score_thr
+        self.name, self.cfg = name, cfg
+        model = MODELS.build(cfg.model)  # PyTorch's init: init_cfg may name a download
+        if checkpoint:
+            with weights_only_checkpoint_loading():  # mmengine's checkpoints, torch >= 2.6
+                load_checkpoint(model, checkpoint, map_location='cpu', logger='silent')
+        if not hasattr(model.bbox_head, 'loss_cls'):  # mmdet 3.3's SSDHead (see the docstring)
+            model.bbox_head.loss_cls = SimpleNamespace()
+        self.model = model.to(device).eval()
+        self.pipeline = in_memory_pipeline(cfg)
+        self.settings = ConfigDict(cfg.model.test_cfg).to_dict()
+
+    def pixels(self, images: List[np.ndarray]) -> Dict:
+        """The images through the config's test pipeline, collated."""
+        return pseudo_collate([self.pipeline(dict(img=img, img_id=i)) for i, img in
+                               enumerate(images)])  # fmt: skip
+
+    def stages(self, data: Dict) -> Dict[str, Callable]:
+        model = self.model
+        pre = model.data_preprocessor(data, False)
+        metas = [sample.metainfo for sample in pre['data_samples']]
+
+        def net():
+            return model.bbox_head(model.extract_feat(pre['inputs']))
+
+        outs = net()
+        return dict(
+            net=net,
+            post=lambda: model.bbox_head.predict_by_feat(
+                *outs, batch_img_metas=metas, rescale=True
+            ),  # fmt: skip
+            full=lambda: model.test_step(data),
+        )
+
+    @staticmethod
+    def num_detections(full_result) -> float:
+        return float(np.mean([len(r.pred_instances) for r in full_result]))
 
 
-def make_batch(cfg: Config, images: Sequence[np.ndarray]) -> Dict:
-    """The images through the config's test pipeline, collated as a dataloader would."""
-    pipeline_cfg = copy.deepcopy(cfg.test_dataloader.dataset.pipeline)
-    pipeline_cfg[0] = dict(type='mmdet.LoadImageFromNDArray')  # in place of LoadImageFromFile
-    pipeline = Compose(pipeline_cfg)
-    return pseudo_collate([pipeline(dict(img=img, img_id=i)) for i, img in enumerate(images)])
+class TorchvisionDetector:
+    """torchvision's SSD / SSDLite builder with random weights and given post-processing."""
+
+    kind = 'pytorch'
+
+    def __init__(self, name: str, builder: str, device: str, settings: ConfigDict) -> None:
+        self.name = name
+        self.settings = dict(score_thresh=settings.score_thr,
+                             nms_thresh=settings.nms.iou_threshold,
+                             topk_candidates=settings.nms_pre,
+                             detections_per_img=settings.max_per_img)  # fmt: skip
+        model = getattr(detection, builder)(weights=None, weights_backbone=None, num_classes=81,
+                                            **self.settings)  # fmt: skip
+        self.model = model.to(device).eval()
+
+    def stages(self, data: Dict) -> Dict[str, Callable]:
+        model = self.model
+        device = next(model.parameters()).device
+        # the same resized pixels as ours, RGB in 0-1 as torchvision expects
+        images = [img.flip(0).to(device).float() / 255 for img in data['inputs']]
+        sizes = [tuple(img.shape[-2:]) for img in images]
+        image_list, _ = model.transform(images)
+
+        def net():
+            features = list(model.backbone(image_list.tensors).values())
+            return features, model.head(features)
+
+        features, head_outputs = net()
+
+        def post():
+            anchors = model.anchor_generator(image_list, features)
+            dets = model.postprocess_detections(head_outputs, anchors, image_list.image_sizes)
+            return model.transform.postprocess(dets, image_list.image_sizes, sizes)
+
+        return dict(net=net, post=post, full=lambda: model(images))
+
+    @staticmethod
+    def num_detections(full_result) -> float:
+        return float(np.mean([len(r['scores']) for r in full_result]))
 
 
-def time_it(fn: Callable[[], object], repeats: int, warmup: int, device: str) -> float:
-    """Mean seconds per call."""
-    sync = torch.cuda.synchronize if device.startswith('cuda') else (lambda: None)
-    for _ in range(warmup):
-        fn()
-    sync()
-    start = time.perf_counter()
-    for _ in range(repeats):
-        fn()
-    sync()
-    return (time.perf_counter() - start) / repeats
+class OnnxDetector:
+    """Ours exported to ONNX, in ONNX Runtime: raw outputs (``net``) and ``with_nms`` (``full``)."""
+
+    kind = 'onnxruntime'
+
+    def __init__(self, name: str, detector: Detector, device: str, workdir: str) -> None:
+        import onnxruntime as ort
+
+        from ssd_plugin.deploy import export_onnx
+
+        self.name = name
+        self.settings = detector.settings
+        size = input_size(detector.cfg)
+        model = detector.model if device == 'cpu' else copy.deepcopy(detector.model).cpu()
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = torch.get_num_threads()
+        providers = ['CUDAExecutionProvider'] if device == 'cuda' else ['CPUExecutionProvider']
+        self.sessions = {}
+        for stage, with_nms in (('net', False), ('full', True)):
+            path = osp.join(workdir, f'{name.replace(" ", "_")}_{stage}.onnx')
+            export_onnx(model, path, (size, size), with_nms=with_nms)
+            self.sessions[stage] = ort.InferenceSession(path, options, providers=providers)
+
+    def stages(self, data: Dict) -> Dict[str, Callable]:
+        # the graph takes 0-255 pixels in the loader's (BGR) order and normalises itself
+        pixels = np.stack([img.numpy() for img in data['inputs']]).astype(np.float32)
+        return {stage: (lambda s=session: s.run(None, {'input': pixels}))
+                for stage, session in self.sessions.items()}  # fmt: skip
+
+    @staticmethod
+    def num_detections(full_result) -> float:
+        return float((full_result[1] >= 0).sum(1).mean())
 
 
-def bench_model(name: str, cfg: Config, args: argparse.Namespace, images) -> List[Dict]:
-    checkpoint = args.checkpoint if name == 'this' else None
-    model = build_model(cfg, checkpoint, args.device, args.score_thr)
-    precisions = ['fp32'] + (['bf16+channels_last'] if args.device.startswith('cuda') else [])
+def onnx_available(device: str) -> Optional[str]:
+    """Why ONNX Runtime rows cannot run here, or None."""
+    try:
+        import onnxruntime as ort
+    except ImportError:
+        return 'onnxruntime is not installed'
+    if device == 'cuda' and 'CUDAExecutionProvider' not in ort.get_available_providers():
+        return 'onnxruntime has no CUDAExecutionProvider here'
+    return None
+
+
+def stem(path: str) -> str:
+    return osp.splitext(osp.basename(path))[0]
+
+
+def build_family(family: str, args, workdir: str) -> List:
+    """The implementations of one family; ours (random weights, first config) first."""
+    spec = FAMILIES.get(family)
+    if spec:
+        configs = [
+            common.repo_config(name)
+            for name in spec['ours']
+            if osp.isfile(common.repo_config(name))
+        ]
+        configs = configs[:1] if args.quick else configs
+    else:  # the family of a --checkpoint config
+        configs = [cfg for cfg, _ in args.checkpoint if stem(cfg) == family][:1]
+    ours = [Detector(f'ours {stem(path)}', Config.fromfile(path), args.device,
+                     score_thr=args.score_thr) for path in configs]  # fmt: skip
+    for cfg_path, ckpt in args.checkpoint:
+        if any(osp.abspath(cfg_path) == osp.abspath(path) for path in configs):
+            name = f'ours {stem(cfg_path)} (trained: {osp.basename(ckpt)})'
+            cfg = Config.fromfile(cfg_path)
+            ours.append(Detector(name, cfg, args.device, ckpt, args.score_thr))
+    impls = list(ours)
+    if spec:
+        mm_cfg = Config.fromfile(common.mmdet_config(spec['mmdet']))
+        impls.append(Detector(f'mmdet {stem(spec["mmdet"])}', mm_cfg, args.device,
+                              score_thr=args.score_thr))  # fmt: skip
+        impls.append(TorchvisionDetector(f'torchvision {spec["torchvision"]}',
+                                         spec['torchvision'], args.device,
+                                         ConfigDict(ours[0].settings)))  # fmt: skip
+    if not args.no_onnx and not onnx_available(args.device):
+        impls += [OnnxDetector(f'onnxruntime {d.name}', d, args.device, workdir) for d in ours]
+    return impls
+
+
+def bench_family(family: str, args, workdir: str, images) -> List[List[str]]:
+    impls = build_family(family, args, workdir)
+    ours_cfg = impls[0].cfg
+    print(f'\n## {family}: input {input_size(ours_cfg)} px')
+    for impl in impls:
+        print(f'- {impl.name} ({impl.kind}): post-processing {impl.settings}')
+    sys.stdout.flush()
+    pipeline_of = {impl.name: impl for impl in impls if isinstance(impl, Detector)}
     rows = []
-    for precision in precisions:
-        if precision != 'fp32':
-            model = model.to(memory_format=torch.channels_last)
-        for bs in args.batch_sizes:
-            data = make_batch(cfg, images[:bs])
-            inputs = model.data_preprocessor(data, False)['inputs']
-            steps = {'full': partial(model.test_step, data)}
-            if not args.no_forward:
-                steps['forward'] = partial(model, inputs, mode='tensor')
-            for step, fn in steps.items():
-                autocast = (
-                    torch.autocast('cuda', dtype=torch.bfloat16)
-                    if precision != 'fp32'
-                    else nullcontext()
-                )
-                with torch.inference_mode(), autocast:
-                    sec = time_it(fn, args.repeats, args.warmup, args.device)
-                rows.append(dict(model=name, precision=precision, batch=bs, step=step,
-                                 img_s=bs / sec, ms=sec * 1e3))  # fmt: skip
-                print(f'  {name:9s} {precision:18s} batch {bs:3d} {step:7s} '
-                      f'{bs / sec:9.2f} img/s  {sec * 1e3:10.1f} ms/batch', flush=True)  # fmt: skip
+    for batch in args.batches:
+        batch_images = images[:batch]
+        ours_data = impls[0].pixels(batch_images)
+        fns = {}
+        with torch.inference_mode():
+            for impl in impls:
+                own = pipeline_of.get(impl.name)
+                data = own.pixels(batch_images) if own is not None else ours_data
+                for stage, fn in impl.stages(data).items():
+                    fns[(impl.name, stage)] = fn
+            sync = common.synchronizer(args.device)
+            best, results = common.interleaved_best(fns, args.repeats, args.warmup, sync)
+        ref = {stage: best.get((impls[0].name, stage)) for stage in STAGES}
+        for impl in impls:
+            times = {stage: best.get((impl.name, stage)) for stage in STAGES}
+            post = common.ms(times['post'])
+            if times['post'] is None and times['net'] is not None:
+                times['post'] = times['full'] - times['net']
+                post = f'~{times["post"]:.1f}'
+            dets = impl.num_detections(results[(impl.name, 'full')])
+            net, full = common.ms(times['net']), common.ms(times['full'])
+            rows.append([family, batch, impl.name, net, post, full,
+                         f'{batch * 1e3 / times["full"]:.2f}', f'{dets:.1f}',
+                         *(common.ratio(times[s], ref[s]) for s in STAGES)])  # fmt: skip
+            print(f'{family} batch {batch}: {impl.name}: net {net} ms, post {post} ms, '
+                  f'full {full} ms', flush=True)  # fmt: skip
     return rows
 
 
-def main(argv=None) -> None:
+def main(argv=None) -> int:
     args = parse_args(argv)
-    init_default_scope('mmdet')
-    torch.manual_seed(0)
-    images = make_images(max(args.batch_sizes))
-    configs = {'this': load_config(args.config)}
-    if args.reference.lower() != 'none':
-        configs['reference'] = load_config(args.reference)
-    print(f'device {args.device}, torch {torch.__version__}, {torch.get_num_threads()} threads, '
-          f'repeats {args.repeats} (+{args.warmup} warm-up); this = {args.config}, '
-          f'reference = {args.reference}')  # fmt: skip
+    torch.manual_seed(args.seed)
+    common.begin('Whole-detector inference: ours vs mmdet vs torchvision vs ONNX Runtime',
+                 args.device, __file__, argv)  # fmt: skip
+    print(f'repeats {args.repeats} (best reported) after {args.warmup} warm-up round(s), '
+          f'interleaved; batches {args.batches}; seed {args.seed}')  # fmt: skip
+    print("mmdet SSDHead: head.loss_cls set to an empty object (mmdet 3.3's predict reads it "
+          'and the head never sets it)')  # fmt: skip
+    why_not = onnx_available(args.device)
+    if why_not and not args.no_onnx:
+        print(f'ONNX Runtime rows skipped: {why_not}')
+    families = list(args.families)
+    family_of = {
+        osp.abspath(common.repo_config(n)): f for f, spec in FAMILIES.items() for n in spec['ours']
+    }
+    for cfg_path, _ in args.checkpoint:  # a checkpoint's family is always timed
+        family = family_of.get(osp.abspath(cfg_path), stem(cfg_path))
+        if family not in families:
+            families.append(family)
+    images = random_images(max(args.batches), args.seed)
     rows = []
-    for name, cfg in configs.items():
-        rows += bench_model(name, cfg, args, images)
-    print('\n| model | precision | batch | step | images/s | ms/batch |\n|---|---|---|---|---|---|')
-    for r in rows:
-        print(f"| {r['model']} | {r['precision']} | {r['batch']} | {r['step']} | "
-              f"{r['img_s']:.2f} | {r['ms']:.1f} |")  # fmt: skip
+    with tempfile.TemporaryDirectory() as workdir:
+        for family in families:
+            rows += bench_family(family, args, workdir, images)
+    title = "Inference (ms per batch, best of repeats; ratio = peer / ours, ours = the family's "
+    header = ['family', 'batch', 'implementation', 'net', 'post', 'full', 'images/s (full)',
+              'dets / image', 'net ratio', 'post ratio', 'full ratio']  # fmt: skip
+    common.print_table(title + 'first row)', header, rows)
+    return 0
 
 
 if __name__ == '__main__':
-    main()
+    raise SystemExit(main())

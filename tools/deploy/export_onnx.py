@@ -32,6 +32,7 @@ from mmengine.config import Config
 
 import ssd_plugin  # noqa: F401  (registers the components: configs need no custom_imports)
 from ssd_plugin.deploy import export_onnx
+from ssd_plugin.engine.checkpoint import weights_only_checkpoint_loading
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -81,7 +82,8 @@ def main(argv=None) -> None:
             f'{args.config}: the test pipeline has no fixed-size Resize (keep_ratio=False); '
             'give --input-size H W'
         )
-    model = init_detector(cfg, args.checkpoint, device=args.device)
+    with weights_only_checkpoint_loading():  # loads mmengine's checkpoints with torch >= 2.6
+        model = init_detector(cfg, args.checkpoint, device=args.device)
     wrapper = export_onnx(
         model, args.out, input_size, normalize=args.normalize, decode=args.decode,
         with_nms=args.with_nms, dynamic_batch=args.dynamic_batch,

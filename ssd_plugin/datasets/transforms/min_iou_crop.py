@@ -30,6 +30,15 @@ class MinIoUCrop(BaseTransform):
     without boxes any patch is accepted. The boxes whose centre lies in the patch are kept,
     clipped to it, with their ``instance_keys`` entries.
 
+    The set of samplers in the uniform draw is configurable: ``min_ious`` lists the constrained
+    ones, ``whole_image`` and ``unconstrained`` the other two. Caffe's ``batch_sampler`` list of
+    ``ssd_pascal.py`` is the default; torchvision's
+    ``RandomIoUCrop(sampler_options=[0.0, 0.1, 0.3, 0.5, 0.7, 0.9, 1.0])`` is also the default
+    (its option 1.0 is the whole image, 0.0 the unconstrained sampler), and e.g.
+    ``sampler_options=[0.5, 0.9]`` is ``MinIoUCrop(min_ious=(0.5, 0.9), whole_image=False,
+    unconstrained=False)``. When no sampler in the draw finds a patch the image is left whole,
+    as Caffe does (torchvision would retry until one does). Patch sampling stays Caffe's.
+
     After :class:`ZoomOut` the patch is sampled on the (unpainted) canvas and only its window is
     painted, which gives the same pixels and boxes as cropping the painted canvas.
 
@@ -63,6 +72,10 @@ class MinIoUCrop(BaseTransform):
             drawn ratio to ``[s^2, 1 / s^2]`` so the patch fits).
         constraint: ``'any'`` (Caffe) or ``'all'`` (mmdet) box must meet the IoU bound.
         instance_keys: Per-box fields filtered with the boxes (missing ones are skipped).
+        whole_image: Keep the whole image as one choice of the uniform draw (Caffe's empty
+            sampler, torchvision's option 1.0).
+        unconstrained: Add the sampler without IoU bound (Caffe's ``max_jaccard_overlap: 1.0``
+            sampler, torchvision's option 0.0).
     """
 
     def __init__(
@@ -73,9 +86,15 @@ class MinIoUCrop(BaseTransform):
         aspect_ratio_range: Tuple[float, float] = (0.5, 2.0),
         constraint: str = 'any',
         instance_keys: Sequence[str] = ('gt_bboxes_labels', 'gt_ignore_flags'),
+        whole_image: bool = True,
+        unconstrained: bool = True,
     ) -> None:
         if not all(0 < t <= 1 for t in min_ious):
             raise ValueError(f'MinIoUCrop: min_ious must be in (0, 1], got {min_ious}')
+        if not (min_ious or whole_image or unconstrained):
+            raise ValueError(
+                'MinIoUCrop: no sampler left; give min_ious or set whole_image or unconstrained'
+            )
         if max_trials < 1:
             raise ValueError(f'MinIoUCrop: max_trials must be >= 1, got {max_trials}')
         if not 0 < scale_range[0] <= scale_range[1] <= 1:
@@ -95,6 +114,8 @@ class MinIoUCrop(BaseTransform):
         self.aspect_ratio_range = tuple(aspect_ratio_range)
         self.constraint = constraint
         self.instance_keys = tuple(instance_keys)
+        self.whole_image = whole_image
+        self.unconstrained = unconstrained
 
     def _check_aligned(self, results: dict, num_boxes: int) -> None:
         for key in self.instance_keys:
@@ -125,6 +146,8 @@ class MinIoUCrop(BaseTransform):
             self.scale_range,
             self.aspect_ratio_range,
             self.constraint,
+            whole_image=self.whole_image,
+            unconstrained=self.unconstrained,
         )
         if patch is None:
             return results  # whole image; a pending canvas stays lazy for its next reader
@@ -149,5 +172,6 @@ class MinIoUCrop(BaseTransform):
         return (
             f'{self.__class__.__name__}(min_ious={self.min_ious}, max_trials={self.max_trials}, '
             f'scale_range={self.scale_range}, aspect_ratio_range={self.aspect_ratio_range}, '
-            f"constraint='{self.constraint}', instance_keys={self.instance_keys})"
+            f"constraint='{self.constraint}', instance_keys={self.instance_keys}, "
+            f'whole_image={self.whole_image}, unconstrained={self.unconstrained})'
         )

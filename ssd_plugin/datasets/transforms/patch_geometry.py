@@ -139,6 +139,8 @@ def choose_patch(
     aspect_ratio_range: Tuple[float, float] = (0.5, 2.0),
     constraint: str = 'any',
     rng=np.random,
+    whole_image: bool = True,
+    unconstrained: bool = True,
 ) -> Tuple[int, Optional[np.ndarray]]:
     """SSD's patch choice: whole image, a patch with min IoU ``t`` for each ``t``, or any patch.
 
@@ -146,8 +148,13 @@ def choose_patch(
     draws ``max_trials`` patches and keeps its first accepted one; the whole image and the
     samplers that found a patch form a pool, and one member is picked uniformly. So the 7 modes
     are uniform whenever every sampler succeeds, and a sampler that fails all its trials hands its
-    share to the others (the whole image is always in the pool). All ``len(min_ious) + 1``
-    samplers' trials are drawn and tested in one vectorised pass.
+    share to the others (the whole image is always in the pool). All samplers' trials are drawn
+    and tested in one vectorised pass.
+
+    ``whole_image`` and ``unconstrained`` leave those two members out of the pool (a Caffe
+    ``batch_sampler`` list without them, or torchvision's ``RandomIoUCrop`` without the options
+    1.0 and 0.0). If then no sampler finds a patch, the whole image is returned, as Caffe does
+    when no batch sampler succeeds (torchvision would retry forever).
 
     Args:
         width: Image width.
@@ -159,19 +166,23 @@ def choose_patch(
         aspect_ratio_range: See :func:`sample_patches`.
         constraint: ``'any'`` (Caffe) or ``'all'`` (mmdet); see :func:`acceptable_patches`.
         rng: numpy-like RNG (``uniform``, ``randint``).
+        whole_image: Keep the whole image in the uniform draw (Caffe's first, empty sampler).
+        unconstrained: Add the sampler without IoU bound (Caffe's ``max_jaccard_overlap: 1``).
 
     Returns:
         ``(mode, patch)``: mode ``0`` is the whole image (patch ``None``), mode ``k`` in
         ``1..len(min_ious)`` the sampler with bound ``min_ious[k - 1]``, mode ``len(min_ious) + 1``
         the unconstrained sampler; ``patch`` is ``(4,)`` int64 ``xyxy``.
     """
-    bounds = np.array([*min_ious, 0.0])
+    bounds = np.array([*min_ious, 0.0] if unconstrained else list(min_ious), dtype=np.float64)
     patches = sample_patches(
         len(bounds) * max_trials, width, height, scale_range, aspect_ratio_range, rng
     )
     accepted = acceptable_patches(patches, boxes, np.repeat(bounds, max_trials), constraint)
     accepted = accepted.reshape(len(bounds), max_trials)
-    pool = np.concatenate([[0], 1 + np.flatnonzero(accepted.any(axis=1))])
+    pool = np.concatenate([[0] if whole_image else [], 1 + np.flatnonzero(accepted.any(axis=1))])
+    if len(pool) == 0:
+        return 0, None
     mode = int(pool[rng.randint(len(pool))])
     if mode == 0:
         return 0, None

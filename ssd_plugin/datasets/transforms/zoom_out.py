@@ -1,7 +1,10 @@
 """TRANSFORMS ``ZoomOut``: SSD's "expansion" augmentation (paper Sec. 3.6), painted lazily."""
 
+import math
+from numbers import Real
 from typing import Sequence, Tuple, Union
 
+import numpy as np
 from mmcv.transforms import BaseTransform
 from mmcv.transforms.utils import cache_randomness
 from mmdet.registry import TRANSFORMS
@@ -24,6 +27,30 @@ def reject_unsupported_keys(results: dict, transform: str, mmdet_alternative: st
                 f'{transform} does not transform {key!r} (SSD is a box detector); use mmdet '
                 f"'{mmdet_alternative}' for masks or segmentation maps"
             )
+
+
+def check_fill(fill: Union[float, Sequence[float]]) -> None:
+    """Raise a TypeError or ValueError naming ``fill`` unless it is finite numbers.
+
+    The count is checked against the image's channels when an image arrives (only then known);
+    here it must be one value or a flat, non-empty sequence.
+    """
+    values = (fill,) if isinstance(fill, Real) else fill
+    if isinstance(values, np.ndarray) and values.ndim == 1:
+        values = values.tolist()
+    if isinstance(values, (str, bytes)) or not isinstance(values, Sequence):
+        raise TypeError(
+            f'ZoomOut: fill must be a number or a sequence of numbers, got {type(fill).__name__}'
+        )
+    if len(values) == 0:
+        raise ValueError('ZoomOut: fill has no values; give one per channel or a single value')
+    for value in values:
+        if isinstance(value, bool) or not isinstance(value, Real):
+            raise TypeError(
+                f'ZoomOut: fill values must be numbers, got {type(value).__name__} in {fill!r}'
+            )
+        if not math.isfinite(value):
+            raise ValueError(f'ZoomOut: fill values must be finite, got {fill!r}')
 
 
 @TRANSFORMS.register_module()
@@ -57,7 +84,9 @@ class ZoomOut(BaseTransform):
             16x the area).
         fill: Canvas colour in the image's channel order (BGR after ``LoadImageFromFile``), one
             value per channel or a single value; rounded to the image dtype (Caffe's
-            ``saturate_cast``; mmdet's ``Expand`` truncates). SSD uses the dataset mean.
+            ``saturate_cast``; mmdet's ``Expand`` truncates). SSD uses the dataset mean. Its
+            type is checked here (as torchvision's ``RandomZoomOut``), its count against the
+            image's channels on each image.
     """
 
     def __init__(
@@ -74,6 +103,7 @@ class ZoomOut(BaseTransform):
             )
         self.prob = prob
         self.ratio_range = tuple(ratio_range)
+        check_fill(fill)
         self.fill = fill
 
     @cache_randomness

@@ -14,10 +14,11 @@ from typing import Callable, List
 
 import torch
 from mmdet.registry import HOOKS
-from mmengine.dist import all_reduce, get_world_size
 from mmengine.hooks import Hook
 from mmengine.optim import OptimWrapper, OptimWrapperDict
 from torch import Tensor
+
+from ..rank_agreement import any_rank
 
 __all__ = ['NonFiniteLossHook']
 
@@ -102,7 +103,4 @@ def _wrappers(runner) -> List[OptimWrapper]:
 
 def _all_ranks_finite(loss: Tensor) -> bool:
     """Whether ``loss`` is finite on every rank (one all-reduce under distributed training)."""
-    bad = (~torch.isfinite(loss.detach())).any().float()
-    if get_world_size() > 1:
-        all_reduce(bad, op='max')
-    return not bool(bad)
+    return not any_rank((~torch.isfinite(loss.detach())).any())

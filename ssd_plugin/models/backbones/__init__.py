@@ -1,3 +1,4 @@
+from .mobilenet_v3 import MobileNetV3
 from .reduced_vgg16 import ReducedVGG16
 
-__all__ = ['ReducedVGG16']
+__all__ = ['MobileNetV3', 'ReducedVGG16']

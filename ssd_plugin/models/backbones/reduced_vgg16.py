@@ -65,6 +65,9 @@ class ReducedVGG16(BaseModule):
             ``dict(type='Pretrained', checkpoint='vgg16_reduced.pth')`` with a file written by
             ``tools/model_converters/*_to_reduced.py`` (keys ``conv1_1.weight`` ... without a
             ``backbone.`` prefix; add ``prefix='backbone.'`` to load from a detector checkpoint).
+        allow_scratch: When a ``Pretrained`` ``init_cfg`` names a local file that does not
+            exist, warn and train from scratch (Kaiming) instead of raising. Defaults to False:
+            SSD from scratch does not reach the published accuracy.
 
     Returns from ``forward``: a tuple with one tensor per ``out_indices`` entry.
     """
@@ -73,8 +76,10 @@ class ReducedVGG16(BaseModule):
         self,
         out_indices: Sequence[Union[int, str]] = ('conv4_3', 'fc7'),
         init_cfg: OptMultiConfig = dict(type='Kaiming', layer='Conv2d'),
+        allow_scratch: bool = False,
     ) -> None:
         super().__init__(init_cfg=init_cfg)
+        self.allow_scratch = allow_scratch
         self.out_names = self._resolve_out_indices(out_indices)
         # Every layer is built (checkpoints load whatever out_indices is); forward stops early.
         self._forward_names = LAYER_NAMES[: LAYER_NAMES.index(self.out_names[-1]) + 1]
@@ -116,21 +121,35 @@ class ReducedVGG16(BaseModule):
         return tuple(names)
 
     def init_weights(self) -> None:
-        """Initialise; a ``Pretrained`` local file that does not exist warns instead of raising.
+        """Initialise; a missing ``Pretrained`` local file is an error naming the converters.
 
-        The configs point at a converted VGG16 the user makes (README); without it training
-        should still run from scratch (Kaiming), loudly, rather than crash at start.
+        The configs point at a converted VGG16 the user makes (README "Pretrained weights").
+        With ``allow_scratch=True`` a missing file warns and the network starts from Kaiming
+        init instead.
+
+        Raises:
+            FileNotFoundError: The file is missing and ``allow_scratch`` is False.
         """
         cfg = self.init_cfg
         if isinstance(cfg, dict) and cfg.get('type') == 'Pretrained':
             checkpoint = str(cfg.get('checkpoint', ''))
             if '://' not in checkpoint and not osp.isfile(osp.expanduser(checkpoint)):
-                warnings.warn(
-                    f'ReducedVGG16: pretrained checkpoint {checkpoint!r} (backbone.init_cfg) not '
-                    f'found; training from scratch with Kaiming init. See README "Pretrained '
-                    f'weights" to convert ImageNet VGG16 weights.',
-                    stacklevel=2,
+                missing = (
+                    f'ReducedVGG16: the pretrained checkpoint {checkpoint!r} '
+                    f'(model.backbone.init_cfg.checkpoint) does not exist'
                 )
+                if not self.allow_scratch:
+                    raise FileNotFoundError(
+                        f'{missing}. Convert ImageNet VGG16 weights into it (README "Pretrained '
+                        f'weights"):\n  python tools/model_converters/'
+                        f'torchvision_vgg16_to_reduced.py vgg16-397923af.pth {checkpoint}\n  '
+                        f'python tools/model_converters/caffe_vgg16_reducedfc_to_reduced.py '
+                        f'vgg16_reducedfc.pth {checkpoint}\nor train from scratch (SSD then '
+                        f'falls short of the published accuracy) with --cfg-options '
+                        f'model.backbone.allow_scratch=True'
+                    )
+                warnings.warn(f'{missing}; training from scratch with Kaiming init '
+                              f'(allow_scratch=True)', stacklevel=2)  # fmt: skip
                 self.init_cfg = dict(type='Kaiming', layer='Conv2d')
         super().init_weights()
 

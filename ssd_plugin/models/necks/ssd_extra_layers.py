@@ -42,6 +42,8 @@ class SSDExtraLayers(BaseModule):
         kernel_sizes: Kernel of each extra level's kxk conv, or one int for all.
         l2_norm_levels: Input levels to L2-normalise; ``()`` disables L2Norm.
         l2_norm_scale: Initial L2Norm scale (paper: 20); ``None`` disables L2Norm.
+        l2_norm_cfg: Further :class:`L2Norm` keys (``across_spatial``, ``channel_shared``,
+            ``eps``, ``eps_under_sqrt``: Caffe's ``Normalize`` options); None: SSD's defaults.
         use_depthwise: Depthwise-separable kxk convs (SSDLite, Sandler et al. 2018).
         conv_cfg: Conv layer config of every ConvModule.
         norm_cfg: Norm layer config (SSDLite: BN); ``None``: no norm, convs have a bias.
@@ -60,6 +62,7 @@ class SSDExtraLayers(BaseModule):
         kernel_sizes: Union[int, Sequence[int]] = 3,
         l2_norm_levels: Sequence[int] = (0,),
         l2_norm_scale: Optional[float] = 20.0,
+        l2_norm_cfg: OptConfigType = None,
         use_depthwise: bool = False,
         conv_cfg: OptConfigType = None,
         norm_cfg: OptConfigType = None,
@@ -86,7 +89,9 @@ class SSDExtraLayers(BaseModule):
         self.l2_norms = nn.ModuleDict()
         if l2_norm_scale is not None:
             for level in l2_norm_levels:
-                self.l2_norms[str(level)] = L2Norm(in_channels[level], l2_norm_scale)
+                self.l2_norms[str(level)] = L2Norm(
+                    in_channels[level], l2_norm_scale, **(l2_norm_cfg or {})
+                )
 
         kxk_conv = DepthwiseSeparableConvModule if use_depthwise else ConvModule
         layer_cfg = dict(conv_cfg=conv_cfg, norm_cfg=norm_cfg, act_cfg=act_cfg)

@@ -1,5 +1,6 @@
 """TASK_UTILS ``DefaultBoxGenerator``: SSD default boxes in mmdet's prior-generator protocol."""
 
+from numbers import Real
 from typing import Dict, List, Optional, Sequence, Tuple, Union
 
 import torch
@@ -11,11 +12,14 @@ from ssd_plugin.functional.default_boxes import (
     grid_default_boxes,
     level_box_shapes,
     paper_sizes,
+    relative_box_shapes,
+    torchvision_scales,
 )
 
 __all__ = ['DefaultBoxGenerator']
 
 _Pair = Union[int, float, Tuple[float, float]]
+_Sizes = Union[float, Sequence[float]]
 
 
 def _pair(value: _Pair, key: str) -> Tuple[float, float]:
@@ -25,28 +29,56 @@ def _pair(value: _Pair, key: str) -> Tuple[float, float]:
     return pair
 
 
+def _size_list(value: Optional[_Sizes]) -> List[Optional[float]]:
+    """One level's min or max sizes as a list (None: no max size on that level)."""
+    if value is None:
+        return [None]
+    return [float(value)] if isinstance(value, Real) else [float(v) for v in value]
+
+
 @TASK_UTILS.register_module()
 class DefaultBoxGenerator:
     """SSD default boxes (paper Sec. 2.2, Eq. 4) in mmdet's prior-generator protocol.
 
-    Boxes are ``xyxy`` input pixels, levels in order, location-major within a level, Caffe's order
-    within a location (see :func:`~ssd_plugin.functional.default_boxes.level_box_shapes`).
+    A superset of Caffe's ``PriorBox`` layers, mmdet's ``SSDAnchorGenerator`` and torchvision's
+    ``DefaultBoxGenerator``. Boxes are ``xyxy`` input pixels, levels in order, location-major
+    within a level, Caffe's order within a location (see
+    :func:`~ssd_plugin.functional.default_boxes.level_box_shapes`).
+
+    Two ways to size the boxes:
+
+    - **Pixel sizes** (Caffe, mmdet, the paper): ``scale_mode='caffe'`` or ``'paper'`` from
+      ``scale_range``, or explicit ``min_sizes``/``max_sizes``. Sizes are pixels, fractions refer
+      to ``min(h, w)``, boxes are square in pixels on non-square inputs (Caffe's ``min_dim``).
+      ``clip=True`` clamps the box corners to the image (Caffe's ``clip``).
+    - **Relative scales** (torchvision): explicit ``scales`` or ``scale_mode='torchvision'``
+      (from ``scale_range`` as torchvision's ``min_ratio``/``max_ratio``). Widths are fractions of
+      the image width and heights of the image height, ratios are not de-duplicated, and
+      ``clip=True`` clamps those fractions to ``[0, 1]`` as torchvision does (its default is
+      ``clip=True``; write it explicitly here). Equal to torchvision's boxes times ``(w, h)``.
 
     Args:
-        input_size: Network input ``size`` or ``(h, w)``. Scales are fractions of ``min(h, w)``
-            and the boxes stay square in pixels on non-square inputs, as in Caffe's ``min_dim``.
-        strides: Per-level centre spacing in pixels (Caffe's ``step``), each ``s`` or
-            ``(sw, sh)``. None derives ``(w / W_k, h / H_k)`` from the feature-map sizes at call
-            time, the paper's ``(i + 0.5)/|f_k|``.
-        ratios: Per-level aspect ratios (width / height); each ``r`` adds ``r`` and ``1/r``.
-            Their count sets the number of levels.
+        input_size: Network input ``size`` or ``(h, w)``.
+        strides: Per-level centre spacing in pixels (Caffe's ``step``, torchvision's ``steps``),
+            each ``s`` or ``(sw, sh)``. None derives ``(w / W_k, h / H_k)`` from the feature-map
+            sizes at call time, the paper's ``(i + 0.5)/|f_k|``.
+        ratios: Per-level aspect ratios (width / height); each ``r`` adds ``r`` and, with
+            ``flip``, ``1/r``. In pixel mode a listed 1 or a repeat adds nothing (Caffe). Their
+            count sets the number of levels.
         scale_range: ``(s_min, s_max)``.
         scale_mode: ``'caffe'``: the released integer-percent sizes (equal to mmdet's
-            ``SSDAnchorGenerator``); ``'paper'``: Eq. 4 in floats.
-        min_sizes: Explicit per-level ``s_k`` in pixels; overrides ``scale_range``/``scale_mode``.
-        max_sizes: Explicit per-level ``s_{k+1}`` in pixels; required with ``min_sizes``.
-        clip: Clamp the boxes to the image (torchvision/Caffe ``clip=True``); Caffe's SSD scripts
-            and mmdet do not.
+            ``SSDAnchorGenerator``); ``'paper'``: Eq. 4 in floats; ``'torchvision'``: Eq. 4 plus
+            a last scale of 1.0, relative scales.
+        min_sizes: Explicit per-level ``s_k`` in pixels, each a number or a list (Caffe's
+            ``PriorBox`` with several ``min_size``); overrides ``scale_range``/``scale_mode``.
+        max_sizes: Per-level ``s_{k+1}`` in pixels, required with ``min_sizes``: each a number,
+            a list with one max per min size, or None for a level without the ``sqrt(min*max)``
+            square (Caffe's ``PriorBox`` without ``max_size``).
+        scales: Explicit relative scales ``s_1 .. s_{m+1}`` (torchvision's ``scales``);
+            overrides ``scale_range``/``scale_mode``.
+        flip: Add ``1/r`` for each ratio ``r`` (Caffe's ``flip``); one bool or one per level.
+        clip: Clamp as Caffe (pixel mode: box corners to the image) or as torchvision (relative
+            mode: widths and heights to the image's); Caffe's SSD scripts and mmdet do not clip.
     """
 
     def __init__(
@@ -56,8 +88,10 @@ class DefaultBoxGenerator:
         ratios: Sequence[Sequence[float]] = ([2], [2, 3], [2, 3], [2, 3], [2], [2]),
         scale_range: Tuple[float, float] = (0.15, 0.9),
         scale_mode: str = 'caffe',
-        min_sizes: Optional[Sequence[float]] = None,
-        max_sizes: Optional[Sequence[float]] = None,
+        min_sizes: Optional[Sequence[_Sizes]] = None,
+        max_sizes: Optional[Sequence[Optional[_Sizes]]] = None,
+        scales: Optional[Sequence[float]] = None,
+        flip: Union[bool, Sequence[bool]] = True,
         clip: bool = False,
     ) -> None:
         self.input_size = tuple(int(v) for v in _pair(input_size, 'input_size'))
@@ -70,41 +104,93 @@ class DefaultBoxGenerator:
             )
         self.strides = None if strides is None else [_pair(s, 'strides') for s in strides]
         self.ratios = [list(r) for r in ratios]
+        flips = [flip] * num_levels if isinstance(flip, bool) else list(flip)
+        if len(flips) != num_levels:
+            raise ValueError(f'flip has {len(flips)} levels but ratios has {num_levels}')
+        self.flip = flips
         self.clip = clip
+        if scale_mode not in ('caffe', 'paper', 'torchvision'):
+            raise ValueError(
+                f"scale_mode must be 'caffe', 'paper' or 'torchvision', got {scale_mode!r}"
+            )
+        if scales is not None and min_sizes is not None:
+            raise ValueError('give either scales (relative) or min_sizes/max_sizes (pixels)')
+        if min_sizes is None and max_sizes is not None:
+            raise ValueError('max_sizes needs min_sizes')
+        self.scales: Optional[List[float]] = None
+        self.min_sizes: Optional[list] = None
+        self.max_sizes: Optional[list] = None
+        if scales is not None or (min_sizes is None and scale_mode == 'torchvision'):
+            if scales is None:
+                scales = torchvision_scales(scale_range, num_levels)
+            self.box_shapes = self._relative_shapes(scales)
+        else:
+            self.box_shapes = self._pixel_shapes(scale_range, scale_mode, min_sizes, max_sizes)
+        self._cache: Dict[tuple, List[Tensor]] = {}
 
-        if (min_sizes is None) != (max_sizes is None):
-            raise ValueError('min_sizes and max_sizes must be given together')
+    def _relative_shapes(self, scales: Sequence[float]) -> List[Tensor]:
+        if len(scales) != self.num_levels + 1 or not all(s > 0 for s in scales):
+            raise ValueError(
+                f'scales must be {self.num_levels + 1} positive fractions (one per '
+                f'level plus the last one), got {list(scales)!r}'
+            )
+        self.scales = [float(s) for s in scales]
+        return [
+            relative_box_shapes(lo, hi, r, self.input_size, self.clip, f)
+            for lo, hi, r, f in zip(self.scales, self.scales[1:], self.ratios, self.flip)
+        ]
+
+    def _pixel_shapes(
+        self,
+        scale_range: Tuple[float, float],
+        scale_mode: str,
+        min_sizes: Optional[Sequence[_Sizes]],
+        max_sizes: Optional[Sequence[Optional[_Sizes]]],
+    ) -> List[Tensor]:
+        num_levels = self.num_levels
+        if min_sizes is not None and max_sizes is None:
+            raise ValueError(
+                'max_sizes must be given with min_sizes: one entry per level, None for a level '
+                'without the sqrt(min*max) square'
+            )
         if min_sizes is None:
             base_size = min(self.input_size)
             if scale_mode == 'caffe':
                 min_sizes, max_sizes = caffe_sizes(base_size, scale_range, num_levels)
-            elif scale_mode == 'paper':
-                min_sizes, max_sizes = paper_sizes(base_size, scale_range, num_levels)
             else:
-                raise ValueError(f"scale_mode must be 'caffe' or 'paper', got {scale_mode!r}")
+                min_sizes, max_sizes = paper_sizes(base_size, scale_range, num_levels)
         for key, sizes in (('min_sizes', min_sizes), ('max_sizes', max_sizes)):
             if len(sizes) != num_levels:
                 raise ValueError(
                     f'{key} has {len(sizes)} levels but ratios has {num_levels}; they must match'
                 )
+        self.min_sizes, self.max_sizes = [], []
         for k, (lo, hi) in enumerate(zip(min_sizes, max_sizes)):
-            if not 0 < lo < hi:
+            los, his = _size_list(lo), _size_list(hi)
+            if his == [None]:
+                his = [None] * len(los)
+            if not los or len(his) != len(los):
                 raise ValueError(
-                    f'level {k}: need 0 < min_sizes < max_sizes, got min {lo}, max {hi} '
-                    '(check min_sizes/max_sizes or scale_range against input_size)'
+                    f'level {k}: {len(his)} max_sizes for {len(los)} min_sizes; give one max '
+                    'size per min size or None'
                 )
-        self.min_sizes = [float(s) for s in min_sizes]
-        self.max_sizes = [float(s) for s in max_sizes]
-        self.box_shapes = [
-            level_box_shapes(lo, hi, r)
-            for lo, hi, r in zip(self.min_sizes, self.max_sizes, self.ratios)
+            for m, big in zip(los, his):
+                if m is None or not m > 0 or (big is not None and not big > m):
+                    raise ValueError(
+                        f'level {k}: need 0 < min_sizes < max_sizes, got min {lo}, max {hi} '
+                        '(check min_sizes/max_sizes or scale_range against input_size)'
+                    )
+            self.min_sizes.append(los[0] if isinstance(lo, Real) else los)
+            self.max_sizes.append(his[0] if hi is None or isinstance(hi, Real) else his)
+        return [
+            level_box_shapes(lo, hi, r, f)
+            for lo, hi, r, f in zip(self.min_sizes, self.max_sizes, self.ratios, self.flip)
         ]
-        self._cache: Dict[tuple, List[Tensor]] = {}
 
     @property
     def num_levels(self) -> int:
-        """Number of feature levels."""
-        return len(self.box_shapes)
+        """Number of feature levels (set by ``ratios``)."""
+        return len(self.ratios)
 
     @property
     def num_base_priors(self) -> List[int]:
@@ -140,7 +226,8 @@ class DefaultBoxGenerator:
         sizes = tuple((int(h), int(w)) for h, w in featmap_sizes)
         key = (sizes, dtype, torch.device(device))
         if key not in self._cache:
-            image_size = self.input_size if self.clip else None
+            # Relative mode clamped the box sizes already (torchvision's clip).
+            image_size = self.input_size if self.clip and self.scales is None else None
             self._cache[key] = [
                 grid_default_boxes(shapes, size, stride, image_size, dtype, device)
                 for shapes, size, stride in zip(self.box_shapes, sizes, self._level_strides(sizes))
@@ -178,5 +265,5 @@ class DefaultBoxGenerator:
         return (
             f'{self.__class__.__name__}(input_size={self.input_size}, strides={self.strides}, '
             f'ratios={self.ratios}, min_sizes={self.min_sizes}, max_sizes={self.max_sizes}, '
-            f'clip={self.clip})'
+            f'scales={self.scales}, flip={self.flip}, clip={self.clip})'
         )

@@ -38,6 +38,7 @@ def test_registered_and_validates_arguments():
         dict(scale_range=(0.3, 1.2)),
         dict(aspect_ratio_range=(2.0, 0.5)),
         dict(constraint='most'),
+        dict(min_ious=(), whole_image=False, unconstrained=False),
     ):
         with pytest.raises(ValueError, match='MinIoUCrop'):
             MinIoUCrop(**bad)
@@ -162,3 +163,28 @@ def test_misaligned_fields_and_masks_raise_clear_errors(make_results):
         MinIoUCrop()(results)
     with pytest.raises(NotImplementedError, match='gt_seg_map'):
         MinIoUCrop()(dict(results, gt_seg_map=np.zeros((2, 2))))
+
+
+def test_sampler_set_is_configurable(make_results, recorded):
+    """torchvision's sampler_options=[0.5, 0.9]: every call crops with one of those two bounds."""
+    crop = TRANSFORMS.build(
+        dict(type='MinIoUCrop', min_ious=(0.5, 0.9), whole_image=False, unconstrained=False)
+    )
+    assert 'whole_image=False, unconstrained=False' in repr(crop)
+    np.random.seed(0)
+    seen = set()
+    for _ in range(60):
+        # One box filling most of the image, so that both bounds are reachable.
+        results = make_results(np.random.default_rng(len(recorded)), num_boxes=1)
+        results['gt_bboxes'] = HorizontalBoxes(np.array([[2.0, 2.0, 158.0, 118.0]], np.float32))
+        boxes = results['gt_bboxes'].numpy()
+        out = crop(results)
+        mode, patch = recorded[-1]
+        seen.add(mode)
+        if patch is None:  # no sampler found a patch: the image stays whole
+            assert mode == 0 and out['img_shape'] == results['img_shape']
+            continue
+        assert mode in (1, 2)
+        assert patch_box_iou(patch[None], boxes).max() >= (0.5, 0.9)[mode - 1]
+        assert out['img_shape'] == (patch[3] - patch[1], patch[2] - patch[0])
+    assert {1, 2} <= seen

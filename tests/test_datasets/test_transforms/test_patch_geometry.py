@@ -142,3 +142,38 @@ def test_all_constraint_is_stricter_than_any_on_crowded_images():
     # With 12 scattered boxes no patch has IoU >= 0.1 with all of them: 'all' keeps only the
     # whole image and the unconstrained sampler, 'any' also crops around single objects.
     assert all_counts[1:6].sum() == 0 and any_counts[1:3].sum() > 100
+
+
+def test_sampler_set_without_whole_image_and_unconstrained():
+    """torchvision's RandomIoUCrop(sampler_options=[0.5, 0.9]): only the two min-IoU samplers."""
+    boxes = np.array([[0.0, 0.0, 300.0, 300.0]])  # IoU = s^2: 0.5 often found, 0.9 rarely fails
+    np.random.seed(0)
+    modes = []
+    for _ in range(600):
+        mode, patch = choose_patch(
+            300, 300, boxes, (0.5, 0.9), 50, (0.3, 1.0), (0.5, 2.0), 'any',
+            whole_image=False, unconstrained=False,
+        )  # fmt: skip
+        modes.append(mode)
+        assert mode in (1, 2)
+        iou = patch_box_iou(patch[None], boxes)[0, 0]
+        assert iou >= (0.5, 0.9)[mode - 1]
+    counts = np.bincount(modes, minlength=3)
+    assert abs(counts[1] - 300) < 5 * np.sqrt(150) and abs(counts[2] - 300) < 5 * np.sqrt(150)
+
+
+def test_only_unconstrained_or_whole_image_and_fallback_when_nothing_succeeds():
+    tiny = np.array([[100.0, 100.0, 110.0, 110.0]])  # IoU < 0.1 with every patch
+    np.random.seed(1)
+    for _ in range(50):
+        # Only "any patch": a patch every time (the box centre must be inside it).
+        mode, patch = choose_patch(300, 300, tiny, (), 50, whole_image=False)
+        assert mode == 1 and centres_in_patches(patch[None], tiny).all()
+        # A min-IoU sampler that always fails and nothing else: the image stays whole (Caffe).
+        assert choose_patch(300, 300, tiny, (0.5,), 50, whole_image=False, unconstrained=False) == (
+            0,
+            None,
+        )
+    # Whole image and the 0.5 sampler only (no unconstrained one): always the whole image here.
+    modes = {choose_patch(300, 300, tiny, (0.5,), 50, unconstrained=False)[0] for _ in range(50)}
+    assert modes == {0}

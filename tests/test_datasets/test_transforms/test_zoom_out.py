@@ -98,3 +98,29 @@ def test_bad_input_raises_clear_errors():
     assert ZoomOut(prob=1.0, fill=(1, 2, 3, 4))(rgba)['img'].shape[2] == 4
     with pytest.raises(NotImplementedError, match='gt_masks'):
         ZoomOut()(dict(rgba, gt_masks=object()))
+
+
+@pytest.mark.parametrize(
+    'fill,error,match',
+    [
+        ((), ValueError, 'fill has no values'),
+        ('gray', TypeError, 'fill must be a number or a sequence'),
+        (dict(b=1), TypeError, 'fill must be a number or a sequence'),
+        ((1, 'x', 3), TypeError, 'fill values must be numbers'),
+        ((1, None, 3), TypeError, 'fill values must be numbers'),
+        (True, TypeError, 'fill values must be numbers'),
+        (((1, 2), (3, 4)), TypeError, 'fill values must be numbers'),
+        ((0, float('nan'), 0), ValueError, 'finite'),
+        (float('inf'), ValueError, 'finite'),
+    ],
+)
+def test_fill_is_checked_at_construction(fill, error, match):
+    with pytest.raises(error, match=match):
+        ZoomOut(fill=fill)
+    with pytest.raises(error, match=match):
+        TRANSFORMS.build(dict(type='ZoomOut', fill=fill))
+
+
+def test_valid_fills_build():
+    for fill in (0, 127.5, np.float32(3), (1, 2, 3), [1.0, 2.0, 3.0, 4.0], np.array([1, 2, 3])):
+        assert ZoomOut(fill=fill).fill is fill

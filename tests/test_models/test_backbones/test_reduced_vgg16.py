@@ -118,9 +118,29 @@ def test_pretrained_init_cfg_loads_a_local_file(tmp_path, vgg):
     assert torch.equal(model.fc6.weight, vgg.fc6.weight)
 
 
-def test_missing_pretrained_file_warns_and_initialises_from_scratch(tmp_path):
+def test_missing_pretrained_file_is_an_error_naming_the_converters(tmp_path):
     missing = tmp_path / 'absent_vgg16.pth'
     model = ReducedVGG16(init_cfg=dict(type='Pretrained', checkpoint=str(missing)))
+    before = model.conv5_3.weight.clone()
+    with pytest.raises(FileNotFoundError) as error:
+        model.init_weights()
+    message = str(error.value)
+    assert f"the pretrained checkpoint '{missing}' (model.backbone.init_cfg.checkpoint)" in message
+    for converter in ('torchvision_vgg16_to_reduced.py', 'caffe_vgg16_reducedfc_to_reduced.py'):
+        assert f'tools/model_converters/{converter}' in message
+    assert 'model.backbone.allow_scratch=True' in message
+    assert torch.equal(model.conv5_3.weight, before)  # nothing initialised
+
+
+def test_missing_pretrained_file_with_allow_scratch_initialises_from_scratch(tmp_path):
+    missing = tmp_path / 'absent_vgg16.pth'
+    model = MODELS.build(
+        dict(
+            type='ReducedVGG16',
+            allow_scratch=True,
+            init_cfg=dict(type='Pretrained', checkpoint=str(missing)),
+        )
+    )
     with pytest.warns(UserWarning, match='absent_vgg16.pth.*from scratch'):
         model.init_weights()
     # Kaiming normal (fan_out, ReLU gain) rather than PyTorch's default uniform init.

@@ -223,6 +223,24 @@ def test_l2_norm_levels_and_disabling():
         assert outs[0] is feats[0] and outs[1] is feats[1]
 
 
+def test_l2_norm_cfg_reaches_the_l2_norms_and_keeps_the_keys():
+    torch.manual_seed(0)
+    feats = (torch.randn(2, 8, 6, 6), torch.randn(2, 16, 3, 3))
+    base = dict(in_channels=(8, 16), out_channels=(8, 16, 8), strides=(2,), paddings=(1,))
+    cfg = dict(across_spatial=True, channel_shared=True, eps=1e-4, eps_under_sqrt=True)
+    neck = SSDExtraLayers(**base, l2_norm_levels=(0, 1), l2_norm_scale=5.0, l2_norm_cfg=cfg)
+    assert [k for k in neck.state_dict() if k.startswith('l2_norms')] == [
+        'l2_norms.0.weight', 'l2_norms.1.weight',
+    ]  # fmt: skip
+    outs = neck(feats)
+    for level in (0, 1):
+        l2_norm = neck.l2_norms[str(level)]
+        assert l2_norm.weight.shape == (1,) and l2_norm.across_spatial and l2_norm.eps == 1e-4
+        x = feats[level]
+        norm = (x.pow(2).sum(dim=(1, 2, 3), keepdim=True) + 1e-4).sqrt()
+        torch.testing.assert_close(outs[level], 5.0 * x / norm)
+
+
 def test_default_init_xavier_uniform_and_l2_scale():
     torch.manual_seed(0)
     neck = SSDExtraLayers()

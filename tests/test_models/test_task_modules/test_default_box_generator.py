@@ -1,6 +1,9 @@
 import pytest
 import torch
+from caffe_prior_box import caffe_prior_box
 from mmdet.registry import TASK_UTILS
+from torchvision.models.detection import anchor_utils
+from torchvision.models.detection.image_list import ImageList
 
 from ssd_plugin.models.task_modules import DefaultBoxGenerator
 
@@ -177,3 +180,146 @@ def test_wrong_number_of_feature_maps_raises():
     gen = _build(SSD300)
     with pytest.raises(ValueError, match='6 levels'):
         gen.grid_priors([(38, 38)], device='cpu')
+
+
+def _normalised(priors, input_size):
+    h, w = input_size
+    return [p.double() / torch.tensor([w, h, w, h], dtype=torch.float64) for p in priors]
+
+
+def test_mobilenet_ssd_prior_boxes_match_caffe():
+    """chuanqi305's MobileNet-SSD prototxt: first PriorBox has min_size 60 and no max_size."""
+    mins = [60, 105, 150, 195, 240, 285]
+    maxs = [None, 150, 195, 240, 285, 300]
+    ratios = [[2], [2, 3], [2, 3], [2, 3], [2, 3], [2, 3]]
+    featmaps = [(19, 19), (10, 10), (5, 5), (3, 3), (2, 2), (1, 1)]
+    gen = DefaultBoxGenerator(
+        input_size=300, strides=None, ratios=ratios, min_sizes=mins, max_sizes=maxs
+    )
+    assert gen.num_base_priors == [3, 6, 6, 6, 6, 6]
+    priors = _normalised(gen.grid_priors(featmaps, dtype=torch.float64, device='cpu'), (300, 300))
+    for level, (fm, lo, hi, r) in enumerate(zip(featmaps, mins, maxs, ratios)):
+        oracle = caffe_prior_box(fm, (300, 300), [lo], None if hi is None else [hi], r)
+        torch.testing.assert_close(priors[level], torch.tensor(oracle, dtype=torch.float64))
+
+
+def test_caffe_options_per_level_against_caffe_loop():
+    """flip per level, an explicit 1, several min sizes, clip, non-square input and steps."""
+    input_size, featmaps = (120, 200), [(15, 25), (4, 7)]
+    cfg = dict(
+        input_size=input_size,
+        strides=[8, (30, 32)],
+        ratios=[[1, 2, 3], [2, 0.5]],
+        min_sizes=[[16, 40], 64],
+        max_sizes=[[24, 60], None],
+        flip=[True, False],
+    )
+    for clip in (False, True):
+        gen = DefaultBoxGenerator(clip=clip, **cfg)
+        assert gen.num_base_priors == [2 * 6, 3]
+        priors = _normalised(
+            gen.grid_priors(featmaps, dtype=torch.float64, device='cpu'), input_size
+        )
+        first = caffe_prior_box(
+            featmaps[0], input_size, [16, 40], [24, 60], [1, 2, 3], True, clip, step_hw=(8, 8)
+        )
+        second = caffe_prior_box(
+            featmaps[1], input_size, [64], None, [2, 0.5], False, clip, step_hw=(32, 30)
+        )
+        torch.testing.assert_close(priors[0], torch.tensor(first, dtype=torch.float64))
+        torch.testing.assert_close(priors[1], torch.tensor(second, dtype=torch.float64))
+
+
+def _torchvision_boxes(tv_gen, image_hw, featmaps):
+    images = ImageList(torch.zeros(1, 3, *image_hw), [tuple(image_hw)])
+    feats = [torch.zeros(1, 1, h, w) for h, w in featmaps]
+    return tv_gen(images, feats)[0]
+
+
+TORCHVISION_CASES = [
+    # ssd300_vgg16
+    (
+        dict(
+            aspect_ratios=[[2], [2, 3], [2, 3], [2, 3], [2], [2]],
+            scales=[0.07, 0.15, 0.33, 0.51, 0.69, 0.87, 1.05],
+            steps=[8, 16, 32, 64, 100, 300],
+        ),
+        [
+            ((300, 300), [(38, 38), (19, 19), (10, 10), (5, 5), (3, 3), (1, 1)]),
+            ((240, 400), [(30, 50), (15, 25), (8, 13), (4, 7), (2, 4), (1, 2)]),
+        ],
+    ),
+    # ssdlite320_mobilenet_v3_large
+    (
+        dict(aspect_ratios=[[2, 3]] * 6, min_ratio=0.2, max_ratio=0.95),
+        [
+            ((320, 320), [(20, 20), (10, 10), (5, 5), (3, 3), (2, 2), (1, 1)]),
+            ((256, 448), [(16, 28), (8, 14), (4, 7), (2, 4), (1, 2), (1, 1)]),
+        ],
+    ),
+    # torchvision's defaults (0.15, 0.9), ratios 1 and repeats, one level
+    (dict(aspect_ratios=[[1, 2, 2]], steps=None), [((15, 15), [(1, 1)]), ((30, 45), [(3, 4)])]),
+    (dict(aspect_ratios=[[3], [2]]), [((64, 96), [(8, 12), (4, 6)])]),
+]
+
+
+@pytest.mark.parametrize('clip', [True, False])
+@pytest.mark.parametrize('tv_kwargs,images', TORCHVISION_CASES)
+def test_relative_scales_equal_torchvision_default_box_generator(tv_kwargs, images, clip):
+    tv_gen = anchor_utils.DefaultBoxGenerator(clip=clip, **tv_kwargs)
+    for image_hw, featmaps in images:
+        cfg = dict(
+            input_size=image_hw,
+            ratios=tv_kwargs['aspect_ratios'],
+            clip=clip,
+            strides=tv_kwargs.get('steps'),
+        )
+        if 'scales' in tv_kwargs:
+            cfg['scales'] = tv_kwargs['scales']
+        else:
+            cfg.update(
+                scale_mode='torchvision',
+                scale_range=(tv_kwargs.get('min_ratio', 0.15), tv_kwargs.get('max_ratio', 0.9)),
+            )
+        gen = DefaultBoxGenerator(**cfg)
+        assert gen.scales == tv_gen.scales
+        assert gen.num_base_priors == tv_gen.num_anchors_per_location()
+        mine = torch.cat(gen.grid_priors(featmaps, device='cpu'))
+        theirs = _torchvision_boxes(tv_gen, image_hw, featmaps)
+        assert mine.shape == theirs.shape
+        torch.testing.assert_close(mine, theirs, atol=1e-4, rtol=0)
+
+
+def test_torchvision_clip_differs_from_caffe_clip():
+    """Relative mode clamps sizes (corners may leave the image); pixel mode clamps corners."""
+    featmaps = [(1, 1)]
+    relative = DefaultBoxGenerator(
+        input_size=100, strides=None, ratios=[[2]], scales=[0.9, 1.2], clip=True
+    ).grid_priors(featmaps, device='cpu')[0]
+    # sqrt(0.9 * 1.2) > 1 -> 100 px square; ratio-2 box 127 px wide -> 100 px; centred at 50.
+    torch.testing.assert_close(relative[1], torch.tensor([0.0, 0.0, 100.0, 100.0]))
+    half_h = 90 / 2**0.5 / 2
+    torch.testing.assert_close(relative[2], torch.tensor([0.0, 50 - half_h, 100.0, 50 + half_h]))
+    off_centre = DefaultBoxGenerator(
+        input_size=100, strides=[60], ratios=[[2]], scales=[0.9, 1.2], clip=True
+    ).grid_priors(featmaps, device='cpu')[0]
+    torch.testing.assert_close(off_centre[0], torch.tensor([-15.0, -15.0, 75.0, 75.0]))
+
+
+@pytest.mark.parametrize(
+    'kwargs,key',
+    [
+        (dict(scales=[0.1] * 6), 'scales must be 7'),
+        (dict(scales=[0.1] * 6 + [0]), 'scales must be 7'),
+        (dict(scales=[0.1] * 7, min_sizes=[10] * 6, max_sizes=[20] * 6), 'either scales'),
+        (dict(flip=[True] * 5), 'flip has 5'),
+        (dict(min_sizes=[[10, 20]] + [10] * 5, max_sizes=[30] * 6), 'level 0: 1 max_sizes for 2'),
+        (dict(min_sizes=[10] * 6, max_sizes=[None] * 5 + [5]), 'min_sizes < max_sizes'),
+        (dict(max_sizes=[20] * 6), 'max_sizes needs min_sizes'),
+    ],
+)
+def test_new_keys_raise(kwargs, key):
+    cfg = dict(input_size=300, strides=SSD300['strides'], ratios=SSD300['ratios'])
+    cfg.update(kwargs)
+    with pytest.raises(ValueError, match=key):
+        DefaultBoxGenerator(**cfg)

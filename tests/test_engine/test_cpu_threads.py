@@ -1,0 +1,130 @@
+"""CPU thread policy: torch's threads follow the cores other processes leave free."""
+
+import os
+
+import pytest
+import torch
+
+from ssd_plugin.engine.cpu_threads import CpuThreadPolicy, CpuTimes, read_cpu_times, threads_for
+from ssd_plugin.engine.hooks import CpuThreadsHook
+
+
+@pytest.fixture(autouse=True)
+def _keep_torch_threads():
+    threads = torch.get_num_threads()
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.mark.parametrize(
+    'cores, others, own, processes, expected',
+    [
+        (2, 0.05, 1.9, 1, 2),  # idle machine (a dataloader worker): all cores
+        (2, 1.0, 1.0, 1, 1),  # one other busy process
+        (2, 0.67, 1.3, 1, 1),  # ... measured while oversubscribed: it still had 2/3 of a core
+        (2, 0.29, 1.7, 1, 2),  # under the margin: the core is still free
+        (2, 3.0, 0.5, 1, 1),  # overloaded: never below one thread
+        (16, 4.2, 8.0, 1, 12),  # four cores taken (a fifth used 0.2, under the margin)
+        (8, 4.0, 4.0, 2, 4),  # two ranks, the other rank's 4 cores are the ranks' own
+        (8, 6.0, 4.0, 2, 3),  # two ranks and 2 busy cores outside them: 6 cores for 2 ranks
+    ],
+)
+def test_threads_for(cores, others, own, processes, expected):
+    assert threads_for(cores, others, own, processes) == expected
+
+
+def _times(*readings):
+    """A reader returning ``CpuTimes(busy, elapsed, own)`` for each reading in turn."""
+    it = iter(CpuTimes(*r) for r in readings)
+    return lambda: next(it)
+
+
+def test_policy_follows_the_load_between_updates(monkeypatch):
+    monkeypatch.setattr(os, 'sched_getaffinity', lambda pid: {0, 1}, raising=False)
+    # cumulative seconds over both CPUs; 10 s of wall time per update (20 CPU-seconds)
+    policy = CpuThreadPolicy(
+        processes=1,
+        read=_times(
+            (0, 0, 0),
+            (19, 20, 18),  # we use 1.8 cores, others 0.1: 2 threads
+            (39, 40, 31),  # we 1.3, others 0.7 (a busy process that got 2/3 of a core): 1
+            (59, 60, 41),  # we 1.0, others 1.0: unchanged
+            (70, 80, 51),  # the other process stopped: 2, once the next measure agrees
+            (89, 100, 61),  # others 0.9 again: stays at 1
+            (100, 120, 71),  # others 0.1
+            (111, 140, 81),  # ... and again: 2
+        ),
+    )
+    torch.set_num_threads(1)
+    assert policy.update() == 2 and torch.get_num_threads() == 2  # the first measure: at once
+    assert policy.update() == 1 and torch.get_num_threads() == 1  # fewer: at once
+    assert policy.others_busy == pytest.approx(0.7)
+    assert policy.update() is None and torch.get_num_threads() == 1
+    assert policy.update() is None and torch.get_num_threads() == 1
+    assert policy.update() is None and torch.get_num_threads() == 1
+    assert policy.update() is None and torch.get_num_threads() == 1
+    assert policy.update() == 2 and torch.get_num_threads() == 2
+
+
+def test_first_update_samples_briefly(monkeypatch):
+    monkeypatch.setattr(os, 'sched_getaffinity', lambda pid: {0, 1}, raising=False)
+    slept = []
+    monkeypatch.setattr('ssd_plugin.engine.cpu_threads.time.sleep', slept.append)
+    policy = CpuThreadPolicy(read=_times((0, 0, 0), (0, 0.1, 0), (1.0, 1.0, 0)))
+    torch.set_num_threads(2)
+    assert policy.update(first_sample_s=0.5) == 1  # measured over the 0.5 s sleep: 2 cores busy
+    assert slept == [0.5]
+
+
+def test_proc_readings_are_consistent():
+    times = read_cpu_times(sorted(os.sched_getaffinity(0)))
+    if times is None:
+        pytest.skip('no /proc')
+    assert 0 <= times.busy <= times.elapsed and times.own >= 0
+
+
+class _Runner:
+    def __init__(self):
+        self.lines = []
+        self.logger = self  # logger.info(...)
+
+    def info(self, line):
+        self.lines.append(line)
+
+
+def test_hook_respects_omp_num_threads(monkeypatch):
+    monkeypatch.setenv('OMP_NUM_THREADS', '1')
+    torch.set_num_threads(1)
+    hook = CpuThreadsHook()
+    hook.before_run(_Runner())
+    assert hook._policy is None and torch.get_num_threads() == 1
+
+
+def test_hook_rechecks_on_its_interval_and_restores_threads(monkeypatch):
+    monkeypatch.delenv('OMP_NUM_THREADS', raising=False)
+    monkeypatch.setattr('ssd_plugin.engine.hooks.cpu_threads_hook.get_device', lambda: 'cpu')
+    updates = []
+
+    class _Policy:
+        cores, others_busy = 2, 1.0
+
+        def update(self):
+            updates.append(1)
+            torch.set_num_threads(1)
+            return 1
+
+    monkeypatch.setattr('ssd_plugin.engine.hooks.cpu_threads_hook.CpuThreadPolicy', _Policy)
+    torch.set_num_threads(2)
+    runner, now = _Runner(), [0.0]
+    hook = CpuThreadsHook(interval_s=5)
+    hook._clock = lambda: now[0]
+    hook.before_run(runner)
+    assert len(updates) == 1 and runner.lines == [
+        'CPU threads: 1 (other processes keep 1.0 of 2 cores busy)'
+    ]
+    for t in (1.0, 4.0, 5.5, 9.0, 10.5):
+        now[0] = t
+        hook.after_train_iter(runner, 0)
+    assert len(updates) == 3  # at 5.5 and 10.5
+    hook.after_run(runner)
+    assert torch.get_num_threads() == 2

@@ -1,0 +1,152 @@
+"""Whole-detector training throughput: ours against mmdet's SSD in the same run.
+
+Usage::
+
+    python tools/benchmarks/bench_train.py --device cuda              # SSD300, batch 32
+    python tools/benchmarks/bench_train.py --device cpu --batch 4 --repeats 2
+    python tools/benchmarks/bench_train.py --quick                    # SSDLite, batch 2 (tests)
+
+One step is forward, loss, backward and an SGD update (momentum 0.9, weight decay 5e-4, a small
+learning rate so that random weights stay finite) of the whole detector on random normalised
+images (``--batch`` per device, default 32) with 1-20 random ground truths per image; data
+loading and augmentation are left out (``bench_transforms.py`` times those). ``--family``:
+``ssd300`` (ours: ``configs/ssd300_vgg16_8xb8-120e_coco.py``; mmdet's ``ssd/ssd300_coco.py``)
+or ``ssdlite`` (``configs/ssdlite_mobilenetv2_8xb24-600e_coco.py``; mmdet's
+``ssd/ssdlite_mobilenetv2-scratch_8xb24-600e_coco.py``). Random weights (PyTorch's init).
+
+Modes (``--modes``; default on CUDA all three, on CPU ``fp32``): ``fp32``; ``fp32-cl``:
+channels_last weights and images; ``bf16-cl``: channels_last with bf16 autocast (the loss
+runs in whatever precision each head chooses under autocast).
+
+Timing rules: see ``bench_common.py`` (interleaved, warm-up, best of ``--repeats``, ratios
+``peer / ours`` of step times, i.e. ours' images/s over mmdet's).
+"""
+
+import argparse
+import traceback
+from contextlib import nullcontext
+from types import SimpleNamespace
+from typing import Dict, List
+
+import bench_common as common
+import torch
+from mmdet.registry import MODELS
+from mmdet.structures import DetDataSample
+from mmengine.config import Config
+from synthetic import random_ground_truths
+
+import ssd_plugin  # noqa: F401  (registers the components)
+
+FAMILIES = {
+    'ssd300': ('ssd300_vgg16_8xb8-120e_coco.py', 'ssd/ssd300_coco.py', 300),
+    'ssdlite': (
+        'ssdlite_mobilenetv2_8xb24-600e_coco.py',
+        'ssd/ssdlite_mobilenetv2-scratch_8xb24-600e_coco.py',
+        320,
+    ),  # fmt: skip
+}
+MODES = ('fp32', 'fp32-cl', 'bf16-cl')
+NUM_CLASSES = 80
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description='Training step throughput: ours vs mmdet')
+    parser.add_argument('--device', default='cpu', choices=['cpu', 'cuda'])
+    parser.add_argument('--family', default='ssd300', choices=list(FAMILIES))
+    parser.add_argument('--batch', type=int, default=32, help='images per step')
+    parser.add_argument('--modes', nargs='+', choices=MODES, help='default: cuda all, cpu fp32')
+    parser.add_argument('--repeats', type=int, default=3, help='timed rounds (best is reported)')
+    parser.add_argument('--warmup', type=int, default=2, help='untimed rounds first')
+    parser.add_argument('--seed', type=int, default=0)
+    parser.add_argument('--quick', action='store_true',
+                        help='SSDLite, batch 2, one timed round: proves it runs')  # fmt: skip
+    args = common.parse_with_quick(parser, argv, family='ssdlite', batch=2, repeats=1, warmup=1)
+    if args.modes is None:
+        args.modes = list(MODES) if args.device == 'cuda' else ['fp32']
+    return args
+
+
+def random_batch(batch: int, size: int, device: str, seed: int):
+    """Normalised random images and data samples with 1-20 ground truths each."""
+    gen = torch.Generator().manual_seed(seed)
+    images = torch.randn(batch, 3, size, size, generator=gen).to(device)
+    samples = []
+    for gt in random_ground_truths(batch, size, NUM_CLASSES, gen):
+        sample = DetDataSample(metainfo=dict(img_shape=(size, size), pad_shape=(size, size),
+                                             ori_shape=(size, size), batch_input_shape=(size, size),
+                                             scale_factor=(1.0, 1.0)))  # fmt: skip
+        sample.gt_instances = gt.to(device)
+        samples.append(sample)
+    return images, samples
+
+
+class Trainer:
+    """A detector with its SGD optimiser, stepping in one mode."""
+
+    def __init__(self, cfg: Config, device: str, mode: str) -> None:
+        model = MODELS.build(cfg.model)  # PyTorch's init: init_cfg may name a download
+        if not hasattr(model.bbox_head, 'loss_cls'):  # mmdet 3.3's SSDHead never sets it
+            model.bbox_head.loss_cls = SimpleNamespace()
+        self.channels_last = mode.endswith('-cl')
+        fmt = torch.channels_last if self.channels_last else torch.contiguous_format
+        self.model = model.to(device, memory_format=fmt).train()
+        self.optimizer = torch.optim.SGD(model.parameters(), lr=1e-5, momentum=0.9,
+                                         weight_decay=5e-4)  # fmt: skip
+        self.autocast = (torch.autocast(device, dtype=torch.bfloat16) if mode.startswith('bf16')
+                         else nullcontext())  # fmt: skip
+
+    def step(self, images: torch.Tensor, samples: List[DetDataSample]) -> torch.Tensor:
+        with self.autocast:
+            losses = self.model(images, samples, mode='loss')
+            loss, _ = self.model.parse_losses(losses)
+        loss.backward()
+        self.optimizer.step()
+        self.optimizer.zero_grad(set_to_none=True)
+        return loss.detach()
+
+
+def bench_mode(mode: str, configs: Dict[str, Config], args, size: int) -> List[str]:
+    torch.manual_seed(args.seed)
+    images, samples = random_batch(args.batch, size, args.device, args.seed)
+    if mode.endswith('-cl'):
+        images = images.contiguous(memory_format=torch.channels_last)
+    trainers = {name: Trainer(cfg, args.device, mode) for name, cfg in configs.items()}
+    fns = {name: (lambda t=t: t.step(images, samples)) for name, t in trainers.items()}
+    best, results = common.interleaved_best(
+        fns, args.repeats, args.warmup, common.synchronizer(args.device)
+    )
+    losses = ', '.join(f'{name} {float(v):.3f}' for name, v in results.items())
+    print(f'{mode}: ' + ', '.join(f'{n} {common.ms(v)} ms' for n, v in best.items()) +
+          f' (last losses: {losses})', flush=True)  # fmt: skip
+    speed = {name: args.batch * 1e3 / v for name, v in best.items()}
+    return [mode, common.ms(best['ours']), common.ms(best['mmdet']), f'{speed["ours"]:.1f}',
+            f'{speed["mmdet"]:.1f}', common.ratio(best['mmdet'], best['ours'])]  # fmt: skip
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    common.begin(f'Training throughput ({args.family}): ours vs mmdet', args.device, __file__, argv)
+    ours_cfg, mmdet_cfg, size = FAMILIES[args.family]
+    print(f'batch {args.batch} per device, modes {args.modes}, repeats {args.repeats} (best '
+          f'reported) after {args.warmup} warm-up round(s), interleaved; '
+          f'seed {args.seed}')  # fmt: skip
+    print('mmdet SSDHead: head.loss_cls set to an empty object (mmdet 3.3 never sets it)')
+    configs = dict(ours=Config.fromfile(common.repo_config(ours_cfg)),
+                   mmdet=Config.fromfile(common.mmdet_config(mmdet_cfg)))  # fmt: skip
+    rows, failed = [], False
+    for mode in args.modes:
+        try:
+            rows.append(bench_mode(mode, configs, args, size))
+        except Exception as exc:  # one mode failing must not hide the others' figures
+            traceback.print_exc()
+            rows.append([mode, f'error: {type(exc).__name__}: {exc}'] + ['-'] * 4)
+            failed = True
+    title = (f'Training step, {args.family}, batch {args.batch} (ms per step, best of repeats; '
+             'ratio = mmdet / ours step time)')  # fmt: skip
+    header = ['mode', 'ours ms', 'mmdet ms', 'ours images/s', 'mmdet images/s', 'mmdet / ours']
+    common.print_table(title, header, rows)
+    return 1 if failed else 0
+
+
+if __name__ == '__main__':
+    raise SystemExit(main())
