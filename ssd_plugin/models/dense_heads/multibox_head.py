@@ -224,7 +224,7 @@ class MultiBoxHead(BaseDenseHead):
         min_size = (cfg or {}).get('min_bbox_size', -1)
         if min_size >= 0:
             too_small = ((boxes[..., 2:] - boxes[..., :2]) <= min_size).any(-1)
-            scores = scores.masked_fill_(too_small[..., None], 0)
+            scores.masked_fill_(too_small[..., None], 0)
         return scores, boxes
 
     def loss_by_feat(
@@ -265,6 +265,23 @@ class MultiBoxHead(BaseDenseHead):
             bbox_targets,
         )
 
+    def images_above(self, cls_scores: List[Tensor], score_thr: float) -> Tensor:
+        """``(B,)`` bool: images where some foreground probability may exceed ``score_thr``.
+
+        A bound read off the outputs where the convolutions wrote them (no flattened copy, no
+        full softmax): a default box's best foreground probability is
+        ``1 / sum_c exp(x_c - x_best)``. The threshold is lowered by 1e-4 of itself so that
+        rounding never drops an image whose softmax score passes; images that fail cannot have
+        detections (an untrained model's first validation at mmdet's 0.02 has none).
+        """
+        best = []
+        for out, k in zip(cls_scores, self.num_base_priors):
+            logits = out.reshape(out.shape[0], k, self.cls_out_channels, -1).float()
+            top = logits[:, :, : self.num_class_channels].amax(dim=2, keepdim=True)
+            denom = (logits - top).exp_().sum(dim=2)  # >= 1; inf (prob 0) if background overflows
+            best.append(denom.flatten(1).amin(dim=1))
+        return 1 / torch.stack(best, dim=1).amin(dim=1) > score_thr * (1 - 1e-4)
+
     def predict_by_feat(
         self,
         cls_scores: List[Tensor],
@@ -294,6 +311,24 @@ class MultiBoxHead(BaseDenseHead):
                 'max_per_img); set model.test_cfg in the config'
             )
         cfg = ConfigDict(cfg)
+        num_imgs = cls_scores[0].shape[0]
+        results = [
+            InstanceData(
+                bboxes=cls_scores[0].new_zeros((0, 4)),
+                scores=cls_scores[0].new_zeros((0,)),
+                labels=torch.zeros(0, dtype=torch.long, device=cls_scores[0].device),
+            )
+            for _ in range(num_imgs)
+        ]
+        score_thr = cfg.get('score_thr', 0.0)
+        # Decoding costs a full softmax and copy: only for images that can have detections.
+        active = self.images_above(cls_scores, score_thr) if score_thr > 0 else None
+        if active is not None and not active.all():
+            if not active.any():
+                return results
+            cls_scores = [s[active] for s in cls_scores]
+            bbox_preds = [b[active] for b in bbox_preds]
+            batch_img_metas = [m for m, a in zip(batch_img_metas, active.tolist()) if a]
         scores, boxes = self.decode(cls_scores, bbox_preds, batch_img_metas, cfg)
 
         nms_cfg = cfg.get('nms', None)
@@ -305,7 +340,7 @@ class MultiBoxHead(BaseDenseHead):
         det_boxes, det_scores, det_labels, det_valid = batched_multiclass_nms(
             boxes,
             scores,
-            score_thr=cfg.get('score_thr', 0.0),
+            score_thr=score_thr,
             iou_thr=nms_cfg['iou_threshold'] if with_nms and nms_cfg else None,
             nms_pre_per_class=cfg.get('nms_pre', -1),
             max_per_img=cfg.get('max_per_img', 200),
@@ -316,14 +351,14 @@ class MultiBoxHead(BaseDenseHead):
         det_labels = self.channel_labels[det_labels]
         det_valid &= det_labels >= 0  # unreported channels leave after the top-k
 
-        return [
-            InstanceData(
+        decoded = range(num_imgs) if active is None else active.nonzero().squeeze(1).tolist()
+        for i, boxes_i, scores_i, labels_i, valid_i in zip(
+            decoded, det_boxes, det_scores, det_labels, det_valid
+        ):
+            results[i] = InstanceData(
                 bboxes=boxes_i[valid_i], scores=scores_i[valid_i], labels=labels_i[valid_i]
             )
-            for boxes_i, scores_i, labels_i, valid_i in zip(
-                det_boxes, det_scores, det_labels, det_valid
-            )
-        ]
+        return results
 
 
 def _pad_ground_truths(

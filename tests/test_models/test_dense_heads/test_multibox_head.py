@@ -1,6 +1,7 @@
 """MultiBoxHead: structure, batched loss edge cases, and inference equal to mmdet's."""
 
 import copy
+import math
 import os.path as osp
 from types import SimpleNamespace
 
@@ -259,3 +260,33 @@ def test_class_channels_report_mapped_labels_and_train_mapped_channels():
         torch.testing.assert_close(loss[key], expected[key])
     with pytest.raises(ValueError, match='class_channels must list 2 distinct channels in'):
         _head(num_classes=2, num_class_channels=4, class_channels=[3, 3])
+
+
+def test_images_without_a_score_above_the_threshold_skip_decoding():
+    """Untrained outputs (nothing above mmdet's 0.02) next to images with detections."""
+    cls_scores, bbox_preds = _realistic_outputs(4, num_objects=50, seed=5)
+    for level in cls_scores:
+        level[1].mul_(0.001)  # image 1: near-uniform softmax, every score about 1/81 < 0.02
+    head = _head(test_cfg=dict(TEST_CFG, score_thr=0.02, nms_pre=1000))
+    # image 3: one default box whose best score is just above the threshold, nothing else
+    for level in cls_scores:
+        level[3].zero_()
+        level[3, 80::81] = 10.0  # background everywhere
+    logits = torch.full((81,), 0.0)
+    logits[80] = 10.0
+    p = 0.0200001  # e^x7 / (e^10 + e^x7 + 79 e^0) = p
+    logits[7] = torch.log(torch.tensor(p * (math.exp(10.0) + 79) / (1 - p), dtype=torch.float64))
+    cls_scores[2][3, :81, 1, 1] = logits
+    metas = [dict(img_shape=(300, 300))] * 4
+    assert head.images_above(cls_scores, 0.02).tolist() == [True, False, True, True]
+    got = head.predict_by_feat(cls_scores, bbox_preds, batch_img_metas=metas)
+    scores, boxes = head.decode(cls_scores, bbox_preds, metas)
+    from ssd_plugin.functional.postprocess import batched_multiclass_nms
+
+    ref = batched_multiclass_nms(boxes, scores, 0.02, 0.45, 1000, 200)
+    for i, res in enumerate(got):
+        n = int(ref[3][i].sum())
+        assert len(res) == n and torch.equal(res.scores, ref[1][i, :n]), i
+        assert torch.equal(res.bboxes, ref[0][i, :n]) and torch.equal(res.labels, ref[2][i, :n])
+    assert len(got[1]) == 0 and len(got[3]) == 1 and got[3].labels.tolist() == [7]
+    assert len(got[0]) == 200
