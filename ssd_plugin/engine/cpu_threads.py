@@ -5,10 +5,11 @@ operator that needs all threads waits at every barrier for the thread that lost 
 training iteration takes several times longer than with fewer threads (on two cores, one busy:
 3.4x the idle time with two threads, against 1.3x with one). One thread on an idle machine is
 slower, though, so no fixed count fits both. :class:`CpuThreadPolicy` measures instead: from
-``/proc/stat`` (per-CPU busy time, on the CPUs this process may run on) minus this process's own
-CPU time (``/proc/self/stat``), it knows how many cores the *other* processes keep busy, and
-gives torch the rest. A core counts as taken once others use more than ``margin`` of it.
-Dataloader workers are other processes too, which is what they are to the cores.
+``/proc/stat`` (per-CPU busy time, on the CPUs this process may run on) minus the CPU time of
+this process and its children (its dataloader workers), it knows how many cores the *other*
+processes keep busy, and gives torch the rest. A core counts as taken once others use more than
+``margin`` of it. The run's own workers do not count: measured on the demo config (one worker,
+two cores, idle machine), two threads beside them take 0.24 s/iter, one thread 0.35.
 
 Under distributed CPU training, the ranks on one machine share the free cores: the other ranks
 run the same policy and use about what this one uses, so that much is not counted as taken.
@@ -21,7 +22,7 @@ from typing import Callable, List, NamedTuple, Optional
 
 import torch
 
-__all__ = ['CpuThreadPolicy', 'CpuTimes', 'read_cpu_times', 'threads_for']
+__all__ = ['CpuThreadPolicy', 'CpuTimes', 'descendant_pids', 'read_cpu_times', 'threads_for']
 
 #: Fraction of a core other processes may use before it counts as taken.
 DEFAULT_MARGIN = 0.3
@@ -32,7 +33,7 @@ class CpuTimes(NamedTuple):
 
     busy: float  # summed over the usable CPUs: user, nice, system, irq, softirq, steal
     elapsed: float  # summed over the usable CPUs: busy + idle + iowait
-    own: float  # this process, all threads: user + system
+    own: float  # this process and its descendants, all threads: user + system
 
 
 def usable_cpus() -> List[int]:
@@ -40,6 +41,33 @@ def usable_cpus() -> List[int]:
     if hasattr(os, 'sched_getaffinity'):
         return sorted(os.sched_getaffinity(0))
     return list(range(os.cpu_count() or 1))
+
+
+def _process_time(pid: int) -> int:
+    """utime + stime of ``pid`` in clock ticks (the 12th and 13th fields after its name)."""
+    with open(f'/proc/{pid}/stat') as f:
+        fields = f.read().rsplit(')', 1)[1].split()
+    return int(fields[11]) + int(fields[12])
+
+
+def descendant_pids(pid: int) -> List[int]:
+    """Live child processes of ``pid``, recursively (``/proc/<pid>/task/*/children``)."""
+    found, stack = [], [pid]
+    while stack:
+        parent = stack.pop()
+        try:
+            tasks = os.listdir(f'/proc/{parent}/task')
+        except OSError:
+            continue
+        for tid in tasks:
+            try:
+                with open(f'/proc/{parent}/task/{tid}/children') as f:
+                    children = [int(c) for c in f.read().split()]
+            except OSError:
+                continue
+            found += children
+            stack += children
+    return found
 
 
 def read_cpu_times(cpus: List[int]) -> Optional[CpuTimes]:
@@ -57,10 +85,12 @@ def read_cpu_times(cpus: List[int]) -> Optional[CpuTimes]:
                 used = user + nice + system + irq + softirq + steal
                 busy += used
                 elapsed += used + idle + iowait
-        with open('/proc/self/stat') as f:
-            # fields after the parenthesised command name; utime and stime are the 12th, 13th
-            fields = f.read().rsplit(')', 1)[1].split()
-        own = int(fields[11]) + int(fields[12])
+        own = _process_time(os.getpid())
+        for child in descendant_pids(os.getpid()):
+            try:
+                own += _process_time(child)
+            except OSError:  # exited meanwhile
+                pass
     except (OSError, ValueError, IndexError):
         return None
     return CpuTimes(busy / tick, elapsed / tick, own / tick)

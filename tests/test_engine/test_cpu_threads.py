@@ -128,3 +128,19 @@ def test_hook_rechecks_on_its_interval_and_restores_threads(monkeypatch):
     assert len(updates) == 3  # at 5.5 and 10.5
     hook.after_run(runner)
     assert torch.get_num_threads() == 2
+
+
+def test_own_cpu_time_includes_child_processes():
+    """Dataloader workers are the run's own load, not another process's."""
+    import subprocess
+    import sys
+
+    from ssd_plugin.engine.cpu_threads import descendant_pids
+
+    child = subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(30)'])
+    try:
+        assert child.pid in descendant_pids(os.getpid())
+    finally:
+        child.kill()
+        child.wait()
+    assert child.pid not in descendant_pids(os.getpid())
