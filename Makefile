@@ -13,6 +13,8 @@ PLUGIN_STAMP := $(VENV)/.plugin-installed
 PLUGIN_SRC := setup.py MANIFEST.in $(shell find ssd_plugin configs tools -type f \
 	\( -name '*.py' -o -name '*.sh' -o -name '*.yml' \) -not -path '*/.mim/*' 2>/dev/null)
 DEMO_DIR ?= work_dirs/demo
+# make demo AMP=0: the float32 demo (default: --amp, bf16 where the CPU has it natively)
+AMP ?= 1
 PYTEST_ARGS ?= -n 2
 
 .PHONY: setup lint format test demo bench clean
@@ -47,7 +49,7 @@ test: setup lint
 	$(PY) -m pytest $(PYTEST_ARGS) tests
 
 demo: setup
-	bash tools/run_demo.sh $(DEMO_DIR)
+	DEMO_AMP=$(AMP) bash tools/run_demo.sh $(DEMO_DIR)
 
 bench: setup
 	$(PY) tools/benchmarks/bench_head.py

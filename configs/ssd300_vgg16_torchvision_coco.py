@@ -15,31 +15,22 @@
 #   default box), torchvision only from above;
 # - post-processing: torchvision's (score > 0.01, top 400 per class, NMS 0.45, top 200, no
 #   minimum box size).
-# Classes: torchvision's 91 outputs are the background and COCO category ids 1..90, ten of which
-# ("N/A") are unused. Converted, channel c - 1 is category id c and the background is last; the
-# head keeps all 90 foreground channels (so the softmax is torchvision's) and reports mmdet's 80
-# COCO classes, class i from channel class_channels[i] = (its category id) - 1. Detections of the
-# N/A channels are dropped after the top-200 selection: the rest are exactly torchvision's, and
-# COCO evaluation ignores the dropped ones (no ground truth has those category ids).
+# Classes: mmdet's 80 COCO classes read from 90 category channels
+# (configs/_base_/torchvision_coco_classes.py).
+# Detections of the ten N/A channels are dropped after the top-200 selection: the rest are exactly
+# torchvision's, and COCO evaluation ignores the dropped ones (no ground truth has those ids).
 # Training follows torchvision's recipe (references/detection: 8 GPUs x 4 images, SGD lr 0.002,
 # momentum 0.9, weight decay 5e-4, 1000-iteration warm-up, 120 epochs with steps at 80 and 110 =
 # 24 epochs of the 5x repeated dataset, steps 16 and 22).
-_base_ = './ssd300_vgg16_8xb8-120e_coco.py'
+_base_ = ['./ssd300_vgg16_8xb8-120e_coco.py', './_base_/torchvision_coco_classes.py']
 
 input_size = 300
-# Output channel of each of mmdet's 80 COCO classes (sorted category ids): category id - 1.
-coco_class_channels = [
-    0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 12, 13, 14, 15, 16, 17, 18, 19, 20, 21, 22, 23, 24, 26, 27,
-    30, 31, 32, 33, 34, 35, 36, 37, 38, 39, 40, 41, 42, 43, 45, 46, 47, 48, 49, 50, 51, 52, 53, 54,
-    55, 56, 57, 58, 59, 60, 61, 62, 63, 64, 66, 69, 71, 72, 73, 74, 75, 76, 77, 78, 79, 80, 81, 83,
-    84, 85, 86, 87, 88, 89,
-]  # fmt: skip
 model = dict(
     data_preprocessor=dict(mean=[122.99925, 116.9991, 103.9992], std=[1, 1, 1], bgr_to_rgb=True),
     bbox_head=dict(
         num_classes=80,
         num_class_channels=90,
-        class_channels=coco_class_channels,
+        class_channels=_base_.coco_class_channels,
         prior_generator=dict(
             _delete_=True,
             type='DefaultBoxGenerator',
@@ -50,13 +41,9 @@ model = dict(
             clip=True,
         ),
     ),
-    test_cfg=dict(
-        score_thr=0.01,
-        nms_pre=400,
-        nms=dict(type='nms', iou_threshold=0.45),
-        min_bbox_size=-1,
-        max_per_img=200,
-    ),
+    # the base's paper settings (score 0.01, top 400 per class, NMS 0.45, top 200) are
+    # torchvision's too; torchvision keeps boxes of any size
+    test_cfg=dict(min_bbox_size=-1),
 )
 
 train_pipeline = [
@@ -65,7 +52,8 @@ train_pipeline = [
     # torchvision's order: colour distortion, then zoom out onto its mean (BGR here), crop, flip.
     dict(type='PhotometricDistort'),
     dict(type='ZoomOut', prob=0.5, ratio_range=(1, 4), fill=(103.9992, 116.9991, 122.99925)),
-    dict(type='MinIoUCrop'),
+    # torchvision's RandomIoUCrop: sides drawn apart, aspect ratio checked after, 40 trials
+    dict(type='MinIoUCrop', patch_mode='torchvision', max_trials=40),
     dict(type='RandomFlip', prob=0.5),
     dict(type='Resize', scale=(input_size, input_size), keep_ratio=False),
     dict(type='PackDetInputs'),

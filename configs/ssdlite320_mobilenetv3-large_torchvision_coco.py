@@ -13,13 +13,14 @@
 #   steps); ratios 2 and 3 everywhere; widths and heights clipped to the image;
 # - post-processing: score > 0.001, top 300 per class, NMS 0.55, top 300.
 # Classes as in ssd300_vgg16_torchvision_coco.py (80 reported of 90 foreground channels).
+# The SSDLite structure (extra layers, depthwise head, BN + ReLU6, 320 px pipelines, cosine
+# schedule) is ssdlite_mobilenetv2_8xb24-600e_coco.py's; what differs from it is set here.
 # Training follows torchvision's recipe (references/detection: 8 GPUs x 24 images, SGD lr 0.15,
 # weight decay 4e-5, cosine schedule over 660 epochs = 132 epochs of the 5x repeated dataset;
 # augmentation: IoU crop and flip only).
-_base_ = './ssd300_vgg16_torchvision_coco.py'
+_base_ = ['./ssdlite_mobilenetv2_8xb24-600e_coco.py', './_base_/torchvision_coco_classes.py']
 
-input_size = 320
-norm_cfg = dict(type='BN', eps=0.001, momentum=0.03)
+input_size = _base_.input_size  # 320
 conv_init = dict(type='Normal', layer='Conv2d', std=0.03)
 model = dict(
     data_preprocessor=dict(mean=[127.5, 127.5, 127.5], std=[127.5, 127.5, 127.5]),
@@ -28,27 +29,19 @@ model = dict(
         type='MobileNetV3',
         arch='large',
         reduced_tail=True,
-        norm_cfg=norm_cfg,
+        norm_cfg=_base_.norm_cfg,
         init_cfg=[conv_init, dict(type='Constant', layer='BatchNorm2d', val=1)],
     ),
     neck=dict(
-        _delete_=True,
-        type='SSDExtraLayers',
         in_channels=(672, 480),
         out_channels=(672, 480, 512, 256, 256, 128),
-        strides=(2, 2, 2, 2),
-        paddings=(1, 1, 1, 1),
-        l2_norm_scale=None,
-        use_depthwise=True,
-        norm_cfg=norm_cfg,
-        act_cfg=dict(type='ReLU6'),
         init_cfg=[conv_init, dict(type='Constant', layer='BatchNorm2d', val=1)],
     ),
     bbox_head=dict(
+        num_classes=80,
+        num_class_channels=90,
+        class_channels=_base_.coco_class_channels,
         in_channels=(672, 480, 512, 256, 256, 128),
-        use_depthwise=True,
-        norm_cfg=norm_cfg,
-        act_cfg=dict(type='ReLU6'),
         prior_generator=dict(
             _delete_=True,
             type='DefaultBoxGenerator',
@@ -62,37 +55,32 @@ model = dict(
         ),
         init_cfg=conv_init,
     ),
-    test_cfg=dict(score_thr=0.001, nms_pre=300, nms=dict(iou_threshold=0.55), max_per_img=300),
+    test_cfg=dict(
+        score_thr=0.001,
+        nms_pre=300,
+        nms=dict(iou_threshold=0.55),
+        min_bbox_size=-1,
+        max_per_img=300,
+    ),
 )
 
 train_pipeline = [
     dict(type='LoadImageFromFile', backend_args={{_base_.backend_args}}),
     dict(type='LoadAnnotations', with_bbox=True),
-    dict(type='MinIoUCrop'),
+    # torchvision's RandomIoUCrop: sides drawn apart, aspect ratio checked after, 40 trials
+    dict(type='MinIoUCrop', patch_mode='torchvision', max_trials=40),
     dict(type='RandomFlip', prob=0.5),
     dict(type='Resize', scale=(input_size, input_size), keep_ratio=False),
     dict(type='PackDetInputs'),
 ]
-test_pipeline = [
-    dict(type='LoadImageFromFile', backend_args={{_base_.backend_args}}),
-    dict(type='Resize', scale=(input_size, input_size), keep_ratio=False),
-    dict(type='LoadAnnotations', with_bbox=True),
-    dict(
-        type='PackDetInputs',
-        meta_keys=('img_id', 'img_path', 'ori_shape', 'img_shape', 'scale_factor'),
-    ),
-]
-train_dataloader = dict(batch_size=24, dataset=dict(dataset=dict(pipeline=train_pipeline)))
-val_dataloader = dict(dataset=dict(pipeline=test_pipeline))
-test_dataloader = val_dataloader
+# 2 loader workers, as the SSD300 configs (ssdlite_mobilenetv2 takes 4)
+train_dataloader = dict(num_workers=2, dataset=dict(dataset=dict(pipeline=train_pipeline)))
 
 max_epochs = 132
-train_cfg = dict(max_epochs=max_epochs, val_interval=5)
+train_cfg = dict(max_epochs=max_epochs)
 param_scheduler = [
     dict(type='LinearLR', start_factor=0.001, by_epoch=False, begin=0, end=1000),
     dict(type='CosineAnnealingLR', begin=0, T_max=max_epochs, end=max_epochs, by_epoch=True,
          eta_min=0, convert_to_iter_based=True),
 ]  # fmt: skip
-optim_wrapper = dict(optimizer=dict(lr=0.15, weight_decay=4.0e-5))
-# base_batch_size = 8 GPUs x 24 images; --auto-scale-lr scales lr to the actual total batch
-auto_scale_lr = dict(base_batch_size=192)
+optim_wrapper = dict(optimizer=dict(lr=0.15))

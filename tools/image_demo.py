@@ -23,17 +23,22 @@ import glob
 import json
 import os
 import os.path as osp
-from typing import Dict, List, Sequence
+from typing import Callable, Dict, List, Sequence
 
 import cv2
-import mmcv
 import numpy as np
 import torch
 from mmdet.apis import DetInferencer
+from mmdet.utils import ConfigType
+from mmengine.dataset import pseudo_collate
+from mmengine.registry import FUNCTIONS
 from mmengine.utils import mkdir_or_exist
 
 import ssd_plugin  # noqa: F401  (registers the components: configs need no custom_imports)
+from ssd_plugin.engine.amp import add_amp_args, autocast_network, choose_amp
 from ssd_plugin.engine.checkpoint import weights_only_checkpoint_loading
+from ssd_plugin.engine.data_root import load_config_with_data_root
+from ssd_plugin.visualization import border_safe
 
 IMG_EXTENSIONS = ('.jpg', '.jpeg', '.png', '.ppm', '.bmp', '.pgm', '.tif', '.tiff', '.webp')
 
@@ -49,6 +54,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument('--device', default=None,
                         help='device, e.g. cpu or cuda:0 (default: cuda if available)')  # fmt: skip
     parser.add_argument('--batch-size', type=int, default=1, help='images per forward pass')
+    add_amp_args(parser)
     args = parser.parse_args(argv)
     for key in ('config', 'checkpoint'):
         if not osp.isfile(getattr(args, key)):
@@ -95,14 +101,57 @@ def read_image(path: str) -> np.ndarray:
     return img
 
 
-def detections(pred: Dict, classes: Sequence[str], score_thr: float) -> List[Dict]:
-    """DetInferencer's prediction dict as a list of detections scoring >= ``score_thr``."""
+def detections(pred_instances, classes: Sequence[str], score_thr: float) -> List[Dict]:
+    """A model's ``pred_instances`` as a list of detections scoring >= ``score_thr``, best first."""
     out = []
-    for label, score, bbox in zip(pred['labels'], pred['scores'], pred['bboxes']):
+    pred = pred_instances.cpu().numpy()
+    for label, score, bbox in zip(pred.labels, pred.scores, pred.bboxes):
         if score >= score_thr:
             name = classes[label] if label < len(classes) else str(label)
-            out.append(dict(label=int(label), **{'class': name}, score=float(score), bbox=bbox))
+            out.append(dict(label=int(label), **{'class': name}, score=float(score),
+                            bbox=[float(v) for v in bbox]))  # fmt: skip
     return sorted(out, key=lambda d: -d['score'])
+
+
+class _Inferencer(DetInferencer):
+    """mmdet's ``DetInferencer`` whose collate function is found without a warning.
+
+    mmengine looks the config's ``collate_fn`` up in the ``FUNCTIONS`` registry of the
+    inferencer's scope, but mmdet has no such registry: the lookup warns "Failed to search
+    registry with scope mmdet" and falls back to mmengine's, as this does at once.
+    """
+
+    def _init_collate(self, cfg: ConfigType) -> Callable:
+        collate_fn = cfg.test_dataloader.get('collate_fn')
+        if isinstance(collate_fn, dict):
+            collate_fn = collate_fn['type']
+        return FUNCTIONS.get(collate_fn) if collate_fn else pseudo_collate
+
+
+def build_inferencer(config: str, checkpoint: str, device: str) -> DetInferencer:
+    """mmdet's ``DetInferencer`` for the config, its visualizer without storage backends.
+
+    The configs' ``LocalVisBackend`` needs a ``save_dir`` that an inferencer never gives it (it
+    warns "Failed to add LocalVisBackend"); this tool writes the drawn images itself. Boxes at
+    the image's edges are drawn without "out of bounds" warnings (``border_safe``).
+    """
+    cfg = load_config_with_data_root(config)
+    if cfg.get('visualizer'):
+        border_safe(cfg.visualizer).vis_backends = None
+    with weights_only_checkpoint_loading():  # loads mmengine's checkpoints with torch >= 2.6
+        return _Inferencer(model=cfg, weights=checkpoint, device=device, scope='mmdet',
+                           show_progress=False)  # fmt: skip
+
+
+def draw_detections(visualizer, name: str, img: np.ndarray, sample, score_thr: float) -> np.ndarray:
+    """``img`` (BGR) with the detections of ``sample`` scoring >= ``score_thr`` drawn, BGR.
+
+    The visualizer draws on RGB (its palette is RGB); DetInferencer hands it array inputs
+    unconverted, so its own drawing of a BGR array comes out with red and blue swapped.
+    """
+    visualizer.add_datasample(name, img[..., ::-1], sample, draw_gt=False,
+                              pred_score_thr=score_thr)  # fmt: skip
+    return np.ascontiguousarray(visualizer.get_image()[..., ::-1])
 
 
 def main(argv=None) -> None:
@@ -113,10 +162,11 @@ def main(argv=None) -> None:
         raise ValueError(f'not an image OpenCV can decode: {", ".join(unreadable)}')
     stems = output_stems(files)
     device = args.device or ('cuda' if torch.cuda.is_available() else 'cpu')
-    with weights_only_checkpoint_loading():  # loads mmengine's checkpoints with torch >= 2.6
-        inferencer = DetInferencer(
-            model=args.config, weights=args.checkpoint, device=device, scope='mmdet',
-            show_progress=False)  # fmt: skip
+    inferencer = build_inferencer(args.config, args.checkpoint, device)
+    if args.amp:  # the network under autocast; post-processing stays float32
+        choice = choose_amp(device, args.amp_dtype or 'auto')
+        autocast_network(inferencer.model, choice)
+        print(choice.describe())
     classes = inferencer.model.dataset_meta.get('classes', ())
     vis_dir, pred_dir = osp.join(args.out_dir, 'vis'), osp.join(args.out_dir, 'preds')
     mkdir_or_exist(vis_dir)
@@ -125,14 +175,15 @@ def main(argv=None) -> None:
         chunk = files[start : start + args.batch_size]
         # decoded here, so that a corrupt file is named (mmdet's loader fails without the name)
         imgs = [read_image(f) for f in chunk]
-        result = inferencer(
-            imgs, batch_size=len(imgs), return_vis=True, no_save_vis=True, no_save_pred=True,
-            pred_score_thr=args.score_thr)  # fmt: skip
-        for i, (pred, vis) in enumerate(zip(result['predictions'], result['visualization'])):
+        result = inferencer(imgs, batch_size=len(imgs), return_datasamples=True,
+                            no_save_pred=True)  # fmt: skip
+        for i, sample in enumerate(result['predictions']):
             stem, img = stems[start + i], imgs[i]
-            mmcv.imwrite(vis[..., ::-1], osp.join(vis_dir, f'{stem}.png'))  # vis is RGB
+            vis = draw_detections(inferencer.visualizer, stem, img, sample, args.score_thr)
+            cv2.imwrite(osp.join(vis_dir, f'{stem}.png'), vis)
             record = dict(image=chunk[i], height=img.shape[0], width=img.shape[1],
-                          detections=detections(pred, classes, args.score_thr))  # fmt: skip
+                          detections=detections(sample.pred_instances, classes,
+                                                args.score_thr))  # fmt: skip
             with open(osp.join(pred_dir, f'{stem}.json'), 'w') as f:
                 json.dump(record, f, indent=1)
         print(f'{min(start + args.batch_size, len(files))}/{len(files)} images done')

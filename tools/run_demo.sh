@@ -8,6 +8,9 @@
 #   DEMO_NUM_TRAIN    training images to generate (default: the generator's, 2000)
 #   DEMO_NUM_VAL      val images to generate (default: the generator's, 200)
 #   DEMO_CFG_OPTIONS  extra --cfg-options for training and testing, e.g. 'train_cfg.max_iters=40'
+#   DEMO_AMP          1 (default): train and test with --amp (bf16 autocast + channels_last where
+#                     the CPU computes bf16 natively, float32 otherwise; the log says which);
+#                     0: float32 throughout (`make demo AMP=0`)
 #   VENV              virtual environment holding the stack and the plugin (default: .venv)
 # Running it again on a WORK_DIR that holds an interrupted run resumes that run.
 #
@@ -31,6 +34,12 @@ export PYTHONUNBUFFERED=1
 # --data-root moves the datasets and both evaluators' annotation files to $DATA
 read -r -a CFG_OPTIONS <<<"${DEMO_CFG_OPTIONS:-}"
 OPTIONS=(--data-root "$DATA" ${CFG_OPTIONS[@]+--cfg-options "${CFG_OPTIONS[@]}"})
+AMP=()
+case ${DEMO_AMP:-1} in
+    1) AMP=(--amp) ;;
+    0) ;;
+    *) echo "DEMO_AMP must be 0 or 1, got '$DEMO_AMP'" >&2; exit 2 ;;
+esac
 
 if [[ -f $DATA/annotations/instances_train.json && -f $DATA/annotations/instances_val.json ]]; then
     say "using the demo dataset in $DATA"
@@ -45,14 +54,14 @@ if [[ -f $WORK_DIR/last_checkpoint ]]; then
     RESUME=(--resume)
     say "resuming the run in $WORK_DIR from $(cat "$WORK_DIR/last_checkpoint")"
 fi
-say "training $CONFIG on the CPU into $WORK_DIR (progress every 20 iterations)"
-"$MIM" train ssd_plugin "$CONFIG" --gpus 0 --work-dir "$WORK_DIR" "${RESUME[@]}" "${OPTIONS[@]}"
+say "training $CONFIG on the CPU into $WORK_DIR (progress every 20 iterations; DEMO_AMP=${DEMO_AMP:-1})"
+"$MIM" train ssd_plugin "$CONFIG" --gpus 0 --work-dir "$WORK_DIR" "${RESUME[@]}" "${AMP[@]}" "${OPTIONS[@]}"
 CHECKPOINT=$(cat "$WORK_DIR/last_checkpoint")
 
 say "scoring $CHECKPOINT on the val split (COCO bbox metric)"
 rm -rf "$WORK_DIR/test"
 "$MIM" test ssd_plugin "$CONFIG" --gpus 0 --checkpoint "$CHECKPOINT" \
-    --work-dir "$WORK_DIR/test" "${OPTIONS[@]}" 2>&1 | tee "$WORK_DIR/test.log"
+    --work-dir "$WORK_DIR/test" "${AMP[@]}" "${OPTIONS[@]}" 2>&1 | tee "$WORK_DIR/test.log"
 cp "$(ls "$WORK_DIR"/test/*/*.json | tail -n 1)" "$WORK_DIR/metrics.json"
 # the COCO summary and the per-class table, as printed by CocoMetric
 sed -n '/Evaluating bbox/,/bbox_mAP_copypaste/p' "$WORK_DIR/test.log" >"$WORK_DIR/metrics.txt"

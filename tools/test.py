@@ -21,6 +21,7 @@ from mmengine.registry import RUNNERS
 
 import ssd_plugin  # noqa: F401  (registers the components: configs need no custom_imports)
 from ssd_plugin.engine import QuietRunner
+from ssd_plugin.engine.amp import add_amp_args, apply_amp_cfg
 from ssd_plugin.engine.checkpoint import weights_only_checkpoint_loading
 from ssd_plugin.engine.launch import (
     add_launch_args,
@@ -40,6 +41,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument('--show-dir', help='save images with predictions drawn, under '
                         'work_dir/<timestamp>/<show-dir>')  # fmt: skip
     parser.add_argument('--wait-time', type=float, default=2, help='--show interval (s)')
+    add_amp_args(parser)
     add_launch_args(parser)
     args = parser.parse_args(argv)
     if args.out is not None and not args.out.endswith(('.pkl', '.pickle')):
@@ -51,6 +53,7 @@ def build_cfg(args: argparse.Namespace) -> Config:
     """The config as the command line asks for it."""
     cfg = load_cfg(args.config, args)
     cfg.load_from = args.checkpoint
+    apply_amp_cfg(cfg, args.amp, args.amp_dtype)  # --amp, --amp-dtype or the config's amp
     if args.show or args.show_dir:
         cfg = trigger_visualization_hook(cfg, args)
     return cfg

@@ -1,4 +1,8 @@
-"""Default-box coverage analysis and scale search (see tools/analysis/default_box_coverage.py)."""
+"""Default-box coverage analysis and scale search (see tools/analysis/default_box_coverage.py).
+
+``na_share`` (torchvision's N/A detections, tools/analysis/torchvision_na_share.py) is imported
+from its module, so that this package does not load torchvision's detection models.
+"""
 
 from .coverage import SIZE_BUCKETS, best_default_box_overlaps, coverage_figures
 from .default_box_setup import (
@@ -13,6 +17,7 @@ from .plot import plot_coverage
 from .positives import matcher_positives, positives_per_level
 from .report import CoverageProblem, coverage_report, evaluate_coverage, prepare_coverage
 from .scale_search import RATIO_CANDIDATES, search_scale_range
+from .synthetic_coco import use_synthetic_coco, write_synthetic_coco
 
 __all__ = [
     'SIZE_BUCKETS',
@@ -39,4 +44,6 @@ __all__ = [
     'coverage_report',
     'search_scale_range',
     'plot_coverage',
+    'write_synthetic_coco',
+    'use_synthetic_coco',
 ]

@@ -24,7 +24,9 @@ class BoxCheckMixin:
     A subclass passes the boxes it parses (a whole file at once, or image by image) to
     :meth:`_check_boxes`, keeps the clipped ones, drops the others, and calls
     :meth:`_report_box_checks` when the file is loaded. The report is one warning per file
-    naming, by reason, how many boxes were dropped or clipped and the first ten annotation ids.
+    naming, by reason, how many boxes were dropped or clipped and the first ten annotation ids;
+    ``box_check_report`` keeps it ('' when there was nothing to report) for tools that list
+    every problem (``tools/analysis/check_dataset.py``).
 
     Args:
         strict (bool): Raise a ``ValueError`` with the report instead of warning.
@@ -76,6 +78,7 @@ class BoxCheckMixin:
         """Warn (or raise, ``strict``) about the recorded problems; stop on an empty file."""
         ann_file, num_boxes = self.ann_file, self._num_boxes
         message = describe_box_problems(ann_file, num_boxes, self._dropped, self._fixed)
+        self.box_check_report = message
         kept = num_boxes - sum(len(ids) for ids in self._dropped.values())
         self._reset_box_checks()
         if message and self.strict:

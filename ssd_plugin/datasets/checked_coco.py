@@ -8,7 +8,8 @@ mmdet's ``CocoDataset`` quietly mis-reads several broken inputs:
 - an annotation whose ``category_id`` the file does not define, or that is outside the config's
   classes, is dropped;
 - with ``filter_cfg.filter_empty_gt`` the training set loses every image without boxes, unlogged;
-- a missing image file is found only when a data loader worker reaches it, mid-training;
+- a missing or empty image file is found only when a data loader worker reaches it,
+  mid-training, and an undecodable one fails there without the file's name or the reason;
 - boxes with ``w < 1`` or ``h < 1``, no overlap with the image or ``area <= 0`` are dropped,
   boxes with a NaN may pass, and a file without annotations trains at loss 0.
 
@@ -16,11 +17,14 @@ This subclass raises a ``ValueError`` / ``FileNotFoundError`` naming the annotat
 offending class, category id, annotation id or image file instead, and logs what the filter
 leaves out. Boxes are checked (:class:`~ssd_plugin.datasets.annotation_checks.BoxCheckMixin`)
 before mmdet's own filters see them, so one warning per file counts every dropped or clipped
-box. A corrupt image file already fails with mmcv's ``failed to load image: <path>`` when it is
-loaded.
+box; image files (:class:`~ssd_plugin.datasets.image_loading.ImageFileCheckMixin`) are checked
+at load and named with the decoder's reason when one fails to load.
+
+It reads the whole file through ``self.coco``, which mmdet's ``CocoDataset.load_data_list``
+sets before it parses the images and deletes afterwards; should mmdet stop doing so, loading
+fails with a ``RuntimeError`` saying so instead of skipping the checks.
 """
 
-import os.path as osp
 from numbers import Real
 from typing import List, Union
 
@@ -30,36 +34,36 @@ from mmdet.registry import DATASETS
 from mmengine.logging import print_log
 
 from .annotation_checks import BoxCheckMixin
+from .image_loading import ImageFileCheckMixin
 
 __all__ = ['CheckedCocoDataset']
 
-_SHOWN = 5  # how many offending file names an error lists
+_NO_COCO = (
+    "{self.ann_file}: mmdet's CocoDataset.load_data_list {what} while it parsed the images, "
+    "which CheckedCocoDataset's checks rely on (is the installed mmdet newer than 3.3?); use "
+    "type='CocoDataset' (unchecked) or an mmdet version this plugin supports"
+)
 
 
 @DATASETS.register_module()
-class CheckedCocoDataset(BoxCheckMixin, CocoDataset):
+class CheckedCocoDataset(ImageFileCheckMixin, BoxCheckMixin, CocoDataset):
     """A ``CocoDataset`` that validates its annotation file against the config.
 
     Args:
         ignore_unlisted_categories (bool): Drop annotations of categories that the file defines
             but ``metainfo['classes']`` leaves out (training on a subset of the classes) instead
             of raising. Defaults to False.
-        check_image_files (bool): Check at start-up that every image file exists (local files
-            only; skipped when ``backend_args`` is set). Defaults to True.
+        check_image_files (bool): Check at start-up that every image file exists and is not
+            empty (local files only; skipped when ``backend_args`` is set). Defaults to True.
+        skip_bad_images (bool): Skip (and log) a training image that cannot be loaded instead
+            of stopping. Defaults to False.
         strict (bool): Unusable or clipped boxes are an error, not a warning. Defaults to False.
         allow_empty (bool): A file without usable boxes is intended. Defaults to False.
         *args, **kwargs: As :class:`mmdet.datasets.CocoDataset`.
     """
 
-    def __init__(
-        self,
-        *args,
-        ignore_unlisted_categories: bool = False,
-        check_image_files: bool = True,
-        **kwargs,
-    ) -> None:
+    def __init__(self, *args, ignore_unlisted_categories: bool = False, **kwargs) -> None:
         self.ignore_unlisted_categories = ignore_unlisted_categories
-        self.check_image_files = check_image_files
         super().__init__(*args, **kwargs)
 
     def load_data_list(self) -> List[dict]:
@@ -67,18 +71,16 @@ class CheckedCocoDataset(BoxCheckMixin, CocoDataset):
         data_list = super().load_data_list()
         if not data_list:
             raise ValueError(f'{self.ann_file} lists no images')
+        if not self._classes_checked:
+            raise RuntimeError(_NO_COCO.format(self=self, what='never called parse_data_info'))
         self._report_box_checks()
-        if self.check_image_files and self.backend_args is None:
-            missing = [d['img_path'] for d in data_list if not osp.isfile(d['img_path'])]
-            if missing:
-                raise FileNotFoundError(
-                    f'{len(missing)} of the {len(data_list)} image files of {self.ann_file} do '
-                    f'not exist, e.g. {missing[:_SHOWN]} (check data_root and data_prefix)'
-                )
+        self._check_image_files(data_list)
         return data_list
 
     def parse_data_info(self, raw_data_info: dict) -> Union[dict, List[dict]]:
         # self.coco (the whole file) exists only while super().load_data_list() runs
+        if getattr(self, 'coco', None) is None:
+            raise RuntimeError(_NO_COCO.format(self=self, what='did not set self.coco'))
         if not self._classes_checked:
             self._check_classes()
             self._dropped_ann_ids = self._check_file_boxes()

@@ -33,6 +33,7 @@ from mmengine.utils import digit_version
 __all__ = [
     'MMENGINE_SAFE_GLOBALS',
     'checkpoint_damage',
+    'damage_remedy',
     'load_local_checkpoint',
     'load_state_dict_file',
     'mmengine_load_is_weights_only',
@@ -41,6 +42,7 @@ __all__ = [
 
 _ZIP_MAGIC = b'PK\x03\x04'  # torch >= 1.6 saves zip archives; older torch a bare pickle stream
 _AGAIN = 'Copy or download it again.'
+_LFS_POINTER = 'Git LFS pointer'
 
 
 def _numpy_globals() -> List[Union[Callable, type]]:
@@ -83,15 +85,16 @@ def checkpoint_damage(filename: str) -> Optional[str]:
         filename (str): Path of an existing file.
 
     Returns:
-        str | None: Sentences that complete "Checkpoint <filename> ...", with the remedy.
+        str | None: What completes "Checkpoint <filename> ...", without a remedy: what to do
+        depends on where the file came from (see :func:`damage_remedy`).
     """
     size = osp.getsize(filename)
     if size == 0:
-        return f'is empty (0 bytes). {_AGAIN}'
+        return 'is empty (0 bytes)'
     with open(filename, 'rb') as f:
         head = f.read(len(_ZIP_MAGIC) + 40)
     if head.startswith(b'version https://git-lfs'):
-        return 'is a Git LFS pointer, not the checkpoint itself: fetch it with `git lfs pull`.'
+        return f'is a {_LFS_POINTER}, not the checkpoint itself: fetch it with `git lfs pull`'
     if not head.startswith(_ZIP_MAGIC):
         return None
     try:
@@ -105,13 +108,8 @@ def checkpoint_damage(filename: str) -> Optional[str]:
     except (zipfile.BadZipFile, EOFError, OSError) as err:
         reason = str(err)
         if 'CRC' in reason:
-            return (
-                f'is corrupt: the bytes of a part do not match their checksum ({reason}). {_AGAIN}'
-            )
-        return (
-            f'is truncated or corrupt: its zip archive is incomplete ({size} bytes; {reason}). '
-            f'{_AGAIN}'
-        )
+            return f'is corrupt: the bytes of a part do not match their checksum ({reason})'
+        return f'is truncated or corrupt: its zip archive is incomplete ({size} bytes; {reason})'
     return None
 
 
@@ -138,7 +136,8 @@ def load_local_checkpoint(
         raise FileNotFoundError(f'checkpoint file {filename} can not be found.')
     damage = checkpoint_damage(filename)
     if damage is not None:
-        raise RuntimeError(f'Checkpoint {filename} {damage}')
+        remedy = '' if _LFS_POINTER in damage else f' {damage_remedy(filename)}'
+        raise RuntimeError(f'Checkpoint {filename} {damage}.{remedy}')
     with torch.serialization.safe_globals(MMENGINE_SAFE_GLOBALS):
         try:
             return torch.load(filename, map_location=map_location, weights_only=True)
@@ -148,7 +147,7 @@ def load_local_checkpoint(
             if not reason.startswith('Unsupported global') and not _is_zip(filename):
                 raise RuntimeError(
                     f'Checkpoint {filename} is truncated or corrupt: it is not a valid pickle '
-                    f'stream ({reason}). {_AGAIN}'
+                    f'stream ({reason}). {damage_remedy(filename)}'
                 ) from err
             raise RuntimeError(
                 f'Checkpoint {filename} holds objects that are not weights or mmengine training '
@@ -161,8 +160,25 @@ def load_local_checkpoint(
                 raise RuntimeError(f'Checkpoint {filename} could not be loaded: {err}') from err
             # a truncated pre-1.6 file ends mid-stream
             raise RuntimeError(
-                f'Checkpoint {filename} is truncated or corrupt: {err} {_AGAIN}'
+                f'Checkpoint {filename} is truncated or corrupt: {err} {damage_remedy(filename)}'
             ) from err
+
+
+def damage_remedy(filename: str) -> str:
+    """What to do about a damaged checkpoint, by where it lies.
+
+    A file next to a ``last_checkpoint`` is one a training run wrote into its work dir (and was
+    most likely writing when it was stopped: killed, out of disk space), so fetching it again
+    is no answer: a plain ``--resume`` continues from the newest intact checkpoint there. Any
+    other file was copied or downloaded, and can be again.
+    """
+    if osp.isfile(osp.join(osp.dirname(osp.abspath(filename)), 'last_checkpoint')):
+        return (
+            'It lies in the work dir of a training run, which was probably stopped while '
+            'writing it: `tools/train.py CONFIG --resume` (without a path) continues from the '
+            'newest intact checkpoint there.'
+        )
+    return _AGAIN
 
 
 def _is_zip(filename: str) -> bool:

@@ -14,6 +14,7 @@ and mmengine's own code path stay in charge there.
 import argparse
 import os
 import os.path as osp
+from typing import Sequence
 
 from mmengine.config import Config, DictAction
 from mmengine.dist import init_dist, is_distributed
@@ -21,13 +22,21 @@ from mmengine.registry import MODEL_WRAPPERS
 from torch import cuda
 from torch.nn.parallel import DistributedDataParallel
 
-from ..datasets.data_root import add_data_root_arg, load_config_with_data_root
+from .data_root import add_data_root_arg, load_config_with_data_root
 
-__all__ = ['RUN_HOOKS', 'add_launch_args', 'add_run_hooks', 'load_cfg', 'setup_cpu_distributed']
+__all__ = [
+    'RUN_HOOKS',
+    'add_hooks',
+    'add_launch_args',
+    'add_run_hooks',
+    'load_cfg',
+    'setup_cpu_distributed',
+]
 
 #: Hooks of every run of the plugin's tools: no checkpoint with non-finite weights, progress
-#: lines while evaluating, CPU threads fitted to the free cores (CPU runs only).
-RUN_HOOKS = ('CheckpointGuardHook', 'EvalProgressHook', 'CpuThreadsHook')
+#: lines while training and evaluating at least every few seconds, CPU threads fitted to the
+#: free cores (CPU runs only).
+RUN_HOOKS = ('CheckpointGuardHook', 'TrainProgressHook', 'EvalProgressHook', 'CpuThreadsHook')
 
 
 def add_launch_args(parser: argparse.ArgumentParser) -> None:
@@ -100,8 +109,18 @@ def setup_cpu_distributed(cfg: Config) -> bool:
     return True
 
 
+def add_hooks(cfg: Config, names: Sequence[str]) -> None:
+    """Append each hook of ``names`` that ``cfg.custom_hooks`` does not list, with defaults.
+
+    Assigns ``cfg.custom_hooks`` (created when missing): on a config without it,
+    ``Config.setdefault('custom_hooks', [])`` hands back a copy, so appending to that list
+    would add nothing.
+    """
+    hooks = list(cfg.get('custom_hooks') or [])
+    listed = {hook.get('type') for hook in hooks}
+    cfg.custom_hooks = hooks + [dict(type=name) for name in names if name not in listed]
+
+
 def add_run_hooks(cfg: Config) -> None:
     """Append each of :data:`RUN_HOOKS` that ``cfg.custom_hooks`` does not list, with defaults."""
-    hooks = list(cfg.get('custom_hooks') or [])  # Config.setdefault may hand back a copy
-    listed = {hook.get('type') for hook in hooks}
-    cfg.custom_hooks = hooks + [dict(type=name) for name in RUN_HOOKS if name not in listed]
+    add_hooks(cfg, RUN_HOOKS)

@@ -83,7 +83,7 @@ def greedy_bipartite_match(overlaps: Tensor) -> Tensor:
         contested = pending & same_box.flatten(1).any(1, keepdim=True)
         picks = pending & ~contested
         # The global greedy pick: highest overlap, ties to the lowest prior, then the lowest gt.
-        score = torch.where(contested, best, best.new_tensor(-1.0))
+        score = torch.where(contested, best, -1.0)  # a Python scalar: no host-to-device copy
         is_max = contested & (score == score.max(dim=1, keepdim=True).values)
         order = torch.where(is_max, best_idx * num_gts + gt_range, num_priors * num_gts)
         picks |= is_max & (gt_range == order.argmin(dim=1, keepdim=True))
@@ -139,7 +139,8 @@ def match_default_boxes(
     # invalid ones stay 0, so they can never match.
     valid = gt_valid.bool() & torch.isfinite(gt_bboxes).all(dim=-1)
     overlaps = priors.new_zeros((num_imgs, num_gts, num_priors))
-    overlaps[valid] = pairwise_iou(gt_bboxes[valid].to(priors), priors)
+    valid_b, valid_g = valid.nonzero(as_tuple=True)  # one host read, shared by read and write
+    overlaps[valid_b, valid_g] = pairwise_iou(gt_bboxes[valid_b, valid_g].to(priors), priors)
 
     max_overlaps, best_gt = overlaps.max(dim=1)
     positive = (max_overlaps >= pos_iou_thr) & (max_overlaps > MIN_OVERLAP)

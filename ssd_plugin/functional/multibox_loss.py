@@ -48,15 +48,21 @@ def _level_ranges(levels: Sequence[Tensor]) -> List[Tuple[int, int]]:
 def _rows(levels: Sequence[Tensor], img_ids: Tensor, prior_ids: Tensor) -> Tuple[Tensor, Tensor]:
     """The ``(N, K)`` channels of the given default boxes, grouped by level.
 
-    Returns the rows and, for each row, its position in ``img_ids``/``prior_ids``.
+    Returns the rows and, for each row, its position in ``img_ids``/``prior_ids``. The rows are
+    sorted by level once; the per-level counts are the only value read back to the host.
     """
-    rows, positions = [], []
-    for lvl, (start, end) in zip(levels, _level_ranges(levels)):
-        at = ((prior_ids >= start) & (prior_ids < end)).nonzero().squeeze(1)
+    ranges = _level_ranges(levels)
+    level_of = torch.zeros_like(prior_ids)
+    for _, end in ranges[:-1]:  # comparisons with Python ints: no host-to-device copy
+        level_of += prior_ids >= end
+    positions = torch.argsort(level_of, stable=True)
+    counts = torch.zeros(len(levels), dtype=torch.long, device=prior_ids.device)
+    counts = counts.scatter_add_(0, level_of, torch.ones_like(level_of)).tolist()
+    rows = []
+    for lvl, (start, _), at in zip(levels, ranges, positions.split(counts)):
         local = prior_ids[at] - start
         rows.append(lvl[img_ids[at], local % lvl.shape[1], :, local // lvl.shape[1]])
-        positions.append(at)
-    return torch.cat(rows), torch.cat(positions)
+    return torch.cat(rows), positions
 
 
 @torch.no_grad()
@@ -65,16 +71,20 @@ def _background_loss(levels: Sequence[Tensor]) -> Tensor:
 
     ``log sum_c exp(x_c - x_bg)``: shifting by the background logit instead of the maximum saves
     a pass over all logits. It overflows only where a logit exceeds the background's by about 88;
-    those default boxes are recomputed with ``logsumexp``.
+    the levels where that happens (one host read for all levels) are recomputed with
+    ``logsumexp`` there.
     """
-    losses = []
+    shifted = []
     for lvl in levels:
         logits = lvl.float()
-        loss = (logits - logits[:, :, -1:]).exp_().sum(dim=2).log_()  # (B, A, L)
-        overflow = torch.isinf(loss)
-        if overflow.any():
+        shifted.append((logits - logits[:, :, -1:]).exp_().sum(dim=2).log_())  # (B, A, L)
+    overflows = torch.stack([torch.isinf(loss).any() for loss in shifted]).tolist()
+    losses = []
+    for lvl, loss, overflow in zip(levels, shifted, overflows):
+        if overflow:
+            logits = lvl.float()
             exact = torch.logsumexp(logits, dim=2) - logits[:, :, -1]
-            loss = torch.where(overflow, exact, loss)
+            loss = torch.where(torch.isinf(loss), exact, loss)
         losses.append(loss.transpose(1, 2).reshape(lvl.shape[0], -1))
     return torch.cat(losses, dim=1)
 
@@ -102,7 +112,7 @@ def mine_hard_negatives(
     k = int(num_neg.max()) if num_neg.numel() else 0
     if k == 0:
         return hard
-    ranked = torch.where(negative, neg_loss, neg_loss.new_tensor(float('-inf')))
+    ranked = torch.where(negative, neg_loss, float('-inf'))  # a scalar: no host-to-device copy
     top_idx = ranked.topk(k, dim=1).indices
     keep = torch.arange(k, device=neg_loss.device)[None] < num_neg[:, None]
     return hard.scatter(1, top_idx, keep)

@@ -7,6 +7,7 @@ import mmdet
 import numpy as np
 import pytest
 import torch
+from config_values import plain
 from mmdet.registry import MODELS, TASK_UTILS
 from mmengine.config import Config
 from mmengine.dataset import Compose
@@ -18,15 +19,6 @@ CONFIGS = {
     512: (osp.join(REPO, 'configs', 'ssd512_vgg16_8xb8-120e_coco.py'), 'ssd512_coco.py'),
 }
 NUM_PRIORS = {300: 8732, 512: 24564}
-
-
-def _plain(value):
-    """Config values without the ``_scope_`` keys that ``mmdet::`` bases add."""
-    if isinstance(value, dict):
-        return {k: _plain(v) for k, v in value.items() if k != '_scope_'}
-    if isinstance(value, (list, tuple)):
-        return [_plain(v) for v in value]
-    return value
 
 
 @pytest.fixture(scope='module', params=[300, 512])
@@ -43,7 +35,7 @@ def test_training_recipe_is_mmdets(configs):
     _, cfg, ref = configs
     assert cfg.custom_imports == dict(imports=['ssd_plugin'], allow_failed_imports=False)
     assert cfg.optim_wrapper.optimizer == dict(type='SGD', lr=2e-3, momentum=0.9, weight_decay=5e-4)
-    assert _plain(cfg.param_scheduler) == _plain(
+    assert plain(cfg.param_scheduler) == plain(
         ref.param_scheduler
     )  # 500-iteration warm-up, steps [16, 22]
     assert cfg.train_cfg.max_epochs == 24 and cfg.auto_scale_lr.base_batch_size == 64
@@ -51,12 +43,10 @@ def test_training_recipe_is_mmdets(configs):
     assert loader.batch_size == 8 and loader.batch_sampler is None
     assert loader.dataset.type == 'RepeatDataset' and loader.dataset.times == 5
     assert loader.dataset.dataset.filter_cfg == dict(filter_empty_gt=True, min_size=32)
-    assert _plain(cfg.model.data_preprocessor) == _plain(ref.model.data_preprocessor)
-    assert _plain(cfg.val_dataloader.dataset.pipeline) == _plain(
-        ref.val_dataloader.dataset.pipeline
-    )
+    assert plain(cfg.model.data_preprocessor) == plain(ref.model.data_preprocessor)
+    assert plain(cfg.val_dataloader.dataset.pipeline) == plain(ref.val_dataloader.dataset.pipeline)
     # Same CocoMetric, but scored with the leaderboard's maxDets (1, 10, 100).
-    assert _plain(cfg.val_evaluator) == {**_plain(ref.val_evaluator), 'proposal_nums': [1, 10, 100]}
+    assert plain(cfg.val_evaluator) == {**plain(ref.val_evaluator), 'proposal_nums': [1, 10, 100]}
     assert cfg.test_evaluator.classwise
     assert cfg.model.test_cfg.score_thr == 0.01 and cfg.model.test_cfg.max_per_img == 200
     assert cfg.model.test_cfg.nms.iou_threshold == 0.45 and cfg.model.test_cfg.nms_pre == 400

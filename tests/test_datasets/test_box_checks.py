@@ -17,47 +17,56 @@ from ssd_plugin.datasets.box_checks import (
 )
 
 W, H = 100, 50
-CASES = [  # box, min_size, expected code
-    ([10, 10, 20, 20], 0, BOX_OK),
-    ([0, 0, 100, 50], 0, BOX_OK),  # the whole image
-    ([-5, 10, 20, 60], 0, CLIPPED),
-    ([90, -1, 101, 49], 0, CLIPPED),
-    ([np.nan, 0, 10, 10], 0, NON_FINITE),
-    ([0, 0, np.inf, 10], 0, NON_FINITE),
-    ([20, 10, 10, 20], 0, NON_POSITIVE),  # negative width
-    ([10, 10, 10, 20], 0, NON_POSITIVE),  # zero width
-    ([10, 30, 20, 30], 0, NON_POSITIVE),  # zero height
-    ([120, 10, 130, 20], 0, OUTSIDE),
-    ([-20, -20, -5, -5], 0, OUTSIDE),
-    ([100, 0, 110, 10], 0, OUTSIDE),  # touches the right border from outside
-    ([10, 10, 10.5, 20], 1, TOO_SMALL),
-    ([99.5, 0, 120, 10], 1, TOO_SMALL),  # 0.5 px wide once clipped
-    ([99.5, 0, 120, 10], 0, CLIPPED),
-    ([10, 10, 10.5, 20], 0, BOX_OK),
+CASES = [  # box, min_size, expected code in a W x H image, and in a 2W x 2H one
+    ([10, 10, 20, 20], 0, BOX_OK, BOX_OK),
+    ([0, 0, 100, 50], 0, BOX_OK, BOX_OK),  # the whole image; its top-left quarter in 2W x 2H
+    ([-5, 10, 20, 60], 0, CLIPPED, CLIPPED),  # x1 < 0 (y2 = 60 fits 2H)
+    ([90, -1, 101, 49], 0, CLIPPED, CLIPPED),  # y1 < 0
+    ([np.nan, 0, 10, 10], 0, NON_FINITE, NON_FINITE),
+    ([0, 0, np.inf, 10], 0, NON_FINITE, NON_FINITE),
+    ([20, 10, 10, 20], 0, NON_POSITIVE, NON_POSITIVE),  # negative width
+    ([10, 10, 10, 20], 0, NON_POSITIVE, NON_POSITIVE),  # zero width
+    ([10, 30, 20, 30], 0, NON_POSITIVE, NON_POSITIVE),  # zero height
+    ([120, 10, 130, 20], 0, OUTSIDE, BOX_OK),  # right of W, inside 2W
+    ([-20, -20, -5, -5], 0, OUTSIDE, OUTSIDE),
+    ([100, 0, 110, 10], 0, OUTSIDE, BOX_OK),  # touches W from outside, inside 2W
+    ([10, 10, 10.5, 20], 1, TOO_SMALL, TOO_SMALL),  # 0.5 px wide in any image
+    ([99.5, 0, 120, 10], 1, TOO_SMALL, BOX_OK),  # 0.5 px wide once clipped to W; 20.5 in 2W
+    ([99.5, 0, 120, 10], 0, CLIPPED, BOX_OK),
+    ([10, 10, 10.5, 20], 0, BOX_OK, BOX_OK),
+    ([150, 90, 250, 120], 0, OUTSIDE, CLIPPED),  # crosses the 2W x 2H corner
 ]
 
 
-@pytest.mark.parametrize('box, min_size, code', CASES)
-def test_each_rule(box, min_size, code):
+def _reference_clip(boxes, codes, width, height):
+    """torchvision's clipping to (height, width) for kept boxes; dropped ones unchanged."""
+    boxes = np.array(boxes, dtype=np.float64).reshape(-1, 4)
+    kept = np.isin(codes, (BOX_OK, CLIPPED))
+    clip = clip_boxes_to_image(torch.from_numpy(boxes[kept]), (height, width))
+    boxes[kept] = clip.numpy()
+    return boxes
+
+
+@pytest.mark.parametrize('box, min_size, code, _', CASES)
+def test_each_rule(box, min_size, code, _):
     clipped, codes = check_boxes(np.array([box]), np.array([[W, H]]), min_size)
     assert codes.tolist() == [code]
-    if code in (BOX_OK, CLIPPED):  # the reference: torchvision's clipping to (H, W)
-        expected = clip_boxes_to_image(torch.tensor([box], dtype=torch.float64), (H, W))
-        np.testing.assert_array_equal(clipped, expected.numpy())
-    else:  # dropped boxes come back unchanged
-        np.testing.assert_array_equal(clipped, np.array([box], dtype=np.float64))
+    np.testing.assert_array_equal(clipped, _reference_clip([box], [code], W, H))
 
 
-def test_many_boxes_of_different_images_at_once():
-    boxes = np.array([case[0] for case in CASES if case[1] == 0], dtype=np.float64)
-    codes = [case[2] for case in CASES if case[1] == 0]
+@pytest.mark.parametrize('min_size', [0, 1])
+def test_many_boxes_of_different_images_at_once(min_size):
+    cases = [case for case in CASES if case[1] == min_size]
+    boxes = np.array([case[0] for case in cases], dtype=np.float64)
     # every box in two images: one of (W, H), one twice as large (other limits, other codes)
     sizes = np.repeat([[W, H], [2 * W, 2 * H]], len(boxes), axis=0)
-    clipped, got = check_boxes(np.concatenate([boxes, boxes]), sizes)
-    assert got[: len(boxes)].tolist() == codes
-    singles = [check_boxes(b[None], s[None]) for b, s in zip(boxes, sizes[len(boxes) :])]
-    assert got[len(boxes) :].tolist() == [int(c[0]) for _, c in singles]
-    np.testing.assert_array_equal(clipped[len(boxes) :], np.concatenate([b for b, _ in singles]))
+    clipped, got = check_boxes(np.concatenate([boxes, boxes]), sizes, min_size)
+    small, large = [case[2] for case in cases], [case[3] for case in cases]
+    assert got.tolist() == small + large
+    np.testing.assert_array_equal(clipped[: len(boxes)], _reference_clip(boxes, small, W, H))
+    np.testing.assert_array_equal(
+        clipped[len(boxes) :], _reference_clip(boxes, large, 2 * W, 2 * H)
+    )
     assert check_boxes(np.zeros((0, 4)), np.zeros((0, 2)))[1].shape == (0,)
 
 

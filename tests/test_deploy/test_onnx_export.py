@@ -9,6 +9,8 @@ the comparison with ``model.predict`` exercises the threshold, the per-class cap
 per-image top-k.
 """
 
+import copy
+
 import numpy as np
 import onnxruntime as ort
 import pytest
@@ -62,7 +64,7 @@ TINY_SSD = dict(
 def tiny_ssd(**test_cfg) -> torch.nn.Module:
     """The tiny detector, seeded, with confident and varied class scores (see the docstring)."""
     torch.manual_seed(0)
-    model = MODELS.build(TINY_SSD)
+    model = MODELS.build(copy.deepcopy(TINY_SSD))  # the head's test_cfg is updated below
     model.init_weights()
     # standardise every class logit channel to mean 0, std 2 over the test images
     with torch.no_grad():
@@ -148,10 +150,12 @@ def test_decoded_outputs_match_pytorch(tmp_path):
         dict(nms_pre=-1, score_thr=0.9, max_per_img=100),  # few detections: padded rows
     ],
 )
-def test_detections_match_predict(tmp_path, test_cfg):
+@pytest.mark.parametrize('bounded', [True, False])
+def test_detections_match_predict(tmp_path, test_cfg, bounded):
     model = tiny_ssd(**test_cfg)
     path = tmp_path / 'dets.onnx'
-    export_onnx(model, str(path), (SIZE, SIZE), with_nms=True, classes=('a', 'b', 'c'))
+    export_onnx(model, str(path), (SIZE, SIZE), with_nms=True, classes=('a', 'b', 'c'),
+                bounded=bounded)  # fmt: skip
     img = images(3)
     dets, labels = run_onnx(path, img)
     cfg = ConfigDict(model.bbox_head.test_cfg)
@@ -200,9 +204,11 @@ def test_dynamic_batch_with_nms_and_metadata(tmp_path):
     path = tmp_path / 'dets.onnx'
     export_onnx(model, str(path), (SIZE, SIZE), with_nms=True, classes=('a', 'b', 'c'))
     proto = onnx.load(str(path))
-    assert 'NonMaxSuppression' in {node.op_type for node in proto.graph.node}
+    # bounded: the first prefix stage's NMS, then If (exact?) with the wider stages inside
+    assert {'NonMaxSuppression', 'If'} <= {node.op_type for node in proto.graph.node}
     props = {p.key: p.value for p in proto.metadata_props}
     assert props['classes'] == '["a", "b", "c"]' and props['input_size'] == '[128, 128]'
+    assert props['postprocess'] == '"bounded"'
     img = images(4)
     dets_batch, labels_batch = run_onnx(path, img)
     dets_one, labels_one = run_onnx(path, img[2:3])
@@ -222,18 +228,36 @@ def test_clear_errors(tmp_path):
 
 
 def test_export_and_predict_share_the_heads_decode(monkeypatch):
-    """One decode: the graph and ``predict`` both call ``MultiBoxHead.decode``."""
+    """One decode: the graph and ``predict`` both take ``MultiBoxHead.decode``'s values.
+
+    Both get the same decoded scores and boxes, and a 1 px shift of the boxes ``decode`` returns
+    moves both outputs by exactly 1 px (NMS is shift-invariant) and changes nothing else.
+    """
     model = tiny_ssd()
+    img = images(2)
+    wrapper = ONNXDetector(model, (SIZE, SIZE), with_nms=True)
+    with torch.no_grad():
+        dets, labels = wrapper(img)
+    results = predict(model, img)
     calls = []
     decode = model.bbox_head.decode
 
-    def spy(*args, **kwargs):
-        calls.append(len(args[0]))
-        return decode(*args, **kwargs)
+    def shifted(*args, **kwargs):
+        scores, boxes = decode(*args, **kwargs)
+        calls.append((scores, boxes))
+        return scores, boxes + 1.0
 
-    monkeypatch.setattr(model.bbox_head, 'decode', spy)
-    img = images(2)
+    monkeypatch.setattr(model.bbox_head, 'decode', shifted)
     with torch.no_grad():
-        ONNXDetector(model, (SIZE, SIZE), with_nms=True)(img)
-    predict(model, img)
-    assert len(calls) == 2
+        dets_moved, labels_moved = wrapper(img)
+    moved = predict(model, img)
+    assert len(calls) == 2  # one decode per forward, none elsewhere
+    torch.testing.assert_close(calls[0], calls[1], rtol=0, atol=1e-6)  # the same values
+    valid = labels >= 0
+    assert valid.sum() > 0 and torch.equal(labels_moved, labels)
+    torch.testing.assert_close(dets_moved[..., 4], dets[..., 4], rtol=0, atol=0)
+    torch.testing.assert_close(dets_moved[valid][:, :4], dets[valid][:, :4] + 1, rtol=0, atol=1e-5)
+    for before, after, i in zip(results, moved, range(2)):
+        assert torch.equal(after.labels, before.labels) and len(before.scores) == valid[i].sum()
+        torch.testing.assert_close(after.scores, before.scores, rtol=0, atol=0)
+        torch.testing.assert_close(after.bboxes, before.bboxes + 1, rtol=0, atol=1e-5)

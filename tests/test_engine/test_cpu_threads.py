@@ -1,9 +1,13 @@
 """CPU thread policy: torch's threads follow the cores other processes leave free."""
 
 import os
+import os.path as osp
 
 import pytest
 import torch
+import torch.nn as nn
+from mmengine.model import BaseModel
+from mmengine.runner import Runner
 
 from ssd_plugin.engine.cpu_threads import CpuThreadPolicy, CpuTimes, read_cpu_times, threads_for
 from ssd_plugin.engine.hooks import CpuThreadsHook
@@ -144,3 +148,53 @@ def test_own_cpu_time_includes_child_processes():
         child.kill()
         child.wait()
     assert child.pid not in descendant_pids(os.getpid())
+
+
+class _CountThreads(BaseModel):
+    """Records torch's intra-op thread count at every training step."""
+
+    def __init__(self):
+        super().__init__()
+        self.linear = nn.Linear(4, 1)
+        self.threads = []
+
+    def forward(self, x, mode='loss'):
+        self.threads.append(torch.get_num_threads())
+        return dict(loss=(self.linear(x) - 1).abs().mean())
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason='the hook is active on CPU runs only')
+def test_hook_in_a_real_runner_without_omp_num_threads(tmp_path, monkeypatch):
+    """conftest.py sets OMP_NUM_THREADS for the test workers: unset here, the hook acts."""
+    monkeypatch.delenv('OMP_NUM_THREADS', raising=False)
+    monkeypatch.setattr(os, 'sched_getaffinity', lambda pid: {0, 1}, raising=False)
+    # /proc as the policy reads it: 10 s per reading, this run 1.8 cores, the others 0.1
+    readings = [CpuTimes(0, 0, 0), CpuTimes(19, 20, 18)]
+    monkeypatch.setattr(
+        'ssd_plugin.engine.cpu_threads.read_cpu_times',
+        lambda cpus: readings.pop(0) if len(readings) > 1 else readings[0],  # then: no change
+    )
+    torch.set_num_threads(1)
+    model = _CountThreads()
+    points = [dict(x=x) for x in torch.randn(8, 4, generator=torch.Generator().manual_seed(0))]
+    runner = Runner(
+        model=model,
+        work_dir=str(tmp_path),
+        train_dataloader=dict(
+            dataset=points,
+            sampler=dict(type='DefaultSampler', shuffle=False),
+            batch_size=2,
+            collate_fn=dict(type='default_collate'),
+        ),
+        optim_wrapper=dict(optimizer=dict(type='SGD', lr=0.01)),
+        train_cfg=dict(by_epoch=True, max_epochs=1),
+        custom_hooks=[dict(type='CpuThreadsHook')],
+        default_hooks=dict(checkpoint=None),
+        default_scope='mmdet',
+        experiment_name=f'cpu_threads_{tmp_path.name}',
+    )
+    runner.train()
+    assert model.threads == [2, 2, 2, 2]  # both cores free: two threads while training
+    assert torch.get_num_threads() == 1  # the count before the run, back after it
+    log = open(osp.join(runner.log_dir, f'{runner.timestamp}.log')).read()
+    assert 'CPU threads: 2 (other processes keep 0.1 of 2 cores busy)' in log

@@ -26,17 +26,18 @@ class _Points(Dataset):
 class _NaNAt(BaseModel):
     """Linear regression whose loss is NaN at the listed 1-based iterations."""
 
-    def __init__(self, nan_iters=()):
+    def __init__(self, nan_iters=(), value=float('nan')):
         super().__init__()
         self.linear = nn.Linear(4, 1)
         self.nan_iters = set(nan_iters)
+        self.value = value
         self.calls = 0
 
     def forward(self, x, mode='loss'):
         self.calls += 1
         loss = (self.linear(x) - 1).pow(2).mean()
         if self.calls in self.nan_iters:
-            loss = loss * float('nan')
+            loss = loss * self.value
         return dict(loss=loss)
 
 
@@ -52,10 +53,11 @@ class _Snapshots(Hook):
         self.params.append(copy.deepcopy(runner.model.state_dict()))
 
 
-def _runner(tmp_path, nan_iters, hook_cfg, max_iters=6, optim_type='OptimWrapper'):
+def _runner(tmp_path, nan_iters, hook_cfg, max_iters=6, optim_type='OptimWrapper',
+            value=float('nan')):  # fmt: skip
     snapshots = _Snapshots()
     runner = Runner(
-        model=_NaNAt(nan_iters),
+        model=_NaNAt(nan_iters, value),
         work_dir=str(tmp_path),
         train_dataloader=dict(
             dataset=_Points(),
@@ -116,19 +118,50 @@ def test_skips_beyond_the_bound_raise(tmp_path):
         runner.train()
 
 
-@pytest.mark.skipif(not torch.cuda.is_available(), reason='AmpOptimWrapper needs a GPU')
-def test_amp_optim_wrapper_is_guarded_too(tmp_path):
-    hook = dict(type='NonFiniteLossHook', skip=True)
-    runner, snaps = _runner(tmp_path, [2], hook, max_iters=3, optim_type='AmpOptimWrapper')
+@pytest.mark.parametrize('optim_type', [
+    'LossScaleOptimWrapper',  # a real dynamic GradScaler, here on the CPU
+    pytest.param('AmpOptimWrapper', marks=pytest.mark.skipif(
+        not torch.cuda.is_available(), reason='AmpOptimWrapper needs a GPU')),
+])  # fmt: skip
+def test_a_loss_scaler_skips_an_overflowed_step_and_the_run_goes_on(tmp_path, optim_type):
+    """float16 training: an inf loss is the scaler's to skip, not a reason to stop."""
+    hook = dict(type='NonFiniteLossHook')  # skip=False: would raise without a scaler
+    runner, snaps = _runner(tmp_path, [2], hook, max_iters=4, optim_type=optim_type,
+                            value=float('inf'))  # fmt: skip
     runner.train()
-    for key in snaps.params[0]:
+    assert len(snaps.params) == 4
+    for key in snaps.params[0]:  # iteration 2 left the weights as iteration 1 did
         torch.testing.assert_close(snaps.params[1][key], snaps.params[0][key], rtol=0, atol=0)
-    assert runner.message_hub.get_info('non_finite_loss_skips') == 1
+    assert not torch.equal(snaps.params[2]['linear.weight'], snaps.params[1]['linear.weight'])
+    assert runner.optim_wrapper.loss_scaler.get_scale() == 2.0**15  # halved once
+    assert runner.message_hub.get_info('loss_scaler_consecutive_skips') == 0  # reset since
+    assert runner.message_hub.get_info('non_finite_loss_skips') is None
+    assert all(torch.isfinite(p).all() for p in runner.model.state_dict().values())
+
+
+def test_a_nan_loss_without_a_scaler_still_stops(tmp_path):
+    """The same loss in float32 (plain OptimWrapper) is not an overflow: it stops the run."""
+    hook = dict(type='NonFiniteLossHook')
+    runner, _ = _runner(tmp_path, [2], hook, max_iters=4, value=float('inf'))
+    with pytest.raises(FloatingPointError, match='inf at iteration 2;'):
+        runner.train()
+
+
+def test_repeated_scaler_skips_stop_the_run(tmp_path):
+    hook = dict(type='NonFiniteLossHook', max_scaler_skips=2)
+    runner, snaps = _runner(tmp_path, [2, 3, 4], hook, optim_type='LossScaleOptimWrapper',
+                            value=float('nan'))  # fmt: skip
+    with pytest.raises(FloatingPointError, match='skipped 3 steps in a row up to iteration 4'):
+        runner.train()
+    assert len(snaps.params) == 3
+    assert all(torch.isfinite(p).all() for p in runner.model.state_dict().values())
 
 
 def test_max_skips_is_checked():
     with pytest.raises(ValueError, match='max_skips'):
         NonFiniteLossHook(max_skips=-1)
+    with pytest.raises(ValueError, match='max_scaler_skips must be >= 0'):
+        NonFiniteLossHook(max_scaler_skips=-1)
 
 
 def test_the_wrapper_is_removed_after_training(tmp_path):

@@ -38,9 +38,9 @@ def _reference(boxes, scores, score_thr, iou_thr, nms_pre, max_per_img):
     return results
 
 
-def _check(boxes, scores, score_thr=0.01, iou_thr=0.45, nms_pre=400, max_per_img=200):
+def _check(boxes, scores, score_thr=0.01, iou_thr=0.45, nms_pre=400, max_per_img=200, **kwargs):
     out_boxes, out_scores, out_labels, out_valid = batched_multiclass_nms(
-        boxes, scores, score_thr, iou_thr, nms_pre, max_per_img
+        boxes, scores, score_thr, iou_thr, nms_pre, max_per_img, **kwargs
     )
     assert out_boxes.shape == (len(boxes), max_per_img, 4)
     expected = _reference(boxes, scores, score_thr, iou_thr, nms_pre, max_per_img)
@@ -114,18 +114,29 @@ def test_crowded_scene_widens_the_prefix(monkeypatch):
     assert all(len(d) == 40 for d in expected)
 
 
-def test_very_uneven_groups_reach_the_per_class_fallback():
+def test_very_uneven_groups_reach_the_per_class_fallback(monkeypatch):
     """One class with 400 near-identical candidates, the others with one each."""
+    fallback_rows = []
+    original = postprocess._per_class_candidates
+
+    def spy(scores, pending, *args):
+        fallback_rows.append(pending.tolist())
+        return original(scores, pending, *args)
+
+    monkeypatch.setattr(postprocess, '_per_class_candidates', spy)
     gen = torch.Generator().manual_seed(5)
     boxes = _random_boxes(2, 1000, generator=gen)
     boxes[:, :400] = torch.tensor([10.0, 10, 50, 50]) + torch.rand(2, 400, 4, generator=gen)
     scores = torch.zeros(2, 1000, 6)
     scores[:, :400, 0] = torch.rand(2, 400, generator=gen) * 0.5 + 0.4
     scores[:, 400:405, 1:] = torch.eye(5) * torch.rand(2, 5, 1, generator=gen)[:, :, :1].clamp(0.1)
-    for max_per_img in (200, 3):
-        _check(boxes, scores, max_per_img=max_per_img)
+    _check(boxes, scores, max_per_img=3)
+    assert fallback_rows == []  # three survivors: the first prefix finishes both images
+    _check(boxes, scores, max_per_img=200)
+    assert fallback_rows == [[0, 1]]  # 200 survivors cannot be: both images reach the fallback
     # Too few survivors for the output everywhere: every prefix widens to the fallback.
     _check(boxes, scores, max_per_img=200, nms_pre=2)
+    assert fallback_rows[1:] == [[0, 1]]
 
 
 def test_nothing_above_threshold():
@@ -141,3 +152,74 @@ def test_bad_shapes_are_named():
         batched_multiclass_nms(torch.zeros(5, 4), torch.zeros(1, 5, 3), 0.01, 0.45, 400, 200)
     with pytest.raises(ValueError, match='max_per_img'):
         batched_multiclass_nms(torch.zeros(1, 5, 4), torch.zeros(1, 5, 3), 0.01, 0.45, 400, 0)
+
+
+def _dominant_class_inputs(num_imgs=3, num_priors=600, num_classes=4, seed=6):
+    """One class beats the others everywhere, on a few clusters of boxes: NMS keeps too few
+    boxes for the output, so the prefix widens to the per-class fallback."""
+    gen = torch.Generator().manual_seed(seed)
+    centres = torch.rand(num_imgs, 6, 1, 2, generator=gen) * 200 + 20
+    jitter = torch.randn(num_imgs, 6, num_priors // 6, 2, generator=gen)
+    xy = (centres + jitter).reshape(num_imgs, num_priors, 2)
+    boxes = torch.cat([xy - 12, xy + 12], dim=-1)
+    scores = 0.005 + torch.rand(num_imgs, num_priors, num_classes, generator=gen) * 0.015
+    scores[:, :, 1] = 0.3 + 0.1 * torch.rand(num_imgs, num_priors, generator=gen)
+    return boxes, scores
+
+
+def _crowded_inputs(seed=7):
+    gen = torch.Generator().manual_seed(seed)
+    centres = torch.rand(3, 20, 1, 2, generator=gen) * 200 + 20
+    xy = (centres + torch.randn(3, 20, 30, 2, generator=gen)).reshape(3, 600, 2)
+    boxes = torch.cat([xy - 12, xy + 12], dim=-1)
+    scores = torch.rand(3, 600, 5, generator=gen) * 0.3
+    return boxes, scores
+
+
+def _random_inputs(seed=8):
+    gen = torch.Generator().manual_seed(seed)
+    return _random_boxes(4, 500, generator=gen), torch.rand(4, 500, 6, generator=gen) ** 2
+
+
+@pytest.mark.parametrize('make', [_random_inputs, _crowded_inputs, _dominant_class_inputs])
+@pytest.mark.parametrize('nms_pre, max_per_img', [(400, 200), (30, 100), (-1, 300)])
+def test_packed_calls_equal_unsplit_calls_and_the_loop(monkeypatch, make, nms_pre, max_per_img):
+    """The CUDA branch's packing (batch_calls=True), with windows small enough for many calls."""
+    boxes, scores = make()
+    calls = []
+    fallback = []
+    original = postprocess._per_class_candidates
+    monkeypatch.setattr(postprocess, '_per_class_candidates',
+                        lambda *args: fallback.append(1) or original(*args))  # fmt: skip
+
+    def counting_nms(call_boxes, key, iou_thr):
+        calls.append(len(call_boxes))
+        return nms(call_boxes, key, iou_thr)
+
+    monkeypatch.setattr(postprocess, 'nms', counting_nms)
+    kwargs = dict(nms_pre_per_class=nms_pre, max_per_img=max_per_img, score_thr=0.01,
+                  iou_thr=0.45)  # fmt: skip
+    cpu = batched_multiclass_nms(boxes, scores, batch_calls=False, **kwargs)
+    unsplit = batched_multiclass_nms(boxes, scores, batch_calls=True, call_limit=10**9, **kwargs)
+    largest_unsplit = max(calls)
+    calls.clear()
+    limit = 16
+    split = batched_multiclass_nms(boxes, scores, batch_calls=True, call_limit=limit, **kwargs)
+    largest_group = nms_pre if nms_pre > 0 else boxes.shape[1]
+    assert len(calls) > 10 and max(calls) < limit + largest_group
+    assert largest_unsplit > max(calls)
+    for got in (unsplit, split):
+        for a, b in zip(cpu, got):
+            assert torch.equal(a, b)
+    _check(boxes, scores, 0.01, 0.45, nms_pre, max_per_img, batch_calls=True, call_limit=limit)
+    assert fallback or make is not _dominant_class_inputs
+
+
+def test_packed_calls_take_whole_groups_by_their_start():
+    groups = torch.tensor([0, 0, 0, 2, 5, 5, 5, 5, 5, 6, 9, 9])
+    # windows of 4 entries: groups starting at 0, 3 -> call 0; at 4 -> 1; at 9, 10 -> 2
+    assert postprocess.packed_calls(groups, 4).tolist() == [0] * 4 + [1] * 5 + [2] * 3
+    assert postprocess.packed_calls(groups, 1).tolist() == [0] * 3 + [3] + [4] * 5 + [9, 10, 10]
+    with pytest.raises(ValueError, match='call_limit'):
+        batched_multiclass_nms(groups.new_zeros(1, 1, 4).float(), torch.ones(1, 1, 1), 0.0, 0.5,
+                               -1, 1, call_limit=0)  # fmt: skip

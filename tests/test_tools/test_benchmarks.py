@@ -81,6 +81,25 @@ def test_report_has_every_table_and_passes(report):
 
     header, rows = table(report, 'Device parity')
     assert len(rows) >= 8 and all(r[3] == 'PASS' for r in rows)
+    detail = {r[0]: r[-1] for r in rows}
+    for cfg in ('paper', "mmdet's"):  # the prefix path and the per-class fallback, both reached
+        for regime in ('trained', 'crowded'):
+            assert 'prefix path' in detail[f'predict_by_feat, {cfg} test_cfg, {regime}']
+        assert (
+            'per-class top-k for 2 image(s)' in detail[f'predict_by_feat, {cfg} test_cfg, fallback']
+        )
+    # the worst cases reach NMS with B x C x nms_pre candidates, cut into packed calls
+    assert '32000 candidates in ' in detail['large N: ssd300 worst case, batch 1']
+    assert '32000 candidates in ' in detail['large N: ssdlite worst case, batch 1']
+    assert 'kept: cpu 2, cpu 2' in detail['float32-threshold sliver (IoU 0.45 at 0.45)']
+    names = ' | '.join(detail)
+    for name in (
+        'bfloat16 autocast forward + loss',
+        'float16 autocast forward + loss',
+        'channels_last',
+        'BatchNorm train mode): BatchNorm running stats',
+    ):
+        assert name in names
     assert 'PARITY PASS' in report
 
 

@@ -45,3 +45,23 @@ def test_cli_names_a_missing_annotation_file(tmp_path):
     assert result.returncode != 0
     assert 'missing.json does not exist' in result.stderr
     assert not (tmp_path / 'out').exists()
+
+
+def test_synthetic_coco_replaces_the_training_annotations(tmp_path):
+    """--synthetic-coco (README's COCO-sized figures): a seeded file of that size is analysed."""
+    config = write_config(str(tmp_path / 'cfg.py'), tiny_config(str(tmp_path / 'missing.json')))
+    out = tmp_path / 'out'
+    result = _run(config, '--out-dir', out, '--synthetic-coco', 40, 500)
+    assert result.returncode == 0, result.stderr
+    coco = json.loads((out / 'synthetic_coco.json').read_text())
+    assert len(coco['images']) == 40 and len(coco['annotations']) == 500
+    assert [c['name'] for c in coco['categories']] == ['a', 'b', 'c']  # the config's classes
+    crowd = sum(a['iscrowd'] for a in coco['annotations'])
+    assert 0 < crowd < 20  # 1 %
+    report = json.loads((out / 'coverage.json').read_text())['report']
+    assert report['num_images'] == 40 and report['overall']['num_gts'] == 500 - crowd
+    assert f'{500 - crowd:>8} gts' in result.stdout
+    again = _run(config, '--out-dir', tmp_path / 'again', '--synthetic-coco', 40, 500)
+    assert again.returncode == 0, again.stderr
+    written = (out / 'synthetic_coco.json').read_bytes()
+    assert (tmp_path / 'again' / 'synthetic_coco.json').read_bytes() == written  # seeded

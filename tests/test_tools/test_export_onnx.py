@@ -45,9 +45,10 @@ def nchw(imgs) -> np.ndarray:
     return np.stack([i.transpose(2, 0, 1) for i in imgs]).astype(np.float32)
 
 
-def test_with_nms_matches_inference_detector(tmp_path, checkpoint, model):
+def test_with_nms_matches_inference_detector(tmp_path, checkpoint, model, capsys):
     out = tmp_path / 'dets.onnx'
     export_tool.main([DEMO_CONFIG, checkpoint, str(out), '--with-nms'])
+    assert f'input (float32, B, 3, {SIZE}, {SIZE}) -> dets, labels' in capsys.readouterr().out
     proto = onnx.load(str(out))
     dims = [d.dim_param or d.dim_value for d in proto.graph.input[0].type.tensor_type.shape.dim]
     assert dims == ['batch', 3, SIZE, SIZE]  # input size from the test pipeline's Resize
@@ -76,10 +77,11 @@ def test_with_nms_matches_inference_detector(tmp_path, checkpoint, model):
             assert match.any(), (box, score, label)
 
 
-def test_raw_dynamic_size_matches_forward(tmp_path, checkpoint, model):
+def test_raw_dynamic_size_matches_forward(tmp_path, checkpoint, model, capsys):
     out = tmp_path / 'raw.onnx'
     export_tool.main([DEMO_CONFIG, checkpoint, str(out), '--dynamic-size', '--no-dynamic-batch',
                       '--opset', '13'])  # fmt: skip
+    assert 'input (float32, 1, 3, H, W) -> cls_logits' in capsys.readouterr().out
     proto = onnx.load(str(out))
     dims = [d.dim_param or d.dim_value for d in proto.graph.input[0].type.tensor_type.shape.dim]
     assert dims == [1, 3, 'height', 'width'] and proto.opset_import[0].version == 13
@@ -117,3 +119,43 @@ def test_clear_errors(tmp_path, checkpoint, capsys):
         with pytest.raises(SystemExit):
             export_tool.main(argv)
         assert message in capsys.readouterr().err
+
+
+def test_quantize_int8_end_to_end(tmp_path, checkpoint, capsys):
+    """tools/deploy/quantize_onnx.py on the demo checkpoint: calibrated on 2 val images of a tiny
+    demo set, the int8 graph runs, keeps the export metadata and float32 post-processing, and
+    both graphs are scored by the config's CocoMetric."""
+    from ssd_plugin.datasets.demo_shapes import make_demo_dataset
+
+    quantize_tool = load_tool('deploy/quantize_onnx.py')
+    root = tmp_path / 'demo_shapes'
+    make_demo_dataset(str(root), seed=0, num_train=1, num_val=3, image_size=96)
+    fp32, int8 = tmp_path / 'model.onnx', tmp_path / 'model_int8.onnx'
+    export_tool.main([DEMO_CONFIG, checkpoint, str(fp32), '--with-nms'])
+    maps = quantize_tool.main([DEMO_CONFIG, str(fp32), str(int8), '--calib-images', '2',
+                               '--batch-size', '2', '--eval', '--data-root', str(root)])  # fmt: skip
+    out = capsys.readouterr().out
+    assert f'wrote {int8}' in out and 'val bbox mAP: float32' in out
+    assert set(maps) == {'float32', 'int8'} and all(-1 <= v <= 1 for v in maps.values())
+
+    proto = onnx.load(str(int8))
+    ops = [node.op_type for node in proto.graph.node]
+    convs = [node for node in proto.graph.node if node.op_type == 'Conv']
+    produced_by = {out: node.op_type for node in proto.graph.node for out in node.output}
+    # every convolution takes dequantised int8 weights and activations (QDQ format) ...
+    assert convs and all(produced_by.get(node.input[0]) == 'DequantizeLinear' for node in convs)
+    assert all(produced_by.get(node.input[1]) == 'DequantizeLinear' for node in convs)
+    # ... while the post-processing stays float32 (the boxes and scores NMS takes are not Q/DQ)
+    nms = next(node for node in proto.graph.node if node.op_type == 'NonMaxSuppression')
+    assert 'If' in ops and all(produced_by.get(name) != 'DequantizeLinear' for name in nms.input)
+    props = {p.key: p.value for p in proto.metadata_props}
+    assert json.loads(props['input_size']) == [SIZE, SIZE] and 'int8 static (qdq' in props[
+        'quantization']  # fmt: skip
+
+    imgs = nchw([image(SIZE, SIZE, seed) for seed in (0, 1)])
+    dets, labels = session(int8).run(None, {'input': imgs})
+    ref_dets, ref_labels = session(fp32).run(None, {'input': imgs})
+    assert dets.shape == ref_dets.shape and labels.dtype == np.int64
+    # int8 keeps the detector's best detection of each image (label; score within 0.1)
+    assert (labels[:, 0] == ref_labels[:, 0]).all()
+    np.testing.assert_allclose(dets[:, 0, 4], ref_dets[:, 0, 4], rtol=0, atol=0.1)

@@ -117,3 +117,77 @@ def test_clear_errors(tmp_path, checkpoint, capsys):
         with pytest.raises(SystemExit):
             image_demo.main([*args, str(bad)])
         assert f'{missing} file not found' in capsys.readouterr().err
+
+
+def drawn_mask(shape, dets, margin: int = 5) -> np.ndarray:
+    """Where the visualizer may have drawn: box outlines (3 px lines, antialiased) and labels.
+
+    Generous on purpose: a label ``'class: 0.52'`` at the box's top-left corner, at most 10 px
+    per character and 25 px high at this image size.
+    """
+    h, w = shape
+    mask = np.zeros((h, w), bool)
+    for d in dets:
+        x1, y1, x2, y2 = np.round(d['bbox']).astype(int)
+        outline = np.zeros_like(mask)
+        outline[max(y1 - margin, 0) : y2 + margin, max(x1 - margin, 0) : x2 + margin] = True
+        outline[y1 + margin : max(y2 - margin, 0), x1 + margin : max(x2 - margin, 0)] = False
+        text = f'{d["class"]}: {d["score"]:.2f}'
+        mask |= outline
+        mask[max(y1 - margin, 0) : y1 + 25, max(x1 - margin, 0) : x1 + 10 * len(text) + 10] = True
+    return mask
+
+
+def test_drawn_png_is_the_input_away_from_the_drawings(tmp_path, checkpoint):
+    """Per pixel, in RGB: red and blue stay where they were (they were swapped)."""
+    rng = np.random.default_rng(1)
+    img = cv2.resize(rng.integers(0, 256, (8, 8, 3), dtype=np.uint8), (400, 300))
+    img[..., 0] //= 2  # blue != red nearly everywhere, so a swap cannot go unseen
+    path = tmp_path / 'in' / 'photo.png'
+    os.makedirs(path.parent)
+    cv2.imwrite(str(path), img)
+    _, (result,) = api_detections(checkpoint, [str(path)])
+    scores = np.sort(result.scores.numpy())[::-1]
+    thr = float(scores[2] + scores[3]) / 2  # three detections drawn
+    out = tmp_path / 'out'
+    image_demo.main([DEMO_CONFIG, checkpoint, str(path), '--out-dir', str(out),
+                     '--score-thr', str(thr), '--device', 'cpu'])  # fmt: skip
+    dets = json.load(open(out / 'preds' / 'photo.json'))['detections']
+    assert len(dets) == 3
+    vis_rgb = cv2.imread(str(out / 'vis' / 'photo.png'))[..., ::-1]
+    img_rgb = img[..., ::-1]
+    mask = drawn_mask(img.shape[:2], dets)
+    assert (~mask).mean() > 0.3  # most of the image is compared
+    np.testing.assert_array_equal(vis_rgb[~mask], img_rgb[~mask])
+    assert (vis_rgb[mask] != img_rgb[mask]).any(axis=-1).mean() > 0.05  # and boxes are drawn
+
+
+def test_no_noise(tmp_path, checkpoint):
+    """No registry or vis-backend warnings; no "out of bounds" for boxes at the image's edges."""
+    import logging
+    import warnings
+
+    from mmengine.logging import MMLogger
+
+    path = tmp_path / 'in' / 'photo.png'
+    os.makedirs(path.parent)
+    rng = np.random.default_rng(2)
+    cv2.imwrite(str(path), cv2.resize(rng.integers(0, 256, (8, 8, 3), dtype=np.uint8), (400, 300)))
+    records = []
+    handler = logging.Handler(logging.INFO)
+    handler.emit = records.append
+    logger = MMLogger.get_current_instance()
+    logger.addHandler(handler)
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter('always')
+            image_demo.main([DEMO_CONFIG, checkpoint, str(path), '--out-dir', str(tmp_path / 'o'),
+                             '--score-thr', '0.1', '--device', 'cpu'])  # fmt: skip
+    finally:
+        logger.removeHandler(handler)
+    dets = json.load(open(tmp_path / 'o' / 'preds' / 'photo.json'))['detections']
+    boxes = np.array([d['bbox'] for d in dets])
+    assert ((boxes[:, 2] == 400) | (boxes[:, 3] == 300)).any()  # boxes at the far edges drawn
+    messages = [r.getMessage() for r in records] + [str(w.message) for w in caught]
+    for noise in ('Failed to search registry', 'Failed to add', 'out of bounds'):
+        assert not [m for m in messages if noise in m], noise

@@ -19,7 +19,7 @@ from data_factory import make_voc_dataset
 from mmdet.registry import DATASETS
 from tool_runner import CONFIGS, REPO, load_tool
 
-from ssd_plugin.datasets.data_root import load_config_with_data_root
+from ssd_plugin.engine.data_root import load_config_with_data_root
 
 SECTION = '## Train on your own data'
 LOADER = ['batch_size=2', 'num_workers=0', 'persistent_workers=False']

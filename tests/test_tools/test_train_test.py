@@ -77,6 +77,13 @@ def test_command_line_to_config(tmp_path):
     assert explicit.resume is True and explicit.load_from == 'epoch_3.pth'
     assert explicit.train_dataloader.batch_size == 4
 
+    # a config without custom_hooks (Config.setdefault would hand back a copy to append to)
+    for text in ("model = dict(type='SSD')\n", 'custom_hooks = None\n'):
+        bare = tmp_path / 'bare.py'
+        bare.write_text(text)
+        bare = train_tool.build_cfg(train_tool.parse_args([str(bare), '--launcher', 'pytorch']))
+        assert [h['type'] for h in bare.custom_hooks] == ['AllReduceLossHook']
+
     dist = cfg('--launcher', 'pytorch', '--local-rank', '1')
     assert dist.launcher == 'pytorch'
     assert [h['type'] for h in dist.custom_hooks].count('AllReduceLossHook') == 1
@@ -141,6 +148,39 @@ def test_train_resume_test_and_rescore(tmp_path):
     np.testing.assert_equal(
         mmengine.load(out_json), {k: v for k, v in offline.items() if not k.endswith('_precision')}
     )
+
+
+def test_plain_resume_skips_a_truncated_newest_checkpoint(tmp_path):
+    """Killed while writing epoch_2.pth: a plain --resume continues from epoch_1.pth, and the
+    run ends bit-exact with one resumed from epoch_1.pth by name."""
+    config = tiny_config(SSDLITE, str(tmp_path))
+    work_dir, other_dir = str(tmp_path / 'work_dir'), str(tmp_path / 'other_dir')
+    epochs = lambda n: ['--cfg-options', f'train_cfg.max_epochs={n}', 'train_cfg.val_interval=9']  # noqa: E731
+    train_tool.main([config, '--work-dir', work_dir, *epochs(2)])
+    epoch_1, epoch_2 = (osp.join(work_dir, f'epoch_{i}.pth') for i in (1, 2))
+    assert open(osp.join(work_dir, 'last_checkpoint')).read() == epoch_2
+    data = open(epoch_2, 'rb').read()
+    open(epoch_2, 'wb').write(data[: len(data) * 2 // 3])
+
+    train_tool.main([config, '--work-dir', other_dir, '--resume', epoch_1, *epochs(3)])
+    train_tool.main([config, '--work-dir', work_dir, '--resume', *epochs(3)])
+    log = open(sorted(glob.glob(osp.join(work_dir, '*', '*.log')))[-1]).read()
+    assert (
+        f'Resuming from {epoch_1}, the newest intact checkpoint: the checkpoint last_checkpoint '
+        f'names, {epoch_2}, is truncated or corrupt'
+    ) in log
+    assert 'download' not in log
+    resumed = [torch.load(osp.join(d, 'epoch_3.pth'), weights_only=False)
+               for d in (work_dir, other_dir)]  # fmt: skip
+    assert [c['meta']['iter'] for c in resumed] == [6, 6]
+    for key, value in resumed[0]['state_dict'].items():
+        torch.testing.assert_close(value, resumed[1]['state_dict'][key], rtol=0, atol=0)
+    # the run rewrote epoch_2.pth, intact now, from the same weights as the other run's
+    torch.testing.assert_close(
+        torch.load(epoch_2, weights_only=False)['state_dict'],
+        torch.load(osp.join(other_dir, 'epoch_2.pth'), weights_only=False)['state_dict'],
+        rtol=0, atol=0,
+    )  # fmt: skip
 
 
 def test_data_root_moves_the_data_of_every_tool(tmp_path):

@@ -5,6 +5,12 @@ Example::
     python tools/analysis/default_box_coverage.py configs/ssd300_vgg16_8xb8-120e_coco.py \\
         --out-dir work_dirs/coverage --optimize
 
+The README's COCO-sized figures (a seeded synthetic file of COCO train2017's size in place of
+the training annotations, no images needed)::
+
+    python tools/analysis/default_box_coverage.py configs/ssd300_vgg16_8xb8-120e_coco.py \\
+        --synthetic-coco 118287 860001 --optimize
+
 Writes ``coverage.json`` (all figures) and ``coverage.png`` (best-IoU histogram, coverage by
 object size, positives per level) to ``--out-dir``; with ``--optimize`` prints the best
 ``model.bbox_head.prior_generator`` keys as a config snippet with the before/after figures.
@@ -28,7 +34,8 @@ from ssd_plugin.analysis import (  # noqa: E402  (the repository root goes on sy
     prepare_coverage,
     search_scale_range,
 )
-from ssd_plugin.datasets.data_root import (  # noqa: E402
+from ssd_plugin.analysis.synthetic_coco import use_synthetic_coco  # noqa: E402
+from ssd_plugin.engine.data_root import (  # noqa: E402
     add_data_root_arg,
     load_config_with_data_root,
 )
@@ -53,6 +60,14 @@ def parse_args(argv=None) -> argparse.Namespace:
         default=1,
         help='torch CPU threads (default 1: the work is many small tensor ops, which extra '
         'threads slow down on a loaded machine)',
+    )
+    parser.add_argument(
+        '--synthetic-coco',
+        nargs=2,
+        type=int,
+        metavar=('IMAGES', 'BOXES'),
+        help='analyse a seeded synthetic COCO-format file of this size (written to --out-dir; '
+        '1%% crowd boxes, which are not analysed) instead of the training annotations',
     )
     parser.add_argument('--cfg-options', nargs='+', action=DictAction, help='override config keys')
     add_data_root_arg(parser)
@@ -96,9 +111,16 @@ def main(argv=None) -> None:
     torch.set_num_threads(args.num_threads)
     timing = {}
     start = time.perf_counter()
-    problem = prepare_coverage(
-        load_config_with_data_root(args.config, args.data_root, args.cfg_options)
-    )
+    cfg = load_config_with_data_root(args.config, args.data_root, args.cfg_options)
+    if args.synthetic_coco:
+        os.makedirs(out_dir, exist_ok=True)
+        ann_file = osp.join(out_dir, 'synthetic_coco.json')
+        use_synthetic_coco(cfg, ann_file, *args.synthetic_coco)
+        print(
+            f'synthetic COCO file {ann_file}: {args.synthetic_coco[0]} images, '
+            f'{args.synthetic_coco[1]} boxes'
+        )
+    problem = prepare_coverage(cfg)
     timing['load_s'] = time.perf_counter() - start
     start = time.perf_counter()
     report = evaluate_coverage(problem, iou_thr=args.iou_thr)

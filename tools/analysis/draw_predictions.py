@@ -21,8 +21,9 @@ from mmengine.config import DictAction
 from mmengine.dataset import pseudo_collate
 from mmengine.registry import init_default_scope
 
-from ssd_plugin.datasets.data_root import add_data_root_arg, load_config_with_data_root
 from ssd_plugin.engine.checkpoint import weights_only_checkpoint_loading
+from ssd_plugin.engine.data_root import add_data_root_arg, load_config_with_data_root
+from ssd_plugin.visualization import border_safe
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -49,7 +50,7 @@ def main(argv=None) -> None:
     with weights_only_checkpoint_loading():  # loads mmengine's checkpoints with torch >= 2.6
         model = init_detector(cfg, args.checkpoint, device=args.device)
     dataset = DATASETS.build(cfg.test_dataloader.dataset)
-    visualizer = VISUALIZERS.build(cfg.visualizer)
+    visualizer = VISUALIZERS.build(border_safe(cfg.visualizer))  # boxes at edges: no warnings
     visualizer.dataset_meta = model.dataset_meta
     os.makedirs(args.out_dir, exist_ok=True)
     for idx in range(min(args.num, len(dataset))):

@@ -1,12 +1,14 @@
-"""Whole-detector inference: ours against mmdet's and torchvision's SSDs and our ONNX export.
+"""Whole-detector inference: ours (float32, bf16) against mmdet's and torchvision's SSDs and our
+ONNX export (float32, int8), like with like.
 
 Usage::
 
-    python tools/benchmarks/bench_inference.py                      # CPU, batch 1 and 8
+    python tools/benchmarks/bench_inference.py --repeats 3          # CPU, batch 1 and 8
     python tools/benchmarks/bench_inference.py --device cuda --repeats 10
     python tools/benchmarks/bench_inference.py --checkpoint configs/ssd_demo_shapes.py \\
         work_dirs/demo/epoch_1.pth
     python tools/benchmarks/bench_inference.py --quick              # SSDLite, batch 1 (tests)
+    python tools/benchmarks/bench_inference.py --families ssd300 --no-onnx --regime random
 
 Families (``--families``), each timed at ``--batches`` (batch 1: latency; batch 8: throughput):
 
@@ -20,14 +22,31 @@ Families (``--families``), each timed at ``--batches`` (batch 1: latency; batch 
   family of its own for another config such as the demo's).
 
 Every detector gets random weights (PyTorch's default initialisation, no download) unless a
-checkpoint is given, 81 classes (COCO's 80 and background) and the family's input size;
-torchvision's get our config's post-processing settings (score, NMS IoU, per-class top-k, per
-image), mmdet's keep their own test_cfg (``--score-thr`` sets every threshold). mmdet 3.3's
-``SSDHead`` never sets ``loss_cls`` and its ``predict`` reads it: the script sets it to an empty
-object. Ours also runs exported to ONNX (``ssd_plugin.deploy.export_onnx``) in ONNX Runtime
-(CPU; on CUDA only with its CUDAExecutionProvider, else the rows are skipped): raw outputs
-(``net``: the network and the graph's normalisation) and with the post-processing in the graph
-(``with_nms``, ``full``).
+checkpoint is given, 81 classes (COCO's 80 and background) and the family's input size. Like with
+like:
+
+- one score threshold for all: our config's (``--score-thr`` sets another); torchvision's also get
+  our NMS IoU, per-class top-k and per-image cap; mmdet's keep the rest of their test_cfg (its
+  ``nms_pre`` caps candidates per level, ours per class);
+- outputs that pass it (``--regime trained``, default): each random detector's class-logit convs
+  are rescaled, once and untimed, so that on the benchmark's images every logit channel has mean
+  0 and std 2, the background's mean 5: the score shape of ``bench_head.py``'s trained regime, the
+  same for every detector, with hundreds of detections per image instead of none (mmdet's 0.02)
+  or every default box (0.01); ``--regime random`` keeps PyTorch's initialisation.
+
+mmdet 3.3's ``SSDHead`` never sets ``loss_cls`` and its ``predict`` reads it: the script sets it to
+an empty object. Rows besides the peers' float32:
+
+- ``bf16+cl``: ours with the network under bf16 autocast and channels_last
+  (``ssd_plugin.engine.amp``, as ``--amp``), post-processing float32; only where the CPU has
+  native bf16 (else the reason is printed);
+- ``onnxruntime``: ours exported to ONNX (``ssd_plugin.deploy.export_onnx``) in ONNX Runtime (CPU;
+  on CUDA only with its CUDAExecutionProvider, else the rows are skipped): raw outputs (``net``:
+  the network and the graph's normalisation) and with the bounded post-processing in the graph
+  (``with_nms``, ``full``);
+- ``onnxruntime int8``: the same graphs quantised (``ssd_plugin.deploy.quantize``, QDQ, per
+  channel), calibrated on the benchmark's own images (accuracy: ``tools/deploy/quantize_onnx.py
+  --eval``); CPU only.
 
 The inputs are synthetic 640x480 images put through each config's test pipeline once, untimed
 (torchvision's and ONNX Runtime get the same resized pixels). Stages, per implementation:
@@ -40,8 +59,8 @@ The inputs are synthetic 640x480 images put through each config's test pipeline 
 - ``full``: from the batch of resized pixels to detections (``model.test_step`` for ours and
   mmdet's: data preprocessor included; ``model(images)`` for torchvision's).
 
-``dets / image`` says how much work post-processing had: with random weights every score sits
-near 1/81, above 0.01 (all candidates) and below 0.02 (none, mmdet's threshold).
+``dets / image`` says how much work post-processing had (with ``--regime random`` every score
+sits near 1/81: above 0.01, all candidates, and below 0.02, none).
 
 Timing rules: see ``bench_common.py`` (interleaved, warm-up, best of ``--repeats``, ratios
 ``peer / ours``, ``ours`` being the family's first config with random weights).
@@ -58,6 +77,7 @@ from typing import Callable, Dict, List, Optional
 import bench_common as common
 import numpy as np
 import torch
+import torch.nn as nn
 from mmdet.registry import MODELS
 from mmengine.config import Config, ConfigDict
 from mmengine.dataset import Compose, pseudo_collate
@@ -66,6 +86,7 @@ from synthetic import random_images
 from torchvision.models import detection
 
 import ssd_plugin  # noqa: F401  (registers the components)
+from ssd_plugin.engine.amp import autocast_network, choose_amp
 from ssd_plugin.engine.checkpoint import weights_only_checkpoint_loading
 
 FAMILIES = {
@@ -84,6 +105,8 @@ FAMILIES = {
     ),
 }
 STAGES = ('net', 'post', 'full')
+REGIMES = ('trained', 'random')
+CALIBRATION_IMAGES = 8  # images the trained-like rescaling and the int8 calibration see
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -99,7 +122,11 @@ def parse_args(argv=None) -> argparse.Namespace:
                         metavar=('CFG', 'CKPT'),
                         help='also time ours with trained weights')  # fmt: skip
     parser.add_argument('--score-thr', type=float, help="set every detector's score threshold")
+    parser.add_argument('--regime', choices=REGIMES, default='trained',
+                        help='class-logit regime of random detectors (default trained)')
     parser.add_argument('--no-onnx', action='store_true', help='skip the ONNX Runtime rows')
+    parser.add_argument('--no-int8', action='store_true', help='skip the ONNX int8 rows')
+    parser.add_argument('--no-bf16', action='store_true', help='skip the bf16 rows')
     parser.add_argument('--quick', action='store_true',
                         help="SSDLite's first config, batch 1, one timed round: proves the "
                         'script runs')  # fmt: skip
@@ -122,6 +149,39 @@ def input_size(cfg: Config) -> int:
     raise ValueError('the test pipeline has no Resize')
 
 
+def last_conv(module: nn.Module) -> nn.Conv2d:
+    """The last ``Conv2d`` of a head level's classification branch (the logit conv)."""
+    convs = [m for m in module.modules() if isinstance(m, nn.Conv2d)]
+    if not convs or convs[-1].bias is None:
+        raise TypeError(f'no class-logit Conv2d with a bias in {type(module).__name__}')
+    return convs[-1]
+
+
+def make_trained_like(convs: List[nn.Conv2d], columns: int, background: int,
+                      net: Callable) -> None:  # fmt: skip
+    """Rescale the class-logit ``convs`` in place so that, on what ``net()`` feeds them, every
+    logit channel has mean 0 (background, channel ``background`` of each box's ``columns``: 5)
+    and std 2 (see the module docstring)."""
+    outputs = {}
+    hooks = [conv.register_forward_hook(lambda m, i, o: outputs.__setitem__(m, o.detach().float()))
+             for conv in convs]  # fmt: skip
+    try:
+        with torch.no_grad():
+            net()
+    finally:
+        for hook in hooks:
+            hook.remove()
+    with torch.no_grad():
+        for conv in convs:
+            out = outputs[conv]
+            std = torch.nan_to_num(out.std((0, 2, 3)), nan=1.0).clamp(min=1e-6)
+            scale = 2 / std
+            target = torch.zeros_like(scale)
+            target[background::columns] = 5
+            conv.weight.mul_(scale.to(conv.weight)[:, None, None, None])
+            conv.bias.copy_((conv.bias - out.mean((0, 2, 3))) * scale + target)
+
+
 class Detector:
     """An mmdet-style single-stage detector (ours or mmdet's) and its three stages."""
 
@@ -141,6 +201,20 @@ class Detector:
         self.model = model.to(device).eval()
         self.pipeline = in_memory_pipeline(cfg)
         self.settings = ConfigDict(cfg.model.test_cfg).to_dict()
+        self.trained = bool(checkpoint)
+
+    def make_trained_like(self, data: Dict) -> None:
+        """See :func:`make_trained_like`; ``data``: this detector's pixels of the images."""
+        head = self.model.bbox_head
+        convs = [last_conv(level) for level in head.cls_convs]
+        columns = head.cls_out_channels  # background last (ours and mmdet's)
+        make_trained_like(convs, columns, columns - 1, self.stages(data)['net'])
+
+    def variant(self, name: str, kind: str, model: nn.Module) -> 'Detector':
+        """The same detector with another (transformed) model."""
+        other = copy.copy(self)
+        other.name, other.kind, other.model = name, kind, model
+        return other
 
     def pixels(self, images: List[np.ndarray]) -> Dict:
         """The images through the config's test pipeline, collated."""
@@ -183,6 +257,13 @@ class TorchvisionDetector:
         model = getattr(detection, builder)(weights=None, weights_backbone=None, num_classes=81,
                                             **self.settings)  # fmt: skip
         self.model = model.to(device).eval()
+        self.trained = False
+
+    def make_trained_like(self, data: Dict) -> None:
+        """See :func:`make_trained_like`; ``data``: ours' pixels of the images."""
+        head = self.model.head.classification_head
+        convs = [last_conv(level) for level in head.module_list]
+        make_trained_like(convs, head.num_columns, 0, self.stages(data)['net'])  # background 0
 
     def stages(self, data: Dict) -> Dict[str, Callable]:
         model = self.model
@@ -216,22 +297,40 @@ class OnnxDetector:
     kind = 'onnxruntime'
 
     def __init__(self, name: str, detector: Detector, device: str, workdir: str) -> None:
-        import onnxruntime as ort
-
         from ssd_plugin.deploy import export_onnx
 
-        self.name = name
+        self.name, self.device = name, device
         self.settings = detector.settings
         size = input_size(detector.cfg)
         model = detector.model if device == 'cpu' else copy.deepcopy(detector.model).cpu()
+        self.paths = {}
+        for stage, with_nms in (('net', False), ('full', True)):
+            self.paths[stage] = osp.join(workdir, f'{name.replace(" ", "_")}_{stage}.onnx')
+            export_onnx(model, self.paths[stage], (size, size), with_nms=with_nms)
+        self.sessions = self.load(self.paths)
+
+    def load(self, paths: Dict[str, str]) -> Dict:
+        import onnxruntime as ort
+
         options = ort.SessionOptions()
         options.intra_op_num_threads = torch.get_num_threads()
-        providers = ['CUDAExecutionProvider'] if device == 'cuda' else ['CPUExecutionProvider']
-        self.sessions = {}
-        for stage, with_nms in (('net', False), ('full', True)):
-            path = osp.join(workdir, f'{name.replace(" ", "_")}_{stage}.onnx')
-            export_onnx(model, path, (size, size), with_nms=with_nms)
-            self.sessions[stage] = ort.InferenceSession(path, options, providers=providers)
+        providers = ['CUDAExecutionProvider'] if self.device == 'cuda' else ['CPUExecutionProvider']
+        return {stage: ort.InferenceSession(path, options, providers=providers)
+                for stage, path in paths.items()}  # fmt: skip
+
+    def int8(self, name: str, calibration: np.ndarray) -> 'OnnxDetector':
+        """These graphs quantised to int8, calibrated on ``calibration`` (a pixel batch)."""
+        from ssd_plugin.deploy.quantize import quantize_onnx
+
+        other = copy.copy(self)
+        other.name, other.kind = name, 'onnxruntime int8'
+        other.paths = {}
+        for stage, path in self.paths.items():
+            other.paths[stage] = path.replace('.onnx', '_int8.onnx')
+            quantize_onnx(path, other.paths[stage], [calibration],
+                          note=f'{len(calibration)} benchmark images')  # fmt: skip
+        other.sessions = other.load(other.paths)
+        return other
 
     def stages(self, data: Dict) -> Dict[str, Callable]:
         # the graph takes 0-255 pixels in the loader's (BGR) order and normalises itself
@@ -259,7 +358,7 @@ def stem(path: str) -> str:
     return osp.splitext(osp.basename(path))[0]
 
 
-def build_family(family: str, args, workdir: str) -> List:
+def build_family(family: str, args, workdir: str, images: List[np.ndarray]) -> List:
     """The implementations of one family; ours (random weights, first config) first."""
     spec = FAMILIES.get(family)
     if spec:
@@ -279,26 +378,50 @@ def build_family(family: str, args, workdir: str) -> List:
             cfg = Config.fromfile(cfg_path)
             ours.append(Detector(name, cfg, args.device, ckpt, args.score_thr))
     impls = list(ours)
+    score_thr = ours[0].settings['score_thr']  # one threshold for every detector
     if spec:
         mm_cfg = Config.fromfile(common.mmdet_config(spec['mmdet']))
         impls.append(Detector(f'mmdet {stem(spec["mmdet"])}', mm_cfg, args.device,
-                              score_thr=args.score_thr))  # fmt: skip
+                              score_thr=score_thr))  # fmt: skip
         impls.append(TorchvisionDetector(f'torchvision {spec["torchvision"]}',
                                          spec['torchvision'], args.device,
                                          ConfigDict(ours[0].settings)))  # fmt: skip
+    calibration = images[:CALIBRATION_IMAGES]
+    ours_data = ours[0].pixels(calibration)
+    if args.regime == 'trained':
+        for impl in impls:
+            if not impl.trained:
+                own = impl.pixels(calibration) if isinstance(impl, Detector) else ours_data
+                impl.make_trained_like(own)
+    if not args.no_bf16:
+        choice = choose_amp(args.device)
+        print(f'{family}: {choice.describe()}')
+        if choice.dtype is not None:
+            bf16 = [d.variant(f'{d.name} {str(choice.dtype)[6:]}+cl', 'pytorch autocast',
+                              copy.deepcopy(d.model)) for d in ours]  # fmt: skip
+            for variant in bf16:
+                autocast_network(variant.model, choice)
+            impls[len(ours):len(ours)] = bf16
     if not args.no_onnx and not onnx_available(args.device):
-        impls += [OnnxDetector(f'onnxruntime {d.name}', d, args.device, workdir) for d in ours]
+        onnx = [OnnxDetector(f'onnxruntime {d.name}', d, args.device, workdir) for d in ours]
+        impls += onnx
+        if not args.no_int8 and args.device == 'cpu':
+            pixels = np.stack([img.numpy() for img in ours_data['inputs']]).astype(np.float32)
+            impls += [d.int8(d.name.replace('onnxruntime', 'onnxruntime int8'), pixels)
+                      for d in onnx]  # fmt: skip
     return impls
 
 
 def bench_family(family: str, args, workdir: str, images) -> List[List[str]]:
-    impls = build_family(family, args, workdir)
+    impls = build_family(family, args, workdir, images)
     ours_cfg = impls[0].cfg
     print(f'\n## {family}: input {input_size(ours_cfg)} px')
     for impl in impls:
         print(f'- {impl.name} ({impl.kind}): post-processing {impl.settings}')
     sys.stdout.flush()
     pipeline_of = {impl.name: impl for impl in impls if isinstance(impl, Detector)}
+    print(f'- score threshold {impls[0].settings["score_thr"]} for every detector; class logits: '
+          f'{args.regime}')  # fmt: skip
     rows = []
     for batch in args.batches:
         batch_images = images[:batch]
@@ -349,7 +472,7 @@ def main(argv=None) -> int:
         family = family_of.get(osp.abspath(cfg_path), stem(cfg_path))
         if family not in families:
             families.append(family)
-    images = random_images(max(args.batches), args.seed)
+    images = random_images(max(*args.batches, CALIBRATION_IMAGES), args.seed)
     rows = []
     with tempfile.TemporaryDirectory() as workdir:
         for family in families:

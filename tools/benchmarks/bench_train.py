@@ -14,9 +14,13 @@ loading and augmentation are left out (``bench_transforms.py`` times those). ``-
 or ``ssdlite`` (``configs/ssdlite_mobilenetv2_8xb24-600e_coco.py``; mmdet's
 ``ssd/ssdlite_mobilenetv2-scratch_8xb24-600e_coco.py``). Random weights (PyTorch's init).
 
-Modes (``--modes``; default on CUDA all three, on CPU ``fp32``): ``fp32``; ``fp32-cl``:
-channels_last weights and images; ``bf16-cl``: channels_last with bf16 autocast (the loss
-runs in whatever precision each head chooses under autocast).
+Modes (``--modes``; default on CUDA all four, on CPU ``fp32`` and ``amp``): ``fp32``;
+``fp32-cl``: channels_last weights and images; ``bf16-cl``: channels_last with bf16 autocast
+around the whole step (the loss runs in whatever precision each head chooses under autocast);
+``amp``: ours through the real ``--amp`` path (``ssd_plugin.engine.amp``: the precision
+``choose_amp`` picks for this device, the network under autocast + channels_last, float32 loss,
+a loss scaler for float16) against mmdet's best float32 step (the faster of its ``fp32`` and
+``fp32-cl``, timed in the same rounds), since mmdet's ``--amp`` cannot run on a CPU.
 
 Timing rules: see ``bench_common.py`` (interleaved, warm-up, best of ``--repeats``, ratios
 ``peer / ours`` of step times, i.e. ours' images/s over mmdet's).
@@ -36,6 +40,7 @@ from mmengine.config import Config
 from synthetic import random_ground_truths
 
 import ssd_plugin  # noqa: F401  (registers the components)
+from ssd_plugin.engine.amp import autocast_network, choose_amp
 
 FAMILIES = {
     'ssd300': ('ssd300_vgg16_8xb8-120e_coco.py', 'ssd/ssd300_coco.py', 300),
@@ -45,7 +50,7 @@ FAMILIES = {
         320,
     ),  # fmt: skip
 }
-MODES = ('fp32', 'fp32-cl', 'bf16-cl')
+MODES = ('fp32', 'fp32-cl', 'bf16-cl', 'amp')
 NUM_CLASSES = 80
 
 
@@ -54,7 +59,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument('--device', default='cpu', choices=['cpu', 'cuda'])
     parser.add_argument('--family', default='ssd300', choices=list(FAMILIES))
     parser.add_argument('--batch', type=int, default=32, help='images per step')
-    parser.add_argument('--modes', nargs='+', choices=MODES, help='default: cuda all, cpu fp32')
+    parser.add_argument('--modes', nargs='+', choices=MODES,
+                        help='default: cuda all, cpu fp32 amp')  # fmt: skip
     parser.add_argument('--repeats', type=int, default=3, help='timed rounds (best is reported)')
     parser.add_argument('--warmup', type=int, default=2, help='untimed rounds first')
     parser.add_argument('--seed', type=int, default=0)
@@ -62,7 +68,7 @@ def parse_args(argv=None) -> argparse.Namespace:
                         help='SSDLite, batch 2, one timed round: proves it runs')  # fmt: skip
     args = common.parse_with_quick(parser, argv, family='ssdlite', batch=2, repeats=1, warmup=1)
     if args.modes is None:
-        args.modes = list(MODES) if args.device == 'cuda' else ['fp32']
+        args.modes = list(MODES) if args.device == 'cuda' else ['fp32', 'amp']
     return args
 
 
@@ -94,13 +100,25 @@ class Trainer:
                                          weight_decay=5e-4)  # fmt: skip
         self.autocast = (torch.autocast(device, dtype=torch.bfloat16) if mode.startswith('bf16')
                          else nullcontext())  # fmt: skip
+        self.scaler = None
+        if mode == 'amp':  # what tools/train.py --amp does: MixedPrecisionHook's wrapping
+            self.choice = choose_amp(device)
+            autocast_network(self.model, self.choice)
+            self.channels_last = self.choice.channels_last
+            if self.choice.loss_scale:  # LossScaleOptimWrapper's GradScaler
+                self.scaler = torch.amp.GradScaler(device)
 
     def step(self, images: torch.Tensor, samples: List[DetDataSample]) -> torch.Tensor:
         with self.autocast:
             losses = self.model(images, samples, mode='loss')
             loss, _ = self.model.parse_losses(losses)
-        loss.backward()
-        self.optimizer.step()
+        if self.scaler is None:
+            loss.backward()
+            self.optimizer.step()
+        else:
+            self.scaler.scale(loss).backward()
+            self.scaler.step(self.optimizer)
+            self.scaler.update()
         self.optimizer.zero_grad(set_to_none=True)
         return loss.detach()
 
@@ -108,17 +126,29 @@ class Trainer:
 def bench_mode(mode: str, configs: Dict[str, Config], args, size: int) -> List[str]:
     torch.manual_seed(args.seed)
     images, samples = random_batch(args.batch, size, args.device, args.seed)
-    if mode.endswith('-cl'):
-        images = images.contiguous(memory_format=torch.channels_last)
-    trainers = {name: Trainer(cfg, args.device, mode) for name, cfg in configs.items()}
-    fns = {name: (lambda t=t: t.step(images, samples)) for name, t in trainers.items()}
+    if mode == 'amp':  # ours --amp against mmdet's best float32 (plain or channels_last)
+        trainers = {'ours': Trainer(configs['ours'], args.device, 'amp'),
+                    'mmdet': Trainer(configs['mmdet'], args.device, 'fp32'),
+                    'mmdet-cl': Trainer(configs['mmdet'], args.device, 'fp32-cl')}  # fmt: skip
+        print(f'amp: ours {trainers["ours"].choice.describe()}')
+    else:
+        trainers = {name: Trainer(cfg, args.device, mode) for name, cfg in configs.items()}
+    cl_images = images.contiguous(memory_format=torch.channels_last)
+    fns = {name: (lambda t=t, x=(cl_images if t.channels_last else images): t.step(x, samples))
+           for name, t in trainers.items()}  # fmt: skip
     best, results = common.interleaved_best(
         fns, args.repeats, args.warmup, common.synchronizer(args.device)
     )
+    if 'mmdet-cl' in best:
+        best['mmdet'] = min(best['mmdet'], best.pop('mmdet-cl'))
+        results.pop('mmdet-cl')
     losses = ', '.join(f'{name} {float(v):.3f}' for name, v in results.items())
     print(f'{mode}: ' + ', '.join(f'{n} {common.ms(v)} ms' for n, v in best.items()) +
           f' (last losses: {losses})', flush=True)  # fmt: skip
     speed = {name: args.batch * 1e3 / v for name, v in best.items()}
+    if mode == 'amp':
+        dtype = trainers['ours'].choice.dtype
+        mode = f'amp ({"float32" if dtype is None else str(dtype)[6:]}) vs mmdet best fp32'
     return [mode, common.ms(best['ours']), common.ms(best['mmdet']), f'{speed["ours"]:.1f}',
             f'{speed["mmdet"]:.1f}', common.ratio(best['mmdet'], best['ours'])]  # fmt: skip
 

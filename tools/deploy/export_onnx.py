@@ -27,6 +27,7 @@ import argparse
 import os.path as osp
 from typing import Optional, Tuple
 
+import onnx
 from mmdet.apis import init_detector
 from mmengine.config import Config
 
@@ -89,7 +90,11 @@ def main(argv=None) -> None:
         with_nms=args.with_nms, dynamic_batch=args.dynamic_batch,
         dynamic_size=args.dynamic_size, opset=args.opset,
         classes=model.dataset_meta.get('classes'))  # fmt: skip
-    dims = ('B' if args.dynamic_batch else '1', *(('H', 'W') if args.dynamic_size else input_size))
+    # as the file declares it (batch, channels, height, width); a named axis prints as B/H/W
+    (graph_input,) = onnx.load(args.out, load_external_data=False).graph.input
+    names = dict(batch='B', height='H', width='W')
+    dims = [names.get(d.dim_param, d.dim_param) or d.dim_value
+            for d in graph_input.type.tensor_type.shape.dim]  # fmt: skip
     print(f'wrote {args.out}: input (float32, {", ".join(map(str, dims))}) -> '
           f'{", ".join(wrapper.output_names)}, opset {args.opset}')  # fmt: skip
 

@@ -23,13 +23,12 @@ every other tensor is copied unchanged. The converted backbone therefore expects
 ``DetDataPreprocessor(mean=[123.675, 116.28, 103.53], std=[1, 1, 1], bgr_to_rgb=True)``.
 """
 
-import argparse
 from typing import Dict, Tuple
 
 import torch
 from torch import Tensor
 
-from ssd_plugin.engine.checkpoint import load_state_dict_file
+from ssd_plugin.engine.checkpoint_conversion import converter_main
 from ssd_plugin.models.backbones.reduced_vgg16 import VGG16_SEQUENTIAL_INDICES, ReducedVGG16
 
 
@@ -75,13 +74,14 @@ def convert(state_dict: Dict[str, Tensor], source: str = 'state dict') -> Dict[s
 
 
 def main(argv=None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument('src', help='vgg16_reducedfc.pth (ssd.pytorch layout)')
-    parser.add_argument('dst', help='output ReducedVGG16 checkpoint (.pth)')
-    args = parser.parse_args(argv)
-    state_dict, _ = load_state_dict_file(args.src)
-    torch.save(convert(state_dict, source=args.src), args.dst)
-    print(f'wrote ReducedVGG16 weights to {args.dst}')
+    converter_main(
+        convert,
+        __doc__.splitlines()[0],
+        src_help='vgg16_reducedfc.pth (ssd.pytorch layout)',
+        dst_help='output ReducedVGG16 checkpoint (.pth)',
+        argv=argv,
+        keep_wrapper=False,  # a backbone checkpoint for init_cfg=dict(type='Pretrained')
+    )
 
 
 if __name__ == '__main__':

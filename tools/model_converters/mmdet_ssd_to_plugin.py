@@ -21,15 +21,13 @@ Checkpoints from mmdet < 2.14 use older SSD keys: upgrade them first with mmdet'
 ``tools/model_converters/upgrade_ssd_version.py``.
 """
 
-import argparse
 import re
 from collections import OrderedDict
 from typing import Dict, List
 
-import torch
 from torch import Tensor
 
-from ssd_plugin.engine.checkpoint import load_state_dict_file
+from ssd_plugin.engine.checkpoint_conversion import converter_main
 from ssd_plugin.models.backbones.reduced_vgg16 import VGG16_SEQUENTIAL_INDICES
 
 __all__ = ['convert', 'main']
@@ -115,19 +113,14 @@ def convert(state_dict: Dict[str, Tensor], source: str = 'the state dict') -> Di
     return converted
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument('src', help='mmdet SSD checkpoint (.pth)')
-    parser.add_argument('dst', help='output checkpoint for ssd_plugin configs')
-    args = parser.parse_args()
-
-    state_dict, checkpoint = load_state_dict_file(args.src)
-    converted = convert(state_dict, source=args.src)
-    output = converted if checkpoint is None else dict(state_dict=converted)
-    if checkpoint is not None and 'meta' in checkpoint:
-        output['meta'] = checkpoint['meta']
-    torch.save(output, args.dst)
-    print(f'converted {len(converted)} tensors from {args.src} to {args.dst}')
+def main(argv=None) -> None:
+    converter_main(
+        convert,
+        __doc__.splitlines()[0],
+        src_help='mmdet SSD checkpoint (.pth)',
+        dst_help='output checkpoint for ssd_plugin configs',
+        argv=argv,
+    )
 
 
 if __name__ == '__main__':

@@ -47,15 +47,13 @@ classification convs' weights and biases). For COCO (K = 91: background and cate
 select mmdet's 80 classes among the 90 with ``class_channels``.
 """
 
-import argparse
 import re
 from collections import OrderedDict
 from typing import Callable, Dict, List, Optional, Tuple
 
-import torch
 from torch import Tensor
 
-from ssd_plugin.engine.checkpoint import load_state_dict_file
+from ssd_plugin.engine.checkpoint_conversion import converter_main
 from ssd_plugin.models.backbones.reduced_vgg16 import VGG16_SEQUENTIAL_INDICES
 
 __all__ = ['detect_model', 'convert', 'main']
@@ -229,20 +227,13 @@ def convert(state_dict: Dict[str, Tensor], source: str = 'the state dict') -> Di
 
 
 def main(argv=None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument('src', help='torchvision ssd300_vgg16 / ssdlite320_mobilenet_v3_large .pth')
-    parser.add_argument('dst', help='output checkpoint for the *_torchvision_coco.py configs')
-    args = parser.parse_args(argv)
-
-    state_dict, checkpoint = load_state_dict_file(args.src)
-    model = detect_model(state_dict, args.src)
-    converted = convert(state_dict, source=args.src)
-    output = converted if checkpoint is None else dict(state_dict=converted)
-    if checkpoint is not None and 'meta' in checkpoint:
-        output['meta'] = checkpoint['meta']
-    torch.save(output, args.dst)
-    print(
-        f'converted {len(converted)} tensors of torchvision {model} from {args.src} to {args.dst}'
+    converter_main(
+        convert,
+        __doc__.splitlines()[0],
+        src_help='torchvision ssd300_vgg16 / ssdlite320_mobilenet_v3_large .pth',
+        dst_help='output checkpoint for the *_torchvision_coco.py configs',
+        argv=argv,
+        describe=lambda state_dict, src: f'torchvision {detect_model(state_dict, src)}',
     )
 
 

@@ -36,13 +36,12 @@ exactly (zero padding is zero in both). The converted backbone therefore expects
 ``DetDataPreprocessor(mean=[123.675, 116.28, 103.53], std=[1, 1, 1], bgr_to_rgb=True)``.
 """
 
-import argparse
 from typing import Dict, Tuple
 
 import torch
 from torch import Tensor
 
-from ssd_plugin.engine.checkpoint import load_state_dict_file
+from ssd_plugin.engine.checkpoint_conversion import converter_main
 from ssd_plugin.models.backbones.reduced_vgg16 import VGG16_SEQUENTIAL_INDICES, ReducedVGG16
 
 FC_KEEP_EVERY = 4  # 4096 -> 1024 filters (fc6 and fc7) and fc7 input channels
@@ -109,13 +108,14 @@ def convert(state_dict: Dict[str, Tensor], source: str = 'state dict') -> Dict[s
 
 
 def main(argv=None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument('src', help='torchvision VGG16 ImageNet state dict (.pth)')
-    parser.add_argument('dst', help='output ReducedVGG16 checkpoint (.pth)')
-    args = parser.parse_args(argv)
-    state_dict, _ = load_state_dict_file(args.src)
-    torch.save(convert(state_dict, source=args.src), args.dst)
-    print(f'wrote ReducedVGG16 weights (fc6/fc7 subsampled) to {args.dst}')
+    converter_main(
+        convert,
+        __doc__.splitlines()[0],
+        src_help='torchvision VGG16 ImageNet state dict (.pth)',
+        dst_help='output ReducedVGG16 checkpoint (.pth)',
+        argv=argv,
+        keep_wrapper=False,  # a backbone checkpoint for init_cfg=dict(type='Pretrained')
+    )
 
 
 if __name__ == '__main__':

@@ -8,7 +8,7 @@ from mmdet.registry import TRANSFORMS
 from mmdet.structures.bbox import HorizontalBoxes, autocast_box_type
 
 from .lazy_canvas import take_pending_canvas
-from .patch_geometry import centres_in_patches, choose_patch
+from .patch_geometry import PATCH_MODES, centres_in_patches, choose_patch
 from .zoom_out import reject_unsupported_keys
 
 __all__ = ['MinIoUCrop']
@@ -37,15 +37,25 @@ class MinIoUCrop(BaseTransform):
     (its option 1.0 is the whole image, 0.0 the unconstrained sampler), and e.g.
     ``sampler_options=[0.5, 0.9]`` is ``MinIoUCrop(min_ious=(0.5, 0.9), whole_image=False,
     unconstrained=False)``. When no sampler in the draw finds a patch the image is left whole,
-    as Caffe does (torchvision would retry until one does). Patch sampling stays Caffe's.
+    as Caffe does (torchvision would retry until one does).
+
+    ``patch_mode`` picks how a trial's patch is drawn: ``'caffe'`` (default; side scale and aspect
+    ratio, ``SampleBBox``) or ``'torchvision'`` (``RandomIoUCrop``: width and height scales drawn
+    apart in ``scale_range``, the pixel aspect ratio ``w / h`` checked against
+    ``aspect_ratio_range`` afterwards, a failing trial spent; see
+    :func:`~.patch_geometry.sample_torchvision_patches`). torchvision's recipe is
+    ``MinIoUCrop(patch_mode='torchvision', max_trials=40)``. Acceptance is the same in both
+    modes; torchvision's differs in two corner cases: its centres must lie strictly inside the
+    patch, and the box meeting the IoU bound must be one whose centre is inside.
 
     After :class:`ZoomOut` the patch is sampled on the (unpainted) canvas and only its window is
     painted, which gives the same pixels and boxes as cropping the painted canvas.
 
     Differences from mmdet's ``MinIoURandomCrop``: ``constraint='any'`` by default (Caffe: some
     box meets the bound; mmdet: all boxes), Caffe's scale/aspect sampling instead of independent
-    sides with rejection, offsets from 0 (mmdet draws them from ``[1, w - new_w]``), centres on
-    the patch border count as inside (Caffe), and no endless retry loop.
+    sides with rejection (``patch_mode='torchvision'`` has those, torchvision's), offsets from 0
+    (mmdet draws them from ``[1, w - new_w]``), centres on the patch border count as inside
+    (Caffe), and no endless retry loop.
 
     Required Keys:
 
@@ -76,6 +86,7 @@ class MinIoUCrop(BaseTransform):
             sampler, torchvision's option 1.0).
         unconstrained: Add the sampler without IoU bound (Caffe's ``max_jaccard_overlap: 1.0``
             sampler, torchvision's option 0.0).
+        patch_mode: ``'caffe'`` or ``'torchvision'`` patch geometry (above).
     """
 
     def __init__(
@@ -88,6 +99,7 @@ class MinIoUCrop(BaseTransform):
         instance_keys: Sequence[str] = ('gt_bboxes_labels', 'gt_ignore_flags'),
         whole_image: bool = True,
         unconstrained: bool = True,
+        patch_mode: str = 'caffe',
     ) -> None:
         if not all(0 < t <= 1 for t in min_ious):
             raise ValueError(f'MinIoUCrop: min_ious must be in (0, 1], got {min_ious}')
@@ -106,6 +118,10 @@ class MinIoUCrop(BaseTransform):
                 f'MinIoUCrop: aspect_ratio_range must satisfy 0 < min <= max, got '
                 f'{aspect_ratio_range}'
             )
+        if patch_mode not in PATCH_MODES:
+            raise ValueError(
+                f'MinIoUCrop: patch_mode must be one of {PATCH_MODES}, got {patch_mode!r}'
+            )
         if constraint not in ('any', 'all'):
             raise ValueError(f"MinIoUCrop: constraint must be 'any' or 'all', got {constraint!r}")
         self.min_ious = tuple(min_ious)
@@ -116,6 +132,7 @@ class MinIoUCrop(BaseTransform):
         self.instance_keys = tuple(instance_keys)
         self.whole_image = whole_image
         self.unconstrained = unconstrained
+        self.patch_mode = patch_mode
 
     def _check_aligned(self, results: dict, num_boxes: int) -> None:
         for key in self.instance_keys:
@@ -148,6 +165,7 @@ class MinIoUCrop(BaseTransform):
             self.constraint,
             whole_image=self.whole_image,
             unconstrained=self.unconstrained,
+            patch_mode=self.patch_mode,
         )
         if patch is None:
             return results  # whole image; a pending canvas stays lazy for its next reader
@@ -173,5 +191,6 @@ class MinIoUCrop(BaseTransform):
             f'{self.__class__.__name__}(min_ious={self.min_ious}, max_trials={self.max_trials}, '
             f'scale_range={self.scale_range}, aspect_ratio_range={self.aspect_ratio_range}, '
             f"constraint='{self.constraint}', instance_keys={self.instance_keys}, "
-            f'whole_image={self.whole_image}, unconstrained={self.unconstrained})'
+            f'whole_image={self.whole_image}, unconstrained={self.unconstrained}, '
+            f"patch_mode='{self.patch_mode}')"
         )

@@ -1,16 +1,23 @@
 """Pure geometry of SSD's patch sampling (paper Sec. 2.2, "Data augmentation").
 
 Caffe's ``SampleBBox`` / ``SatisfySampleConstraint`` / ``MeetEmitConstraint`` (``bbox_util.cpp``),
-vectorised over all trials of a sampler: every function takes ``(P, 4)`` patches and ``(G, 4)``
-boxes, ``xyxy`` in pixels, and works on whole arrays without Python loops.
+and torchvision's ``RandomIoUCrop`` patch geometry, vectorised over all trials of a sampler: every
+function takes ``(P, 4)`` patches and ``(G, 4)`` boxes, ``xyxy`` in pixels, and works on whole
+arrays without Python loops.
 """
 
 from typing import Optional, Sequence, Tuple, Union
 
 import numpy as np
 
+#: How a trial's patch size is drawn: Caffe's side scale and aspect ratio, or torchvision's two
+#: independent side scales with the aspect ratio checked afterwards.
+PATCH_MODES = ('caffe', 'torchvision')
+
 __all__ = [
+    'PATCH_MODES',
     'sample_patches',
+    'sample_torchvision_patches',
     'patch_box_iou',
     'centres_in_patches',
     'acceptable_patches',
@@ -59,6 +66,54 @@ def sample_patches(
     x2 = np.minimum(x1 + np.maximum(np.floor(patch_w * width), 1), width)
     y2 = np.minimum(y1 + np.maximum(np.floor(patch_h * height), 1), height)
     return np.stack([x1, y1, x2, y2], axis=1).astype(np.int64)
+
+
+def sample_torchvision_patches(
+    num: int,
+    width: int,
+    height: int,
+    scale_range: Tuple[float, float],
+    aspect_ratio_range: Tuple[float, float],
+    rng=np.random,
+) -> Tuple[np.ndarray, np.ndarray]:
+    """Draw ``num`` trials of torchvision's ``RandomIoUCrop``: the patch and whether it is usable.
+
+    Per trial: width and height scales ``r_w, r_h ~ U(scale_range)`` drawn apart, patch size
+    ``w = floor(W r_w)``, ``h = floor(H r_h)`` in pixels; the trial is dropped unless
+    ``aspect_ratio_range[0] <= w / h <= aspect_ratio_range[1]`` (the ratio of the pixel sizes,
+    not normalised to the image) and the patch is not empty; offsets ``left = floor((W - w) u)``,
+    ``top = floor((H - h) v)`` with ``u, v ~ U(0, 1)``. A dropped trial still counts against the
+    sampler's trials, as in torchvision's loop.
+
+    Args:
+        num: Number of trials.
+        width: Image width in pixels.
+        height: Image height in pixels.
+        scale_range: Bounds of each side's scale (torchvision's ``min_scale``, ``max_scale``:
+            ``(0.3, 1)``).
+        aspect_ratio_range: Bounds of ``w / h`` (torchvision's ``min_aspect_ratio``,
+            ``max_aspect_ratio``: ``(0.5, 2)``).
+        rng: Object with numpy's ``uniform(low, high, size)``; see :func:`sample_patches`.
+
+    Returns:
+        ``(patches, usable)``: ``(num, 4)`` int64 ``xyxy`` patches inside the image and ``(num,)``
+        bool, False for the trials torchvision drops before looking at the boxes.
+    """
+    scales = rng.uniform(scale_range[0], scale_range[1], size=(num, 2))
+    patch_w = np.floor(width * scales[:, 0])
+    patch_h = np.floor(height * scales[:, 1])
+    # an empty side makes the ratio 0 or undefined: such trials are dropped either way
+    aspect = patch_w / np.maximum(patch_h, 1)
+    usable = (
+        (patch_w >= 1)
+        & (patch_h >= 1)
+        & (aspect >= aspect_ratio_range[0])
+        & (aspect <= aspect_ratio_range[1])
+    )
+    x1 = np.floor((width - patch_w) * rng.uniform(0.0, 1.0, size=num))
+    y1 = np.floor((height - patch_h) * rng.uniform(0.0, 1.0, size=num))
+    patches = np.stack([x1, y1, x1 + patch_w, y1 + patch_h], axis=1).astype(np.int64)
+    return patches, usable
 
 
 def patch_box_iou(patches: np.ndarray, boxes: np.ndarray) -> np.ndarray:
@@ -141,6 +196,7 @@ def choose_patch(
     rng=np.random,
     whole_image: bool = True,
     unconstrained: bool = True,
+    patch_mode: str = 'caffe',
 ) -> Tuple[int, Optional[np.ndarray]]:
     """SSD's patch choice: whole image, a patch with min IoU ``t`` for each ``t``, or any patch.
 
@@ -162,23 +218,34 @@ def choose_patch(
         boxes: ``(G, 4)`` ground-truth boxes (may be empty).
         min_ious: IoU bounds of the constrained samplers (paper: 0.1, 0.3, 0.5, 0.7, 0.9).
         max_trials: Candidate patches per sampler (Caffe: 50).
-        scale_range: See :func:`sample_patches`.
-        aspect_ratio_range: See :func:`sample_patches`.
+        scale_range: See :func:`sample_patches` / :func:`sample_torchvision_patches`.
+        aspect_ratio_range: See :func:`sample_patches` / :func:`sample_torchvision_patches`.
         constraint: ``'any'`` (Caffe) or ``'all'`` (mmdet); see :func:`acceptable_patches`.
         rng: numpy-like RNG (``uniform``, ``randint``).
         whole_image: Keep the whole image in the uniform draw (Caffe's first, empty sampler).
         unconstrained: Add the sampler without IoU bound (Caffe's ``max_jaccard_overlap: 1``).
+        patch_mode: ``'caffe'`` (:func:`sample_patches`) or ``'torchvision'``
+            (:func:`sample_torchvision_patches`; its dropped trials are never accepted).
 
     Returns:
         ``(mode, patch)``: mode ``0`` is the whole image (patch ``None``), mode ``k`` in
         ``1..len(min_ious)`` the sampler with bound ``min_ious[k - 1]``, mode ``len(min_ious) + 1``
         the unconstrained sampler; ``patch`` is ``(4,)`` int64 ``xyxy``.
     """
+    if patch_mode not in PATCH_MODES:
+        raise ValueError(f'patch_mode must be one of {PATCH_MODES}, got {patch_mode!r}')
     bounds = np.array([*min_ious, 0.0] if unconstrained else list(min_ious), dtype=np.float64)
-    patches = sample_patches(
-        len(bounds) * max_trials, width, height, scale_range, aspect_ratio_range, rng
+    num = len(bounds) * max_trials
+    if patch_mode == 'torchvision':
+        patches, usable = sample_torchvision_patches(
+            num, width, height, scale_range, aspect_ratio_range, rng
+        )
+    else:
+        patches = sample_patches(num, width, height, scale_range, aspect_ratio_range, rng)
+        usable = np.ones(num, dtype=bool)
+    accepted = usable & acceptable_patches(
+        patches, boxes, np.repeat(bounds, max_trials), constraint
     )
-    accepted = acceptable_patches(patches, boxes, np.repeat(bounds, max_trials), constraint)
     accepted = accepted.reshape(len(bounds), max_trials)
     pool = np.concatenate([[0] if whole_image else [], 1 + np.flatnonzero(accepted.any(axis=1))])
     if len(pool) == 0:

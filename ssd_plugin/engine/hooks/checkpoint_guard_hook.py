@@ -8,14 +8,18 @@ deletes that older file *before* ``Runner.save_checkpoint`` calls ``before_save_
 so checking there alone would lose it: this hook checks the model first in the (instance-level)
 wrappers it puts around the save methods of every ``CheckpointHook`` of the runner, and again in
 ``before_save_checkpoint`` for any other caller of ``Runner.save_checkpoint``.
+
+Those save methods are private to mmengine (0.10): :func:`private_save_api_problem` checks their
+names and parameters when the run starts, and a mismatch is logged as a warning that says which
+protection is lost, rather than the guard silently moving to the later check.
 """
 
-import functools
 import glob
 import inspect
 import os.path as osp
 from typing import Callable, List, Optional
 
+import mmengine
 import torch
 from mmdet.registry import HOOKS
 from mmengine.dist import is_main_process
@@ -24,11 +28,44 @@ from mmengine.model import is_model_wrapper
 
 from ..finite_state import NonFiniteTensors, find_non_finite
 from ..rank_agreement import any_rank
+from .method_wrap import unwrap_method, wrap_method
 
-__all__ = ['CheckpointGuardHook']
+__all__ = ['CheckpointGuardHook', 'private_save_api_problem']
 
-# CheckpointHook methods that delete or replace files before they save
-_SAVE_METHODS = ('_save_checkpoint_with_step', '_save_best_checkpoint')
+_TAG = 'CheckpointGuardHook'
+
+#: mmengine's private ``CheckpointHook`` methods that delete or replace files before they save,
+#: with the parameters (after ``self``) this hook reads by name. Pinned by a test; checked at
+#: run time by :func:`private_save_api_problem`.
+_SAVE_METHODS = {
+    '_save_checkpoint_with_step': ('runner', 'step', 'meta'),
+    '_save_best_checkpoint': ('runner', 'metrics'),
+}
+
+
+def private_save_api_problem(hook_type: type = CheckpointHook) -> Optional[str]:
+    """What in ``hook_type`` differs from the private save methods this hook wraps, or None.
+
+    Args:
+        hook_type (type): ``CheckpointHook`` or a subclass.
+
+    Returns:
+        str | None: E.g. ``"CheckpointHook._save_best_checkpoint is missing"``; None when every
+        method of :data:`_SAVE_METHODS` exists with those parameters.
+    """
+    problems = []
+    for name, expected in _SAVE_METHODS.items():
+        method = getattr(hook_type, name, None)
+        if not callable(method):
+            problems.append(f'{hook_type.__name__}.{name} is missing')
+            continue
+        found = tuple(inspect.signature(method).parameters)[1:]  # after self
+        if found != expected:
+            problems.append(
+                f'{hook_type.__name__}.{name} takes ({", ".join(found)}), not '
+                f'({", ".join(expected)})'
+            )
+    return '; '.join(problems) or None
 
 
 @HOOKS.register_module()
@@ -52,21 +89,27 @@ class CheckpointGuardHook(Hook):
 
     def before_train(self, runner) -> None:
         for hook in _checkpoint_hooks(runner):
+            problem = private_save_api_problem(type(hook))
+            if problem is not None:
+                # the run goes on, guarded only in before_save_checkpoint: say what is lost
+                runner.logger.warning(
+                    f'CheckpointGuardHook cannot guard {type(hook).__name__} of this mmengine '
+                    f'({mmengine.__version__}): {problem}. Non-finite weights are now caught '
+                    f'only after it may have deleted an older checkpoint (max_keep_ckpts) or the '
+                    f'previous best one. Use mmengine 0.10.x, or update CheckpointGuardHook.'
+                )
+                continue
             for method in _SAVE_METHODS:
                 if method == '_save_best_checkpoint' and not hook.save_best:
                     continue  # called after every validation, saves nothing then
-                save = getattr(hook, method, None)
-                if save is not None and not getattr(save, '_guards_finite_state', False):
-                    setattr(hook, method, self._guard(runner, hook, save))
+                wrap_method(hook, method, lambda save, h=hook: self._guard(runner, h, save), _TAG)
         if runner.iter == 0 and is_main_process():
             self._warn_existing_checkpoints(runner)
 
     def after_train(self, runner) -> None:
         for hook in _checkpoint_hooks(runner):
             for method in _SAVE_METHODS:
-                # the guard is an instance attribute: deleting it restores the class's method
-                if getattr(getattr(hook, method, None), '_guards_finite_state', False):
-                    delattr(hook, method)
+                unwrap_method(hook, method, _TAG)
 
     def before_save_checkpoint(self, runner, checkpoint: dict) -> None:
         found = find_non_finite(checkpoint.get('state_dict', {}).items())
@@ -77,7 +120,6 @@ class CheckpointGuardHook(Hook):
     def _guard(self, runner, hook: CheckpointHook, save: Callable) -> Callable:
         signature = inspect.signature(save)
 
-        @functools.wraps(save)
         def guarded(*args, **kwargs):
             arguments = signature.bind(*args, **kwargs).arguments
             if 'step' in arguments:  # _save_checkpoint_with_step(runner, step, meta)
@@ -92,7 +134,6 @@ class CheckpointGuardHook(Hook):
                 raise FloatingPointError(_message(runner, found, iteration, what))
             return save(*args, **kwargs)
 
-        guarded._guards_finite_state = True
         return guarded
 
     @staticmethod

@@ -7,9 +7,16 @@ that step. This hook checks the loss *before* the backward pass: at ``before_tra
 ``train_step`` back-propagates and steps, so it works the same for ``OptimWrapper`` and
 ``AmpOptimWrapper`` (and each wrapper of an ``OptimWrapperDict``) without a subclass per wrapper
 type.
+
+With a loss scaler (float16 ``--amp``: ``LossScaleOptimWrapper`` or mmengine's
+``AmpOptimWrapper``), an overflow is the scaler's to handle: it skips the step and lowers the
+scale, and a non-finite loss then goes on to the scaler instead of stopping the run. The hook acts
+only on what the scaler cannot handle: ``max_scaler_skips`` consecutive skipped steps (a network
+that overflows at any scale, or a loss that is non-finite whatever the scale) raise
+:class:`FloatingPointError`. Without a scaler (float32, or bf16 whose range is float32's), a
+non-finite loss is never an overflow the next step fixes, so ``skip`` / ``max_skips`` apply.
 """
 
-import functools
 from typing import Callable, List
 
 import torch
@@ -19,10 +26,13 @@ from mmengine.optim import OptimWrapper, OptimWrapperDict
 from torch import Tensor
 
 from ..rank_agreement import any_rank
+from .method_wrap import unwrap_method, wrap_method
 
 __all__ = ['NonFiniteLossHook']
 
 _SKIPS_KEY = 'non_finite_loss_skips'
+_SCALER_SKIPS_KEY = 'loss_scaler_consecutive_skips'
+_TAG = 'NonFiniteLossHook'
 
 
 @HOOKS.register_module()
@@ -38,34 +48,65 @@ class NonFiniteLossHook(Hook):
     hook raises as if skipping were off. Under distributed training the check is all-reduced,
     so every rank skips the same iterations and no collective is left waiting.
 
+    With a loss scaler the scaler skips overflowed steps and the hook counts consecutive skips
+    (a lowered scale, or a non-finite loss) in ``loss_scaler_consecutive_skips``; more than
+    ``max_scaler_skips`` in a row raise. A dynamic scaler starting at 2^16 that skipped 16 steps
+    in a row scales by less than 1: lowering it further cannot help.
+
     Args:
-        skip (bool): Skip the update instead of raising. Defaults to False.
-        max_skips (int): Most updates skipped in one training run. Defaults to 10.
+        skip (bool): Skip the update instead of raising (no loss scaler). Defaults to False.
+        max_skips (int): Most updates skipped in one training run (no loss scaler).
+            Defaults to 10.
+        max_scaler_skips (int): Most consecutive steps a loss scaler may skip. Defaults to 16.
     """
 
     priority = 'VERY_HIGH'
 
-    def __init__(self, skip: bool = False, max_skips: int = 10) -> None:
-        if max_skips < 0:
-            raise ValueError(f'max_skips must be >= 0, got {max_skips}')
+    def __init__(self, skip: bool = False, max_skips: int = 10, max_scaler_skips: int = 16) -> None:
+        for name, value in (('max_skips', max_skips), ('max_scaler_skips', max_scaler_skips)):
+            if value < 0:
+                raise ValueError(f'{name} must be >= 0, got {value}')
         self.skip = skip
         self.max_skips = max_skips
+        self.max_scaler_skips = max_scaler_skips
 
     def before_train(self, runner) -> None:
         for wrapper in _wrappers(runner):
-            if not getattr(wrapper.update_params, '_guards_non_finite_loss', False):
-                wrapper.update_params = self._guard(wrapper, runner)
+            scaler = getattr(wrapper, 'loss_scaler', None)
+            if scaler is not None and scaler.is_enabled():
+                make = lambda update, s=scaler: self._count_scaler_skips(update, s, runner)  # noqa: E731
+            else:
+                make = lambda update: self._guard(update, runner)  # noqa: E731
+            wrap_method(wrapper, 'update_params', make, _TAG)
 
     def after_train(self, runner) -> None:
         for wrapper in _wrappers(runner):
-            # the guard is an instance attribute: deleting it restores the class's method
-            if getattr(wrapper.update_params, '_guards_non_finite_loss', False):
-                del wrapper.update_params
+            unwrap_method(wrapper, 'update_params', _TAG)
 
-    def _guard(self, wrapper: OptimWrapper, runner) -> Callable:
-        update_params = wrapper.update_params
+    def _count_scaler_skips(self, update_params: Callable, scaler, runner) -> Callable:
+        def counted(loss: Tensor, *args, **kwargs) -> None:
+            scale = scaler.get_scale()
+            finite = _all_ranks_finite(loss)
+            update_params(loss, *args, **kwargs)
+            # a dynamic scaler lowers its scale exactly when it skipped the step; a fixed scale
+            # never moves, and then the loss tells
+            if finite and scaler.get_scale() >= scale:
+                runner.message_hub.update_info(_SCALER_SKIPS_KEY, 0)
+                return
+            skips = runner.message_hub.get_info(_SCALER_SKIPS_KEY, 0) + 1
+            runner.message_hub.update_info(_SCALER_SKIPS_KEY, skips)
+            if skips > self.max_scaler_skips:
+                raise FloatingPointError(
+                    f'The loss scaler skipped {skips} steps in a row up to iteration '
+                    f'{runner.iter + 1} (loss {loss.item()}, scale now {scaler.get_scale()}): '
+                    f'the network overflows at any scale (NonFiniteLossHook '
+                    f'max_scaler_skips={self.max_scaler_skips}). Train in bf16 or float32, or '
+                    f'lower the learning rate.'
+                )
 
-        @functools.wraps(update_params)
+        return counted
+
+    def _guard(self, update_params: Callable, runner) -> Callable:
         def guarded(loss: Tensor, *args, **kwargs) -> None:
             if _all_ranks_finite(loss):
                 return update_params(loss, *args, **kwargs)
@@ -89,7 +130,6 @@ class NonFiniteLossHook(Hook):
                 f'({skips} of at most {self.max_skips} skips).'
             )
 
-        guarded._guards_non_finite_loss = True
         return guarded
 
 

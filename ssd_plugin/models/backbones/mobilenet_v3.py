@@ -6,7 +6,7 @@ from mmcv.cnn import build_norm_layer
 from mmdet.registry import MODELS
 from mmdet.utils import ConfigType, OptMultiConfig
 from mmengine.model import BaseModule
-from torch import Tensor
+from torch import Tensor, nn
 from torchvision.models import mobilenet_v3_large, mobilenet_v3_small
 
 __all__ = ['MobileNetV3']
@@ -63,10 +63,14 @@ class MobileNetV3(BaseModule):
             width_mult=width_mult,
             norm_layer=lambda channels: build_norm_layer(norm_cfg, channels)[1],
         ).features
-        # torchvision's SSDLite split point: the last block that halves the resolution (its
-        # ``_is_cn`` flag); a stride-2 block has no residual, so its layers can be run apart.
+        # torchvision's SSDLite split point: the last block that halves the resolution, found
+        # by its convs' strides (torchvision marks it with a private flag, ``_is_cn``); a
+        # stride-2 block has no residual, so its layers can be run apart.
         self.c4_index = max(
-            i for i, layer in enumerate(self.features) if getattr(layer, '_is_cn', False)
+            i
+            for i, layer in enumerate(self.features)
+            if hasattr(layer, 'block')
+            and any(m.stride != (1, 1) for m in layer.modules() if isinstance(m, nn.Conv2d))
         )
         self.out_channels = (
             self.features[self.c4_index].block[0].out_channels,

@@ -1,7 +1,7 @@
 """MODELS ``MultiBoxHead``: SSD's per-level predictors, batched loss and batched inference."""
 
 from collections import OrderedDict
-from typing import Dict, Iterable, List, Optional, Sequence, Tuple
+from typing import Dict, Iterable, List, Optional, Sequence, Tuple, Union
 
 import torch
 import torch.nn as nn
@@ -18,7 +18,11 @@ from torch.nn.utils.rnn import pad_sequence
 from ssd_plugin.functional.multibox_loss import level_views
 from ssd_plugin.functional.postprocess import batched_multiclass_nms
 
-__all__ = ['MultiBoxHead']
+__all__ = ['DEFAULT_TEST_CFG', 'MultiBoxHead']
+
+# What a ``test_cfg`` without these keys means (keep every score, no per-class cap, mmdet's 200
+# detections per image); the ONNX export reads the same values.
+DEFAULT_TEST_CFG: Dict[str, Union[float, int]] = dict(score_thr=0.0, nms_pre=-1, max_per_img=200)
 
 
 @MODELS.register_module()
@@ -66,6 +70,7 @@ class MultiBoxHead(BaseDenseHead):
             default: label ``i`` is channel ``i``.
         num_class_channels: Foreground output channels; default ``num_classes``. The
             background is channel ``num_class_channels`` (the last).
+        clip_border: Clip decoded boxes to the image (mmdet); Caffe's SSD does not.
     """
 
     def __init__(
@@ -96,6 +101,7 @@ class MultiBoxHead(BaseDenseHead):
         init_cfg: MultiConfig = dict(type='Xavier', layer='Conv2d', distribution='uniform', bias=0),
         class_channels: Optional[Sequence[int]] = None,
         num_class_channels: Optional[int] = None,
+        clip_border: bool = True,
     ) -> None:
         super().__init__(init_cfg=init_cfg)
         if num_classes < 1:
@@ -132,6 +138,7 @@ class MultiBoxHead(BaseDenseHead):
         self.loss_module = MODELS.build(loss)
         self.train_cfg = train_cfg
         self.test_cfg = test_cfg
+        self.clip_border = clip_border
 
         layer_cfg = dict(conv_cfg=conv_cfg, norm_cfg=norm_cfg, act_cfg=act_cfg)
         self.cls_convs = nn.ModuleList()
@@ -218,9 +225,11 @@ class MultiBoxHead(BaseDenseHead):
         boxes = self.bbox_coder.decode(
             priors.repeat(num_imgs, 1), flat_reg.float().reshape(-1, 4)
         ).view(num_imgs, num_priors, 4)
-        # Clip per image (x to width, y to height), as mmdet's decode with max_shape=img_shape.
-        img_hw = boxes.new_tensor([meta['img_shape'][:2] for meta in batch_img_metas])
-        boxes = torch.minimum(boxes, img_hw.flip(1).repeat(1, 2)[:, None]).clamp(min=0)
+        # Clip per image (x to width, y to height), as mmdet's decode with max_shape=img_shape;
+        # Caffe's DetectionOutput does not clip (clip_border=False).
+        if self.clip_border:
+            img_hw = boxes.new_tensor([meta['img_shape'][:2] for meta in batch_img_metas])
+            boxes = torch.minimum(boxes, img_hw.flip(1).repeat(1, 2)[:, None]).clamp(min=0)
         min_size = (cfg or {}).get('min_bbox_size', -1)
         if min_size >= 0:
             too_small = ((boxes[..., 2:] - boxes[..., :2]) <= min_size).any(-1)
@@ -275,8 +284,8 @@ class MultiBoxHead(BaseDenseHead):
         detections (an untrained model's first validation at mmdet's 0.02 has none).
         """
         best = []
-        for out, k in zip(cls_scores, self.num_base_priors):
-            logits = out.reshape(out.shape[0], k, self.cls_out_channels, -1).float()
+        for logits in level_views(cls_scores, self.num_base_priors):
+            logits = logits.float()
             top = logits[:, :, : self.num_class_channels].amax(dim=2, keepdim=True)
             denom = (logits - top).exp_().sum(dim=2)  # >= 1; inf (prob 0) if background overflows
             best.append(denom.flatten(1).amin(dim=1))
@@ -312,6 +321,12 @@ class MultiBoxHead(BaseDenseHead):
             )
         cfg = ConfigDict(cfg)
         num_imgs = cls_scores[0].shape[0]
+        if batch_img_metas is None or len(batch_img_metas) not in (1, num_imgs):
+            raise ValueError(
+                f'MultiBoxHead.predict_by_feat: batch_img_metas must hold one meta per image '
+                f'({num_imgs}) or one for the whole batch, got '
+                f'{None if batch_img_metas is None else len(batch_img_metas)}'
+            )
         results = [
             InstanceData(
                 bboxes=cls_scores[0].new_zeros((0, 4)),
@@ -320,15 +335,20 @@ class MultiBoxHead(BaseDenseHead):
             )
             for _ in range(num_imgs)
         ]
-        score_thr = cfg.get('score_thr', 0.0)
+        score_thr = cfg.get('score_thr', DEFAULT_TEST_CFG['score_thr'])
         # Decoding costs a full softmax and copy: only for images that can have detections.
-        active = self.images_above(cls_scores, score_thr) if score_thr > 0 else None
-        if active is not None and not active.all():
-            if not active.any():
+        decoded = list(range(num_imgs))
+        if score_thr > 0:
+            active = self.images_above(cls_scores, score_thr).tolist()  # the one host read
+            decoded = [i for i in decoded if active[i]]
+        if len(decoded) < num_imgs:
+            if not decoded:
                 return results
-            cls_scores = [s[active] for s in cls_scores]
-            bbox_preds = [b[active] for b in bbox_preds]
-            batch_img_metas = [m for m, a in zip(batch_img_metas, active.tolist()) if a]
+            index = torch.tensor(decoded, device=cls_scores[0].device)
+            cls_scores = [s[index] for s in cls_scores]
+            bbox_preds = [b[index] for b in bbox_preds]
+            if len(batch_img_metas) > 1:  # a single meta stands for every image
+                batch_img_metas = [batch_img_metas[i] for i in decoded]
         scores, boxes = self.decode(cls_scores, bbox_preds, batch_img_metas, cfg)
 
         nms_cfg = cfg.get('nms', None)
@@ -342,8 +362,8 @@ class MultiBoxHead(BaseDenseHead):
             scores,
             score_thr=score_thr,
             iou_thr=nms_cfg['iou_threshold'] if with_nms and nms_cfg else None,
-            nms_pre_per_class=cfg.get('nms_pre', -1),
-            max_per_img=cfg.get('max_per_img', 200),
+            nms_pre_per_class=cfg.get('nms_pre', DEFAULT_TEST_CFG['nms_pre']),
+            max_per_img=cfg.get('max_per_img', DEFAULT_TEST_CFG['max_per_img']),
         )
         if rescale:
             scale = det_boxes.new_tensor([meta['scale_factor'] for meta in batch_img_metas])
@@ -351,13 +371,15 @@ class MultiBoxHead(BaseDenseHead):
         det_labels = self.channel_labels[det_labels]
         det_valid &= det_labels >= 0  # unreported channels leave after the top-k
 
-        decoded = range(num_imgs) if active is None else active.nonzero().squeeze(1).tolist()
-        for i, boxes_i, scores_i, labels_i, valid_i in zip(
-            decoded, det_boxes, det_scores, det_labels, det_valid
+        # Valid detections lead each row, but unreported channels can leave gaps: compact them
+        # to the front (a stable sort of the valid flags), then slice with one host read.
+        order = torch.argsort((~det_valid).to(torch.uint8), dim=1, stable=True)
+        det_boxes = det_boxes.gather(1, order[..., None].expand(-1, -1, 4))
+        det_scores, det_labels = det_scores.gather(1, order), det_labels.gather(1, order)
+        for i, n, boxes_i, scores_i, labels_i in zip(
+            decoded, det_valid.sum(1).tolist(), det_boxes, det_scores, det_labels
         ):
-            results[i] = InstanceData(
-                bboxes=boxes_i[valid_i], scores=scores_i[valid_i], labels=labels_i[valid_i]
-            )
+            results[i] = InstanceData(bboxes=boxes_i[:n], scores=scores_i[:n], labels=labels_i[:n])
         return results
 
 
@@ -372,8 +394,11 @@ def _pad_ground_truths(
     boxes = [get_box_tensor(gt.bboxes).to(priors) for gt in batch_gt_instances]
     gt_bboxes = pad_sequence(boxes, batch_first=True)
     gt_labels = pad_sequence([gt.labels for gt in batch_gt_instances], batch_first=True)
-    lengths = torch.tensor([len(b) for b in boxes], device=priors.device)
-    present = torch.arange(gt_bboxes.shape[1], device=priors.device) < lengths[:, None]
+    # Made on the device (a tensor of the lengths would be a host-to-device copy, a sync).
+    present = pad_sequence(
+        [torch.ones(len(b), dtype=torch.bool, device=priors.device) for b in boxes],
+        batch_first=True,
+    )
     wh = gt_bboxes[..., 2:] - gt_bboxes[..., :2]
     gt_valid = present & torch.isfinite(gt_bboxes).all(-1) & (wh > 0).all(-1)
     return gt_bboxes, gt_labels.to(priors.device).long(), gt_valid

@@ -39,6 +39,7 @@ def test_registered_and_validates_arguments():
         dict(aspect_ratio_range=(2.0, 0.5)),
         dict(constraint='most'),
         dict(min_ious=(), whole_image=False, unconstrained=False),
+        dict(patch_mode='mmdet'),
     ):
         with pytest.raises(ValueError, match='MinIoUCrop'):
             MinIoUCrop(**bad)
@@ -188,3 +189,23 @@ def test_sampler_set_is_configurable(make_results, recorded):
         assert patch_box_iou(patch[None], boxes).max() >= (0.5, 0.9)[mode - 1]
         assert out['img_shape'] == (patch[3] - patch[1], patch[2] - patch[0])
     assert {1, 2} <= seen
+
+
+def test_torchvision_patch_mode_crops_with_its_geometry(make_results, recorded):
+    """patch_mode='torchvision': each crop's sides are 0.3-1 of the image's, w / h in [0.5, 2]."""
+    crop = TRANSFORMS.build(dict(type='MinIoUCrop', patch_mode='torchvision', max_trials=40))
+    assert "patch_mode='torchvision'" in repr(crop) and crop.max_trials == 40
+    np.random.seed(0)
+    cropped = 0
+    for i in range(80):
+        results = make_results(np.random.default_rng(i), height=120, width=160, num_boxes=3)
+        out = crop(results)
+        mode, patch = recorded[-1]
+        if patch is None:
+            continue
+        cropped += 1
+        height, width = out['img_shape']
+        assert (height, width) == (patch[3] - patch[1], patch[2] - patch[0])
+        assert int(0.3 * 160) <= width <= 160 and int(0.3 * 120) <= height <= 120
+        assert 0.5 <= width / height <= 2.0
+    assert cropped > 40

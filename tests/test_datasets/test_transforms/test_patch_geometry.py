@@ -1,4 +1,5 @@
-"""SSD patch sampling geometry: Caffe's SampleBBox ranges, IoU, constraints, the mode draw."""
+"""SSD patch sampling geometry: Caffe's SampleBBox ranges, torchvision's RandomIoUCrop trials,
+IoU, constraints, the mode draw."""
 
 import numpy as np
 import pytest
@@ -11,6 +12,7 @@ from ssd_plugin.datasets.transforms.patch_geometry import (
     choose_patch,
     patch_box_iou,
     sample_patches,
+    sample_torchvision_patches,
 )
 
 MIN_IOUS = (0.1, 0.3, 0.5, 0.7, 0.9)
@@ -177,3 +179,110 @@ def test_only_unconstrained_or_whole_image_and_fallback_when_nothing_succeeds():
     # Whole image and the 0.5 sampler only (no unconstrained one): always the whole image here.
     modes = {choose_patch(300, 300, tiny, (0.5,), 50, unconstrained=False)[0] for _ in range(50)}
     assert modes == {0}
+
+
+def _torchvision_trial(width, height, scale_draws, offset_draws, scale_range, aspect_range):
+    """One trial of torchvision's ``RandomIoUCrop`` up to the box tests, given its uniform draws.
+
+    A transcription of its rules: ``r = min_scale + (max_scale - min_scale) * rand(2)``,
+    ``new_w = int(W * r[0])``, ``new_h = int(H * r[1])``, skip the trial unless
+    ``min_aspect <= new_w / new_h <= max_aspect``; ``left = int((W - new_w) * rand())``,
+    ``top = int((H - new_h) * rand())``, skip an empty patch. None: the trial is skipped.
+    """
+    low, high = scale_range
+    new_w = int(width * (low + (high - low) * scale_draws[0]))
+    new_h = int(height * (low + (high - low) * scale_draws[1]))
+    if new_h == 0:  # torchvision divides by zero here; on images under 4 px only
+        return None
+    if not aspect_range[0] <= new_w / new_h <= aspect_range[1]:
+        return None
+    left = int((width - new_w) * offset_draws[0])
+    top = int((height - new_h) * offset_draws[1])
+    if new_w == 0 or new_h == 0:
+        return None
+    return left, top, left + new_w, top + new_h
+
+
+class _ScriptedUniform:
+    """``uniform(low, high, size)`` answered from given draws in [0, 1), in call order."""
+
+    def __init__(self, *draws):
+        self.draws = list(draws)
+
+    def uniform(self, low, high, size):
+        draws = self.draws.pop(0)
+        assert draws.shape == np.empty(size).shape
+        return low + (high - low) * draws
+
+
+@pytest.mark.parametrize(
+    'width, height, scale_range, aspect_range',
+    [
+        (640, 480, (0.3, 1.0), (0.5, 2.0)),
+        (3, 50, (0.1, 1.0), (0.02, 2.0)),
+        (37, 11, (0.2, 0.9), (1, 3)),
+    ],
+)
+def test_torchvision_trials_equal_a_transcription_of_random_iou_crop(
+    width, height, scale_range, aspect_range
+):
+    rng = np.random.default_rng(0)
+    num = 4000
+    scale_draws, offset_draws = rng.random((num, 2)), rng.random((num, 2))
+    scripted = _ScriptedUniform(scale_draws, offset_draws[:, 0], offset_draws[:, 1])
+    patches, usable = sample_torchvision_patches(
+        num, width, height, scale_range, aspect_range, rng=scripted
+    )
+    expected = [
+        _torchvision_trial(width, height, s, o, scale_range, aspect_range)
+        for s, o in zip(scale_draws, offset_draws)
+    ]
+    assert usable.tolist() == [trial is not None for trial in expected]
+    assert 0 < usable.sum() < num  # both outcomes occur
+    assert [tuple(p) for p in patches[usable].tolist()] == [t for t in expected if t is not None]
+    assert (patches[:, :2] >= 0).all() and (patches[:, 2] <= width).all()
+    assert (patches[:, 3] <= height).all()
+
+
+def test_torchvision_sides_are_drawn_apart_and_the_ratio_checked_after():
+    np.random.seed(0)
+    num, side = 200000, 1000
+    patches, usable = sample_torchvision_patches(num, side, side, (0.3, 1.0), (0.5, 2.0))
+    w = (patches[:, 2] - patches[:, 0]) / side
+    h = (patches[:, 3] - patches[:, 1]) / side
+    # Before the check: each side uniform in [0.3, 1] (mean 0.65, sd 0.7 / sqrt(12)), independent.
+    assert abs(w.mean() - 0.65) < 0.003 and abs(h.mean() - 0.65) < 0.003
+    assert abs(w.std() - 0.7 / np.sqrt(12)) < 0.003
+    assert abs(np.corrcoef(w, h)[0, 1]) < 0.01
+    # The check drops w / h outside [0.5, 2]: P(w < h / 2) = int_0.6^1 (h / 2 - 0.3) dh / 0.49
+    # = 0.04 / 0.49 on each side, so 1 - 0.08 / 0.49 = 83.67 % of the trials are usable.
+    assert abs(usable.mean() - (1 - 0.08 / 0.49)) < 0.003
+    ratio = w[usable] / h[usable]
+    assert ratio.min() >= 0.5 and ratio.max() <= 2.0
+    assert ((w < h / 2) | (h < w / 2))[~usable].all()
+    # Caffe's draw ties the sides together through one scale: strongly correlated.
+    caffe = sample_patches(num, side, side, (0.3, 1.0), (0.5, 2.0))
+    caffe_w, caffe_h = caffe[:, 2] - caffe[:, 0], caffe[:, 3] - caffe[:, 1]
+    assert np.corrcoef(caffe_w, caffe_h)[0, 1] > 0.5
+
+
+def test_choose_patch_in_torchvision_mode_keeps_its_geometry_and_the_constraints():
+    boxes = np.array([[40.0, 30.0, 400.0, 300.0], [300.0, 200.0, 600.0, 460.0]])
+    np.random.seed(2)
+    modes = []
+    for _ in range(400):
+        mode, patch = choose_patch(
+            640, 480, boxes, MIN_IOUS, 40, (0.3, 1.0), (0.5, 2.0), 'any', patch_mode='torchvision'
+        )
+        modes.append(mode)
+        if patch is None:
+            continue
+        w, h = patch[2] - patch[0], patch[3] - patch[1]
+        assert 0.5 <= w / h <= 2.0
+        assert int(0.3 * 640) <= w <= 640 and int(0.3 * 480) <= h <= 480
+        bound = (*MIN_IOUS, 0.0)[mode - 1]
+        assert patch_box_iou(patch[None], boxes).max() >= bound
+        assert centres_in_patches(patch[None], boxes).any()
+    assert {0, 1, 2, 3, 4, 6} <= set(modes)  # 0.9 (mode 5) needs a patch close to one box
+    with pytest.raises(ValueError, match='patch_mode'):
+        choose_patch(640, 480, boxes, patch_mode='mmdet')

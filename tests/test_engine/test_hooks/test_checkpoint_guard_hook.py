@@ -1,8 +1,10 @@
 """CheckpointGuardHook: weights that overflow stop the run before any checkpoint file changes."""
 
 import glob
+import inspect
 import os.path as osp
 
+import mmengine
 import pytest
 import torch
 import torch.nn as nn
@@ -11,6 +13,7 @@ from mmengine.model import BaseModel
 from mmengine.runner import Runner
 
 from ssd_plugin.engine.checkpoint import load_local_checkpoint, weights_only_checkpoint_loading
+from ssd_plugin.engine.hooks.checkpoint_guard_hook import private_save_api_problem
 
 # a list is a map-style dataset for the DataLoader
 _POINTS = [dict(x=x) for x in torch.randn(64, 4, generator=torch.Generator().manual_seed(0))]
@@ -28,7 +31,8 @@ class _L1(BaseModel):
         return dict(loss=(self.linear(x) - 1).abs().mean())
 
 
-def _runner(work_dir, weight_decay, max_iters=8, max_keep_ckpts=1, resume=False):
+def _runner(work_dir, weight_decay, max_iters=8, max_keep_ckpts=1, resume=False,
+            checkpoint_type=CheckpointHook):  # fmt: skip
     """AdamW multiplies the weights by (1 - lr * weight_decay) every step."""
     torch.manual_seed(0)
     return Runner(
@@ -44,9 +48,7 @@ def _runner(work_dir, weight_decay, max_iters=8, max_keep_ckpts=1, resume=False)
         train_cfg=dict(by_epoch=False, max_iters=max_iters),
         custom_hooks=[dict(type='NonFiniteLossHook'), dict(type='CheckpointGuardHook')],
         default_hooks=dict(
-            checkpoint=dict(
-                type='CheckpointHook', interval=2, by_epoch=False, max_keep_ckpts=max_keep_ckpts
-            ),  # fmt: skip
+            checkpoint=checkpoint_type(interval=2, by_epoch=False, max_keep_ckpts=max_keep_ckpts),
             logger=dict(type='LoggerHook', interval=1),
         ),
         resume=resume,
@@ -127,3 +129,44 @@ def test_any_other_save_is_refused_too(tmp_path):
     with pytest.raises(FloatingPointError, match='iteration 1: bn.running_var holds nan'):
         runner.save_checkpoint(str(tmp_path), 'manual.pth')
     assert not (tmp_path / 'manual.pth').exists()
+
+
+def test_mmengine_private_save_methods_are_as_the_guard_expects():
+    """Pinned: the private CheckpointHook methods the guard wraps, and what it reads of them.
+
+    If this fails after an mmengine upgrade, the guard logs a warning at run time and guards
+    only in before_save_checkpoint: update ``_SAVE_METHODS`` and ``_guard`` to the new API.
+    """
+    assert private_save_api_problem(CheckpointHook) is None
+    step = inspect.signature(CheckpointHook._save_checkpoint_with_step).parameters
+    assert list(step) == ['self', 'runner', 'step', 'meta']
+    best = inspect.signature(CheckpointHook._save_best_checkpoint).parameters
+    assert list(best) == ['self', 'runner', 'metrics']
+    # the order the guard exists for: the oldest file goes before Runner.save_checkpoint runs
+    source = inspect.getsource(CheckpointHook._save_checkpoint_with_step)
+    assert source.index('file_backend.remove') < source.index('runner.save_checkpoint(')
+    assert private_save_api_problem(type('Bare', (), {})) == (
+        'Bare._save_checkpoint_with_step is missing; Bare._save_best_checkpoint is missing'
+    )
+
+
+class _RenamedArguments(CheckpointHook):
+    """What a future mmengine might do: the same method with another parameter name."""
+
+    def _save_checkpoint_with_step(self, runner, iteration, meta):
+        return super()._save_checkpoint_with_step(runner, iteration, meta)
+
+
+def test_a_changed_private_api_is_reported_and_the_later_check_still_stops(tmp_path):
+    runner = _runner(tmp_path, weight_decay=1e9, checkpoint_type=_RenamedArguments)
+    with pytest.raises(FloatingPointError, match='iteration 6: linear.weight holds inf'):
+        runner.train()
+    log = _log_text(runner)
+    assert (
+        'CheckpointGuardHook cannot guard _RenamedArguments of this mmengine '
+        f'({mmengine.__version__}): _RenamedArguments._save_checkpoint_with_step takes '
+        '(runner, iteration, meta), not (runner, step, meta).'
+    ) in log
+    assert 'only after it may have deleted an older checkpoint' in log
+    # what the warning says is lost: iter_4.pth was deleted before the save was refused
+    assert not (tmp_path / 'iter_4.pth').exists() and not (tmp_path / 'iter_6.pth').exists()

@@ -290,3 +290,35 @@ def test_images_without_a_score_above_the_threshold_skip_decoding():
         assert torch.equal(res.bboxes, ref[0][i, :n]) and torch.equal(res.labels, ref[2][i, :n])
     assert len(got[1]) == 0 and len(got[3]) == 1 and got[3].labels.tolist() == [7]
     assert len(got[0]) == 200
+
+
+def test_one_meta_for_the_batch_with_images_skipped():
+    """``decode``'s single-meta form through predict_by_feat, when an image is skipped."""
+    cls_scores, bbox_preds = _realistic_outputs(3, num_objects=40, seed=6)
+    for level in cls_scores:
+        level[1].mul_(0.001)  # image 1: nothing above 0.02, skipped before decoding
+    head = _head(test_cfg=dict(TEST_CFG, score_thr=0.02))
+    meta = dict(img_shape=(300, 300), scale_factor=(1.5, 2.0))
+    one = head.predict_by_feat(cls_scores, bbox_preds, batch_img_metas=[meta], rescale=True)
+    each = head.predict_by_feat(cls_scores, bbox_preds, batch_img_metas=[meta] * 3, rescale=True)
+    assert [len(r) for r in one] == [len(r) for r in each] and len(one[1]) == 0
+    assert len(one[0]) > 0 and len(one[2]) > 0
+    for a, b in zip(one, each):
+        assert torch.equal(a.bboxes, b.bboxes) and torch.equal(a.scores, b.scores)
+        assert torch.equal(a.labels, b.labels)
+    with pytest.raises(ValueError, match='one meta per image'):
+        head.predict_by_feat(cls_scores, bbox_preds, batch_img_metas=[meta] * 2)
+
+
+def test_default_test_cfg_is_what_an_empty_test_cfg_means():
+    from ssd_plugin.models.dense_heads.multibox_head import DEFAULT_TEST_CFG
+
+    cls_scores, bbox_preds = _realistic_outputs(1, num_objects=300, seed=7)
+    metas = [dict(img_shape=(300, 300))]
+    nms = dict(nms=TEST_CFG['nms'])
+    got = _head(test_cfg=nms).predict_by_feat(cls_scores, bbox_preds, batch_img_metas=metas)
+    explicit = _head(test_cfg=dict(nms, **DEFAULT_TEST_CFG)).predict_by_feat(
+        cls_scores, bbox_preds, batch_img_metas=metas
+    )
+    assert len(got[0]) == DEFAULT_TEST_CFG['max_per_img'] == 200
+    assert torch.equal(got[0].scores, explicit[0].scores)

@@ -1,6 +1,5 @@
 """mmdet SSD300 / SSDLite checkpoints convert to ssd_plugin and give identical outputs and loss."""
 
-import importlib.util
 import os
 import os.path as osp
 import subprocess
@@ -13,19 +12,14 @@ from mmdet.registry import MODELS
 from mmengine.config import Config
 from mmengine.structures import InstanceData
 
+sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
+from tool_runner import load_tool  # noqa: E402  (tests/test_tools, the tools' test helpers)
+
 REPO = osp.dirname(osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__)))))
 MMDET_CONFIGS = osp.join(osp.dirname(mmdet.__file__), '.mim', 'configs')
 
 
-def _load_converter():
-    path = osp.join(REPO, 'tools', 'model_converters', 'mmdet_ssd_to_plugin.py')
-    spec = importlib.util.spec_from_file_location('mmdet_ssd_to_plugin', path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-converter = _load_converter()
+converter = load_tool('model_converters/mmdet_ssd_to_plugin.py')
 
 
 def _mmdet_model(name: str):

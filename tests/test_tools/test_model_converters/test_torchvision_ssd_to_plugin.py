@@ -1,9 +1,9 @@
 """torchvision's SSD300-VGG16 and SSDLite320-MobileNetV3 convert to the plugin's configs with
 torchvision's outputs: inputs, head outputs, default boxes and detections on the same pixels."""
 
-import importlib.util
 import math
 import os.path as osp
+import sys
 
 import cv2
 import numpy as np
@@ -16,6 +16,9 @@ from mmengine.config import Config
 from mmengine.dataset import Compose, pseudo_collate
 from torchvision.models._meta import _COCO_CATEGORIES
 from torchvision.models.detection import ssd300_vgg16, ssdlite320_mobilenet_v3_large
+
+sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
+from tool_runner import load_tool  # noqa: E402  (tests/test_tools, the tools' test helpers)
 
 REPO = osp.dirname(osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__)))))
 TOL = 1e-4
@@ -42,15 +45,7 @@ MODELS_UNDER_TEST = {
 SIZE_OFFSET_CLAMP = math.log(1000 / 16)
 
 
-def _load_converter():
-    path = osp.join(REPO, 'tools', 'model_converters', 'torchvision_ssd_to_plugin.py')
-    spec = importlib.util.spec_from_file_location('torchvision_ssd_to_plugin', path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-converter = _load_converter()
+converter = load_tool('model_converters/torchvision_ssd_to_plugin.py')
 
 
 def _last_conv(layer: nn.Module) -> nn.Conv2d:

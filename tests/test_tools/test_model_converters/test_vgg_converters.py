@@ -1,6 +1,6 @@
 import copy
-import importlib.util
 import math
+import sys
 from pathlib import Path
 
 import pytest
@@ -10,18 +10,11 @@ import torchvision
 
 from ssd_plugin.models.backbones import ReducedVGG16
 
-CONVERTERS = Path(__file__).parents[3] / 'tools' / 'model_converters'
+sys.path.insert(0, str(Path(__file__).parents[1]))
+from tool_runner import load_tool  # noqa: E402  (tests/test_tools, the tools' test helpers)
 
-
-def load_tool(name: str):
-    spec = importlib.util.spec_from_file_location(name, CONVERTERS / f'{name}.py')
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-tv_tool = load_tool('torchvision_vgg16_to_reduced')
-caffe_tool = load_tool('caffe_vgg16_reducedfc_to_reduced')
+tv_tool = load_tool('model_converters/torchvision_vgg16_to_reduced.py')
+caffe_tool = load_tool('model_converters/caffe_vgg16_reducedfc_to_reduced.py')
 
 
 def he_uniform_(model: nn.Module) -> nn.Module:

@@ -1,0 +1,121 @@
+"""The bounded ONNX post-processing against the unbounded graph and ``predict_by_feat``.
+
+SSD300-COCO's head (8732 default boxes, 80 classes, the paper's test_cfg: score 0.01, 400 per
+class, NMS 0.45, 200 per image) on the benchmarks' synthetic head outputs
+(``tools/benchmarks/synthetic.py``): ``trained`` (the score shape of a trained model: tens of
+thousands of candidates above 0.01), ``untrained`` (every score near 1/81: all 700k candidates
+pass) and ``crowded`` (300 objects per image, each seen by 8 overlapping high-scoring boxes: NMS
+removes most of a prefix, so the graph must widen it). Each at batch 1 and 3, in ONNX Runtime.
+"""
+
+import os.path as osp
+import sys
+
+import numpy as np
+import onnxruntime as ort
+import pytest
+import torch
+from mmdet.registry import MODELS
+from mmengine.config import Config
+
+from ssd_plugin.deploy import PostProcess, postprocess_onnx
+
+REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
+sys.path.insert(0, osp.join(REPO, 'tools', 'benchmarks'))  # the benchmarks' generators
+from synthetic import REGIMES, head_inputs  # noqa: E402
+
+SIZE = 300
+FEATMAP_SIZES = [(s, s) for s in (38, 19, 10, 5, 3, 1)]
+
+
+@pytest.fixture(scope='module')
+def head():
+    cfg = Config.fromfile(osp.join(REPO, 'configs', 'ssd300_vgg16_8xb8-120e_coco.py'))
+    return MODELS.build(dict(cfg.model.bbox_head, test_cfg=cfg.model.test_cfg)).eval()
+
+
+@pytest.fixture(scope='module')
+def graphs(head):
+    """``{bounded: (eager PostProcess, ONNX Runtime session)}``."""
+    out = {}
+    for bounded in (True, False):
+        post = PostProcess(dict(head.test_cfg), head.channel_labels, bounded)
+        model = postprocess_onnx(post, 8732, 80)
+        session = ort.InferenceSession(model.SerializeToString(),
+                                       providers=['CPUExecutionProvider'])  # fmt: skip
+        out[bounded] = post, session
+    return out
+
+
+def decoded(head, regime: str, batch: int):
+    """Synthetic head outputs of ``regime``: ``predict_by_feat``'s results and ``decode``'s."""
+    priors = torch.cat(head.prior_generator.grid_priors(FEATMAP_SIZES, device='cpu'))
+    inputs = head_inputs(batch, regime, priors, FEATMAP_SIZES, head.num_base_priors,
+                         head.num_classes, SIZE, seed=3)  # fmt: skip
+    metas = [dict(img_shape=(SIZE, SIZE), scale_factor=(1.0, 1.0))] * batch
+    with torch.no_grad():
+        ref = head.predict_by_feat(inputs.cls_scores, inputs.bbox_preds, batch_img_metas=metas)
+        scores, boxes = head.decode(inputs.cls_scores, inputs.bbox_preds, metas)
+    return ref, scores, boxes
+
+
+def assert_same(dets, labels, ref, score_tol=0.0, box_tol=0.0):
+    """Padded ``(dets, labels)`` hold ``ref``'s detections (ties in any order)."""
+    for i, result in enumerate(ref):
+        num = len(result.scores)
+        assert (labels[i, :num] >= 0).all() and (labels[i, num:] == -1).all()
+        assert (dets[i, num:] == 0).all()
+        got = np.concatenate([dets[i, :num], labels[i, :num, None].astype(np.float32)], 1)
+        want = torch.cat([result.bboxes, result.scores[:, None], result.labels[:, None]], 1)
+        # sort both by score, label, then box: equal scores may come in another order
+        got, want = (a[np.lexsort(a[:, ::-1].T)] for a in (got, want.numpy()))
+        np.testing.assert_allclose(got[:, 4], want[:, 4], rtol=0, atol=score_tol)
+        np.testing.assert_array_equal(got[:, 5], want[:, 5])
+        np.testing.assert_allclose(got[:, :4], want[:, :4], rtol=0, atol=box_tol)
+
+
+@pytest.mark.parametrize('batch', [1, 3])
+@pytest.mark.parametrize('regime', REGIMES)
+def test_bounded_graph_equals_unbounded_and_pytorch(head, graphs, regime, batch):
+    ref, scores, boxes = decoded(head, regime, batch)
+    counts = [len(r.scores) for r in ref]
+    feeds = {'scores': scores.numpy(), 'boxes': boxes.numpy()}
+    bounded = graphs[True][1].run(None, feeds)
+    unbounded = graphs[False][1].run(None, feeds)
+    # the graphs take decode's scores and boxes as they are: only NMS's IoU differs
+    # (ONNX Runtime computes it in float32, torchvision's in the head's float64)
+    assert_same(*bounded, ref)
+    assert_same(*unbounded, ref)
+    np.testing.assert_array_equal(bounded[1], unbounded[1])
+    # the eager module (what the graph is traced from) agrees, and ends where expected
+    dets, labels, stage = graphs[True][0].run(scores, boxes)
+    assert_same(dets.numpy(), labels.numpy(), ref)
+    if regime == 'crowded':
+        # a prefix of 400 boxes keeps too few after NMS: the graph widened
+        assert stage > 0 and min(counts) == 200
+    else:
+        assert stage == 0 and min(counts) == 200  # the first prefix was exact
+
+
+def test_prefix_stage_says_when_it_is_exact(head):
+    """A prefix stage reports ``done`` when its prefix held every candidate (or kept 200 boxes,
+    above), not when NMS left fewer; the unbounded-only module has one stage."""
+    post = PostProcess(dict(head.test_cfg, score_thr=0.5), head.channel_labels)
+    stages = post.stages(8732)
+    assert [s.prefix for s in stages] == [400, 1600, 6400, None]
+    assert len(PostProcess(dict(head.test_cfg), head.channel_labels, False).stages(8732)) == 1
+    _, scores, boxes = decoded(head, 'trained', 2)
+    # score 0.8: fewer than 200 detections, every candidate in the first prefix of 400
+    done = stages[0](scores, boxes)[2]
+    assert ((scores.amax(2) > 0.8).sum(1) < 400).all() and bool(done)
+    _, crowded_scores, crowded_boxes = decoded(head, 'crowded', 1)
+    assert not bool(stages[0](crowded_scores, crowded_boxes)[2])
+
+
+def test_clear_errors(head):
+    with pytest.raises(ValueError, match='iou_threshold'):
+        PostProcess(dict(score_thr=0.01), head.channel_labels)
+    with pytest.raises(ValueError, match='score_thr must be >= 0'):
+        PostProcess(dict(head.test_cfg, score_thr=-1), head.channel_labels)
+    with pytest.raises(ValueError, match='opset >= 11'):
+        postprocess_onnx(PostProcess(dict(head.test_cfg), head.channel_labels), 8732, 80, 10)
