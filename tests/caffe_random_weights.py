@@ -3,8 +3,9 @@
 Shared by ``tests/data/caffe/make_references.py`` (which runs OpenCV 4.x DNN on them) and the
 parity tests (which write the same file again into a temporary directory, so the ~100 MB VGG16
 weights are never stored). The weights are drawn so activations keep roughly unit scale through
-the net (He-scaled convolutions, BatchNorm statistics near the batch's), loc outputs stay small
-and conf logits spread enough that the detections are not all near a threshold.
+the net (He-scaled convolutions, BatchNorm and Scale near identity), loc outputs stay small and
+conf logits spread enough that the detections are not all near a threshold. Channel counts are
+followed through the prototxt here, independently of the converter's own shape inference.
 
 Blob layouts are Caffe's: Convolution ``[out, in / group, kh, kw]`` (+ bias ``[out]``),
 BatchNorm ``[mean, var, scale_factor]`` (statistics stored multiplied by the factor), Scale

@@ -16,6 +16,8 @@ from torch import Tensor
 
 from ssd_plugin.models.necks.l2_norm import L2Norm
 
+from .fusion import fusion_plan, run_fused
+
 __all__ = ['CaffeNet', 'SUPPORTED_LAYERS', 'module_key']
 
 
@@ -150,10 +152,22 @@ class CaffeNet(BaseModule):
     State-dict keys: ``layers.<key>.<param>`` with ``<key>`` = :func:`module_key` of the layer
     name (``conv1.weight``, ``bn1.running_mean``, ``scale1.weight``, ``conv4_3_norm.weight``).
 
+    In eval mode (with ``fuse=True``) runs of ``Convolution``/``BatchNorm`` + ``BatchNorm``/
+    ``Scale``/``ReLU`` are computed as one layer, as OpenCV's DNN does: the BatchNorm statistics
+    and Scale are folded into the convolution's weights (cached until they change) and the ReLU
+    is applied in place (:mod:`ssd_plugin.caffe.fusion`). The modules and state dict stay as
+    they are, so training and fine-tuning see the separate, trainable layers. On the CPU that
+    path also runs channels-last (``channels_last=True``): oneDNN's convolutions and PyTorch's
+    max pooling are several times faster on NHWC maps than on NCHW ones (the returned maps are
+    channels-last; their values and shapes are the same).
+
     Args:
         layers: The layer dicts, in execution order.
         out_blobs: Blob names returned, one per SSD level (the head's inputs).
         input_blob: Name of the network input blob.
+        fuse: Whether eval mode runs the fused layers (same outputs up to float32 rounding).
+        channels_last: Whether the fused path runs channels-last on the CPU (not while
+            tracing or exporting, where the memory format means nothing).
         init_cfg: Initialisation for training from scratch (converted weights replace it).
     """
 
@@ -162,6 +176,8 @@ class CaffeNet(BaseModule):
         layers: Sequence[dict],
         out_blobs: Sequence[str],
         input_blob: str = 'data',
+        fuse: bool = True,
+        channels_last: bool = True,
         init_cfg=dict(type='Kaiming', layer='Conv2d'),
     ) -> None:
         super().__init__(init_cfg=init_cfg)
@@ -189,11 +205,35 @@ class CaffeNet(BaseModule):
         missing = [b for b in self.out_blobs if b not in known]
         if missing:
             raise ValueError(f'CaffeNet: out_blobs {missing} are computed by no layer')
+        self.fuse = fuse
+        self.channels_last = channels_last
+        self.fused_plan = fusion_plan(layers, [key for key, _, _ in self.specs], self.out_blobs)
+        self._folded: dict = {}  # run_fused's cache of folded weights (not state)
+
+    def train(self, mode: bool = True) -> 'CaffeNet':
+        """Set the mode; training drops the folded weights (they are rebuilt in eval)."""
+        if mode:
+            self._folded.clear()
+        return super().train(mode)
 
     def forward(self, x: Tensor) -> Tuple[Tensor, ...]:
         blobs = {self.input_blob: x}
-        for key, bottom, top in self.specs:
-            out = self.layers[key](*[blobs[b] for b in bottom])
-            for name in top:
+        if self.training or not self.fuse:
+            for key, bottom, top in self.specs:
+                out = self.layers[key](*[blobs[b] for b in bottom])
+                for name in top:
+                    blobs[name] = out
+            return tuple(blobs[name] for name in self.out_blobs)
+        channels_last = self.channels_last and x.device.type == 'cpu'
+        channels_last = channels_last and not torch.jit.is_tracing()
+        if channels_last:
+            blobs[self.input_blob] = x.contiguous(memory_format=torch.channels_last)
+        for run in self.fused_plan:
+            inputs = [blobs[b] for b in run.bottom]
+            if len(run.keys) == 1 and run.kinds[0] != 'Convolution':
+                out = self.layers[run.keys[0]](*inputs)
+            else:
+                out = run_fused(run, self.layers, inputs[0], self._folded, channels_last)
+            for name in run.top:
                 blobs[name] = out
         return tuple(blobs[name] for name in self.out_blobs)

@@ -1,10 +1,10 @@
 """int8 static quantisation of an exported SSD with ONNX Runtime, calibrated on the val set.
 
 Only the network is quantised: the nodes the exporter names under the detector's modules
-(``/backbone/...``, ``/neck/...``, ``/bbox_head/...``: the head's convolutions). The graph's normalisation, the box
-decoding, the softmax and the post-processing stay float32, so boxes and scores keep their
-precision and the score threshold means what it means in float32. Calibration runs the float32
-graph on the config's val images through its test pipeline (see
+(``/backbone/...``, ``/neck/...``, ``/bbox_head/...``: the head's convolutions). The graph's
+normalisation, the box decoding, the softmax and the post-processing stay float32, so boxes and
+scores keep their precision and the score threshold means what it means in float32. Calibration
+runs the float32 graph on the config's val images through its test pipeline (see
 :func:`~ssd_plugin.deploy.onnx_eval.pipeline_batches`) and records each quantised tensor's range
 (min-max).
 
@@ -14,6 +14,7 @@ Activations are uint8, weights int8 (per output channel with ``per_channel``): O
 recommended combination on x86 CPUs with VNNI.
 """
 
+import logging
 from typing import Iterable, Iterator, Optional, Sequence
 
 import numpy as np
@@ -28,6 +29,17 @@ __all__ = ['QUANT_OPS', 'calibration_batches', 'quantize_onnx']
 QUANT_OPS = ('Conv', 'Relu', 'Clip', 'MaxPool', 'Add', 'Concat')
 # node-name prefixes of the network in export_onnx's graphs (the exporter's module scopes)
 NETWORK_SCOPES = ('/backbone/', '/neck/', '/bbox_head/', '/detector/')
+
+
+class _QuietBiasWarnings(logging.Filter):
+    """Drops the quantiser's one-line-per-conv 'Expected bias ... to be an initializer'.
+
+    The exporter emits some biases (those of convs with BatchNorm folded in) through Constant
+    nodes; their convs are quantised all the same, only the bias stays float32.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not record.getMessage().startswith('Expected bias')
 
 
 class _Batches:
@@ -89,18 +101,23 @@ def quantize_onnx(
     network = [node.name for node in model.graph.node if node.name.startswith(NETWORK_SCOPES)]
     if not network:
         raise ValueError(f'{model_path}: no node named under {NETWORK_SCOPES} (the network)')
-    quantize_static(
-        model_path,
-        out_path,
-        _Batches(calibration),
-        quant_format=formats[quant_format],
-        op_types_to_quantize=list(op_types),
-        nodes_to_quantize=network,
-        per_channel=per_channel,
-        activation_type=QuantType.QUInt8,
-        weight_type=QuantType.QInt8,
-        calibrate_method=CalibrationMethod.MinMax,
-    )
+    quiet = _QuietBiasWarnings()
+    logging.getLogger().addFilter(quiet)  # ONNX Runtime's quantiser logs on the root logger
+    try:
+        quantize_static(
+            model_path,
+            out_path,
+            _Batches(calibration),
+            quant_format=formats[quant_format],
+            op_types_to_quantize=list(op_types),
+            nodes_to_quantize=network,
+            per_channel=per_channel,
+            activation_type=QuantType.QUInt8,
+            weight_type=QuantType.QInt8,
+            calibrate_method=CalibrationMethod.MinMax,
+        )
+    finally:
+        logging.getLogger().removeFilter(quiet)
     quantized = onnx.load(out_path)
     # keep the export metadata (input size, preprocessing, classes) and say what was done
     props = {p.key: p.value for p in model.metadata_props}

@@ -18,7 +18,8 @@ hundred candidates per image.
 
 NMS is torchvision's C++/CUDA kernel, the (image, class) groups of a call kept apart by
 coordinate offsets (float64, so the offsets round no coordinate). How the candidates are cut into
-kernel calls follows each kernel's cost, and never changes the result (a group is never split):
+kernel calls follows each kernel's cost (``batch_calls`` picks the policy, by default from the
+device), and never changes the result (a group is never split):
 
 - CPU: the kernel compares each kept box with every later candidate of its call, so it is called
   once per image (per (image, class) group in the per-class top-k), never once for a batch.
@@ -40,8 +41,9 @@ in double; torchvision's CUDA kernel passes the threshold to its IoU test as a f
 compares ``IoU > float32(iou_thr)`` (0.45 becomes 0.44999998807907104). That is the one
 difference between the devices: a pair whose IoU lies in ``(float32(iou_thr), iou_thr]`` (a
 sliver of width about 1e-8) is suppressed on CUDA and not on the CPU. No threshold passed to the
-kernel removes it (``iou_thr`` has no float32 value), so it is documented, not hidden;
-``tools/benchmarks/check_device_parity.py`` shows it. The kernel is given the candidates' order
+kernel removes it (0.45 has no float32 value: another float32 threshold moves the sliver, it
+cannot close it), so it is documented, not hidden; ``tools/benchmarks/check_device_parity.py``
+shows it. The kernel is given the candidates' order
 as its score key, so ties are broken as documented in :func:`batched_multiclass_nms`.
 """
 

@@ -2,6 +2,7 @@
 
 import glob
 import importlib.util
+import json
 import os.path as osp
 import re
 from types import SimpleNamespace
@@ -301,3 +302,19 @@ def test_train_amp_on_a_cpu_without_bf16_falls_back_and_says_so(tiny_demo, tmp_p
     assert 'Mixed precision on cpu: float32 + contiguous' in text
     assert 'Running float32: the CPU' in text and 'has no native bf16' in text
     assert len(losses) == 1
+
+
+def test_image_demo_amp_runs_the_network_in_bf16(tmp_path, capsys):
+    path = osp.join(REPO, 'tools', 'image_demo.py')
+    spec = importlib.util.spec_from_file_location('tool_image_demo_amp', path)
+    image_demo = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(image_demo)
+    ckpt = demo_checkpoint(str(tmp_path / 'demo.pth'))
+    make_demo_dataset(str(tmp_path / 'data'), seed=0, num_train=1, num_val=1, image_size=192)
+    (image,) = glob.glob(str(tmp_path / 'data' / 'val' / '*'))
+    out = tmp_path / 'out'
+    image_demo.main([DEMO_CONFIG, ckpt, image, '--out-dir', str(out), '--device', 'cpu', '--amp',
+                     '--amp-dtype', 'bfloat16', '--score-thr', '0.5'])  # fmt: skip
+    assert 'Mixed precision on cpu: bfloat16 autocast + channels_last' in capsys.readouterr().out
+    (pred,) = glob.glob(str(out / 'preds' / '*.json'))
+    assert len(json.load(open(pred))['detections']) > 0

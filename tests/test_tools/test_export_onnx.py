@@ -132,8 +132,8 @@ def test_quantize_int8_end_to_end(tmp_path, checkpoint, capsys):
     make_demo_dataset(str(root), seed=0, num_train=1, num_val=3, image_size=96)
     fp32, int8 = tmp_path / 'model.onnx', tmp_path / 'model_int8.onnx'
     export_tool.main([DEMO_CONFIG, checkpoint, str(fp32), '--with-nms'])
-    maps = quantize_tool.main([DEMO_CONFIG, str(fp32), str(int8), '--calib-images', '2',
-                               '--batch-size', '2', '--eval', '--data-root', str(root)])  # fmt: skip
+    argv = ['--calib-images', '2', '--batch-size', '2', '--eval', '--data-root', str(root)]
+    maps = quantize_tool.main([DEMO_CONFIG, str(fp32), str(int8), *argv])
     out = capsys.readouterr().out
     assert f'wrote {int8}' in out and 'val bbox mAP: float32' in out
     assert set(maps) == {'float32', 'int8'} and all(-1 <= v <= 1 for v in maps.values())

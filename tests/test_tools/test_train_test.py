@@ -67,7 +67,10 @@ def test_command_line_to_config(tmp_path):
     assert plain.auto_scale_lr == dict(enable=False, base_batch_size=192)
 
     amp = cfg('--amp', '--auto-scale-lr', '--work-dir', str(tmp_path))
-    assert amp.optim_wrapper.type == 'AmpOptimWrapper' and amp.optim_wrapper.loss_scale == 'dynamic'
+    # --amp: MixedPrecisionHook (ssd_plugin.engine.amp); a loss scaler only for float16 on GPUs
+    assert amp.custom_hooks[-1]['type'] == 'MixedPrecisionHook' and amp.amp.dtype == 'auto'
+    scaled = torch.cuda.is_available() and not torch.cuda.is_bf16_supported()
+    assert amp.optim_wrapper.type == ('LossScaleOptimWrapper' if scaled else 'OptimWrapper')
     assert amp.optim_wrapper.optimizer.lr == 0.015  # the runner scales it, not the tool
     assert amp.auto_scale_lr.enable and amp.work_dir == str(tmp_path)
 

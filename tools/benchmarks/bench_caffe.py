@@ -45,6 +45,7 @@ from synthetic import random_images
 import ssd_plugin  # noqa: F401  (registers the components)
 from ssd_plugin.caffe import convert
 from ssd_plugin.caffe.face_detector_files import FACE_DETECTOR_MEAN, face_detector_files
+from ssd_plugin.caffe.graph import parse_net
 from ssd_plugin.caffe.proto import read_prototxt
 
 OPENCV4_DNN = osp.join(common.REPO, 'ssd_plugin', 'caffe', 'opencv4_dnn.py')
@@ -70,10 +71,7 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 def detection_inputs(prototxt: str) -> List[str]:
     """The blobs ``DetectionOutput`` reads: where OpenCV's ``net`` stage ends."""
-    for layer in read_prototxt(prototxt).layer:
-        if layer.type == 'DetectionOutput':
-            return list(layer.bottom)
-    raise ValueError(f'{prototxt} has no DetectionOutput layer')
+    return list(parse_net(read_prototxt(prototxt)).detection_output.bottom)
 
 
 def time_ours(detector: Detector, data: List[Dict], repeats: int, warmup: int) -> Dict:

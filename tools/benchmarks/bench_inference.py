@@ -122,8 +122,12 @@ def parse_args(argv=None) -> argparse.Namespace:
                         metavar=('CFG', 'CKPT'),
                         help='also time ours with trained weights')  # fmt: skip
     parser.add_argument('--score-thr', type=float, help="set every detector's score threshold")
-    parser.add_argument('--regime', choices=REGIMES, default='trained',
-                        help='class-logit regime of random detectors (default trained)')
+    parser.add_argument(
+        '--regime',
+        choices=REGIMES,
+        default='trained',
+        help='class-logit regime of random detectors (default trained)',
+    )
     parser.add_argument('--no-onnx', action='store_true', help='skip the ONNX Runtime rows')
     parser.add_argument('--no-int8', action='store_true', help='skip the ONNX int8 rows')
     parser.add_argument('--no-bf16', action='store_true', help='skip the bf16 rows')
@@ -174,7 +178,9 @@ def make_trained_like(convs: List[nn.Conv2d], columns: int, background: int,
     with torch.no_grad():
         for conv in convs:
             out = outputs[conv]
-            std = torch.nan_to_num(out.std((0, 2, 3)), nan=1.0).clamp(min=1e-6)
+            # random SSDLites' logits vary by 1e-15 to 1e-28 (vanishing features): any
+            # non-zero spread is rescaled (float32 keeps its relative precision down there)
+            std = torch.nan_to_num(out.std((0, 2, 3)), nan=1.0).clamp(min=1e-35)
             scale = 2 / std
             target = torch.zeros_like(scale)
             target[background::columns] = 5
@@ -401,7 +407,7 @@ def build_family(family: str, args, workdir: str, images: List[np.ndarray]) -> L
                               copy.deepcopy(d.model)) for d in ours]  # fmt: skip
             for variant in bf16:
                 autocast_network(variant.model, choice)
-            impls[len(ours):len(ours)] = bf16
+            impls[len(ours) : len(ours)] = bf16
     if not args.no_onnx and not onnx_available(args.device):
         onnx = [OnnxDetector(f'onnxruntime {d.name}', d, args.device, workdir) for d in ours]
         impls += onnx

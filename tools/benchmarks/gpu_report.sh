@@ -7,7 +7,8 @@
 #
 # Also: --seed N (every section), --repeats N / --warmup N (the benchmarks). Python: $PYTHON,
 # else the repository's .venv, else python3. Every section runs even when one fails; the exit
-# status is 1 then.
+# status is 1 then. Host-sync counts of the head (ours vs mmdet and torchvision) are a separate
+# command: python tools/benchmarks/count_syncs.py --device cuda
 set -u
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 repo="$(dirname "$(dirname "$here")")"
@@ -17,7 +18,7 @@ while [ $# -gt 0 ]; do
     case "$1" in
         --device) device="$2"; shift 2 ;;
         --device=*) device="${1#--device=}"; shift ;;
-        -h|--help) sed -n '2,10p' "${BASH_SOURCE[0]}"; exit 0 ;;
+        -h|--help) sed -n '2,11p' "${BASH_SOURCE[0]}"; exit 0 ;;
         *) args+=("$1"); shift ;;
     esac
 done

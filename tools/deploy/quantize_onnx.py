@@ -34,8 +34,12 @@ def parse_args(argv=None) -> argparse.Namespace:
                         help='QuantizeLinear/DequantizeLinear pairs or int8 operators')  # fmt: skip
     parser.add_argument('--per-channel', action=argparse.BooleanOptionalAction, default=True,
                         help='one weight scale per output channel (default: yes)')  # fmt: skip
-    parser.add_argument('--ops', nargs='+', default=list(QUANT_OPS),
-                        help=f'operator types to quantise (default {" ".join(QUANT_OPS)})')
+    parser.add_argument(
+        '--ops',
+        nargs='+',
+        default=list(QUANT_OPS),
+        help=f'operator types to quantise (default {" ".join(QUANT_OPS)})',
+    )
     parser.add_argument('--eval', action='store_true',
                         help='print the val bbox mAP of the float32 and int8 graphs')  # fmt: skip
     parser.add_argument('--eval-images', type=int, help='evaluate on the first N val images')

@@ -1,0 +1,198 @@
+"""Eval-time fusion of a :class:`~.caffe_net.CaffeNet`'s Convolution/BatchNorm/Scale/ReLU runs.
+
+OpenCV's DNN folds a ``BatchNorm`` (and the ``Scale`` after it) into the convolution before it
+and applies the ``ReLU`` in place; run as separate layers they cost a pass over the feature map
+each. :func:`fusion_plan` finds such runs once, from the layer list; :func:`run_fused` computes
+one with the modules' current weights, so the state dict and training (batch statistics,
+trainable BatchNorm/Scale) are untouched and the fused path is only the inference schedule.
+"""
+
+from typing import Dict, List, NamedTuple, Optional, Sequence, Tuple
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from torch import Tensor
+
+__all__ = ['FusedRun', 'fusion_plan', 'fold_conv_bn_scale', 'run_fused']
+
+# What may follow the head of a run, in this order, each at most once.
+_TAIL = ('BatchNorm', 'Scale', 'ReLU')
+
+
+class FusedRun(NamedTuple):
+    """Consecutive layers computed as one: a ``Convolution`` or ``BatchNorm`` head and a tail.
+
+    Attributes:
+        keys: Module keys of the layers, in order.
+        kinds: Their Caffe types.
+        bottom: The head's input blobs.
+        top: The blobs the run writes; all hold the run's output afterwards.
+    """
+
+    keys: Tuple[str, ...]
+    kinds: Tuple[str, ...]
+    bottom: List[str]
+    top: List[str]
+
+
+def _chain_end(layers: Sequence[dict], start: int) -> int:
+    """One past the last layer that can join the run starting at ``start``."""
+    kinds = [layers[start]['type']]
+    end = start + 1
+    while end < len(layers):
+        prev, layer = layers[end - 1], layers[end]
+        kind = layer['type']
+        joins = (
+            kind in _TAIL
+            and _TAIL.index(kind) > max((_TAIL.index(k) for k in kinds if k in _TAIL), default=-1)
+            and len(prev['top']) == 1
+            and list(layer['bottom']) == list(prev['top'])
+            and len(layer['top']) == 1
+        )
+        if not joins:
+            break
+        kinds.append(kind)
+        end += 1
+    return end
+
+
+def _hidden(layers: Sequence[dict], start: int, end: int, out_blobs: Sequence[str]) -> bool:
+    """Whether no blob value inside the run is visible outside it.
+
+    A blob an inner layer writes is fine if the last layer writes it too (in place), or if no
+    later layer reads it and it is not a network output.
+    """
+    last_top = set(layers[end - 1]['top'])
+    read_later = {b for layer in layers[end:] for b in layer['bottom']} | set(out_blobs)
+    return all(
+        name in last_top or name not in read_later
+        for layer in layers[start : end - 1]
+        for name in layer['top']
+    )
+
+
+def fusion_plan(
+    layers: Sequence[dict], keys: Sequence[str], out_blobs: Sequence[str]
+) -> List[FusedRun]:
+    """The inference schedule of a CaffeNet: its layers with fusable runs merged.
+
+    A run is a ``Convolution`` followed by any of ``BatchNorm``, ``Scale``, ``ReLU`` (in that
+    order), or a ``BatchNorm`` followed by ``Scale`` and/or ``ReLU``; each layer reads exactly
+    the previous one's single top, and no intermediate value is read after the run. Every other
+    layer is a run of one.
+
+    Args:
+        layers: The CaffeNet layer dicts, in execution order.
+        keys: Their module keys.
+        out_blobs: The network outputs (intermediate values they name are never fused away).
+    """
+    plan = []
+    i = 0
+    while i < len(layers):
+        end = i + 1
+        if layers[i]['type'] in ('Convolution', 'BatchNorm') and len(layers[i]['top']) == 1:
+            end = _chain_end(layers, i)
+            while end > i + 1 and not _hidden(layers, i, end, out_blobs):
+                end -= 1
+        run = layers[i:end]
+        plan.append(
+            FusedRun(
+                keys=tuple(keys[i:end]),
+                kinds=tuple(layer['type'] for layer in run),
+                bottom=list(layers[i]['bottom']),
+                top=list(dict.fromkeys(name for layer in run for name in layer['top'])),
+            )
+        )
+        i = end
+    return plan
+
+
+def fold_conv_bn_scale(
+    conv: nn.Conv2d, bn: Optional[nn.BatchNorm2d], scale: Optional[nn.Module]
+) -> Tuple[Tensor, Optional[Tensor]]:
+    """The weight and bias of ``conv`` with ``bn`` (running statistics) and ``scale`` folded in.
+
+    ``scale(bn(conv(x)))`` is ``a * conv(x) + b`` per output channel; ``a`` goes into the weight,
+    ``b`` (and ``a`` times the conv's own bias) into the bias. Folded in float64 and cast back,
+    so the fused output differs from the layer-by-layer one by float32 rounding only.
+    """
+    if bn is None and scale is None:
+        return conv.weight, conv.bias
+    weight = conv.weight.double()
+    a = weight.new_ones(conv.out_channels)
+    b = weight.new_zeros(conv.out_channels)
+    if bn is not None:
+        a = torch.rsqrt(bn.running_var.double() + bn.eps)
+        b = -bn.running_mean.double() * a
+    if scale is not None:
+        a = a * scale.weight.double()
+        b = b * scale.weight.double()
+        if scale.bias is not None:
+            b = b + scale.bias.double()
+    if conv.bias is not None:
+        b = b + conv.bias.double() * a
+    dtype = conv.weight.dtype
+    return (weight * a.view(-1, 1, 1, 1)).to(dtype), b.to(dtype)
+
+
+def _sources(modules: Sequence[nn.Module]) -> List[Tensor]:
+    return [t for m in modules for t in list(m.parameters()) + list(m.buffers())]
+
+
+def _version_key(tensors: Sequence[Tensor]) -> tuple:
+    # In-place updates (load_state_dict, optimiser steps) bump _version; .to() changes the
+    # storage: either invalidates the cached fold.
+    return tuple((t.data_ptr(), t._version, t.device, t.dtype) for t in tensors)
+
+
+def run_fused(
+    run: FusedRun,
+    modules: Dict[str, nn.Module],
+    x: Tensor,
+    cache: Dict[str, tuple],
+    channels_last: bool = False,
+) -> Tensor:
+    """Compute a run that starts with a ``Convolution`` or has two or more layers (eval mode).
+
+    Args:
+        run: The run, from :func:`fusion_plan`.
+        modules: The CaffeNet's layer modules by key.
+        x: The run's input.
+        cache: Folded convolution weights by head key, reused while the sources are unchanged
+            and no gradient reaches them (else the fold is part of the autograd graph).
+        channels_last: Whether ``x`` is channels-last: cached weights are stored so too, as
+            the convolution would otherwise copy them into that format on every call.
+    """
+    by_kind = {kind: modules[key] for kind, key in zip(run.kinds, run.keys)}
+    bn, scale, relu = by_kind.get('BatchNorm'), by_kind.get('Scale'), by_kind.get('ReLU')
+    if run.kinds[0] == 'Convolution':
+        conv = by_kind['Convolution']
+        sources = _sources([m for m in (conv, bn, scale) if m is not None])
+        record = torch.is_grad_enabled() and any(t.requires_grad for t in sources)
+        if record or torch.jit.is_tracing() or torch.compiler.is_compiling():
+            # In the graph: differentiable, or folded by the exporter as constants.
+            weight, bias = fold_conv_bn_scale(conv, bn, scale)
+        else:
+            key = (_version_key(sources), channels_last, torch.is_inference_mode_enabled())
+            hit = cache.get(run.keys[0])
+            if hit is None or hit[0] != key:
+                weight, bias = fold_conv_bn_scale(conv, bn, scale)
+                if channels_last:
+                    weight = weight.contiguous(memory_format=torch.channels_last)
+                hit = cache[run.keys[0]] = (key, weight, bias)
+            weight, bias = hit[1], hit[2]
+        out = conv._conv_forward(x, weight, bias)
+    else:
+        gamma = beta = None
+        if scale is not None:
+            gamma = scale.weight
+            beta = scale.bias if scale.bias is not None else torch.zeros_like(scale.weight)
+        # BatchNorm then Scale is batch_norm with Scale's weight and bias: one pass.
+        out = F.batch_norm(x, bn.running_mean, bn.running_var, gamma, beta, False, 0.0, bn.eps)
+    if relu is None:
+        return out
+    # ``out`` is a fresh tensor nobody else holds: rectify in place.
+    if isinstance(relu, nn.LeakyReLU):
+        return F.leaky_relu_(out, relu.negative_slope)
+    return out.relu_()
