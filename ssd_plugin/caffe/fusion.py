@@ -114,24 +114,26 @@ def fold_conv_bn_scale(
     """The weight and bias of ``conv`` with ``bn`` (running statistics) and ``scale`` folded in.
 
     ``scale(bn(conv(x)))`` is ``a * conv(x) + b`` per output channel; ``a`` goes into the weight,
-    ``b`` (and ``a`` times the conv's own bias) into the bias. Folded in float64 and cast back,
-    so the fused output differs from the layer-by-layer one by float32 rounding only.
+    ``b`` (and ``a`` times the conv's own bias) into the bias. Folded in float64 (where the
+    device has it) and cast back, so the fused output differs from the layer-by-layer one by
+    float32 rounding only.
     """
     if bn is None and scale is None:
         return conv.weight, conv.bias
-    weight = conv.weight.double()
+    acc = torch.float32 if conv.weight.device.type == 'mps' else torch.float64
+    weight = conv.weight.to(acc)
     a = weight.new_ones(conv.out_channels)
     b = weight.new_zeros(conv.out_channels)
     if bn is not None:
-        a = torch.rsqrt(bn.running_var.double() + bn.eps)
-        b = -bn.running_mean.double() * a
+        a = torch.rsqrt(bn.running_var.to(acc) + bn.eps)
+        b = -bn.running_mean.to(acc) * a
     if scale is not None:
-        a = a * scale.weight.double()
-        b = b * scale.weight.double()
+        a = a * scale.weight.to(acc)
+        b = b * scale.weight.to(acc)
         if scale.bias is not None:
-            b = b + scale.bias.double()
+            b = b + scale.bias.to(acc)
     if conv.bias is not None:
-        b = b + conv.bias.double() * a
+        b = b + conv.bias.to(acc) * a
     dtype = conv.weight.dtype
     return (weight * a.view(-1, 1, 1, 1)).to(dtype), b.to(dtype)
 

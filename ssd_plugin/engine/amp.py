@@ -21,6 +21,10 @@ Which precision (:func:`choose_amp`):
 as ``amp = dict(dtype='auto', channels_last=True)`` (:func:`apply_amp_cfg`), which the tools then
 apply without the flag. :class:`~ssd_plugin.engine.hooks.MixedPrecisionHook` logs the choice and
 its reason once at the start of the run and puts the autocast around the network.
+
+The weights become channels_last before the first iteration, after the runner has wrapped the
+model: under DDP, whose gradient buckets were laid out for the contiguous weights, that costs a
+gradient copy per step (PyTorch warns that the strides differ), not a wrong result.
 """
 
 import argparse

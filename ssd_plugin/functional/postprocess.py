@@ -47,6 +47,7 @@ shows it. The kernel is given the candidates' order
 as its score key, so ties are broken as documented in :func:`batched_multiclass_nms`.
 """
 
+from functools import lru_cache
 from typing import Optional, Tuple
 
 import torch
@@ -104,20 +105,30 @@ def _segment_rank(segments: Tensor, num_segments: int) -> Tensor:
 
 
 def _prefix_candidates(
-    scores: Tensor, best: Tensor, pending: Tensor, prefix: int, floor: float
-) -> Tuple[Tensor, Tensor, Tensor, Tensor]:
+    scores: Tensor, best: Tensor, pending: Tensor, prefix: int, floor: float,
+    nms_pre_per_class: int,
+) -> Tuple[Tensor, Tensor, Tensor, Tensor]:  # fmt: skip
     """The pending images' scores at or above their ``prefix``-th best default box's best score.
 
     Found in the default boxes whose best score reaches that cut-off, without a pass over all
     scores. Returns ``(rows, prior_ids, labels, complete)``: ``rows`` index ``pending``, in
-    ascending (row, prior, class) order; ``complete`` (per row) says the prefix holds every score
-    above the threshold.
+    ascending (row, prior, class) order; ``complete`` (per row) says the prefix holds every
+    candidate: every score above the threshold, or, for each class, at least
+    ``nms_pre_per_class`` scores (its capped candidates are then its best, all in the prefix).
     """
-    cutoff = best[pending].topk(prefix, dim=1, sorted=False).values.amin(dim=1)
+    part = scores if len(pending) == len(scores) else scores[pending]
+    part_best = best if len(pending) == len(best) else best[pending]
+    cutoff = part_best.topk(prefix, dim=1, sorted=False).values.amin(dim=1)
     lower = cutoff.clamp(min=floor)
-    rows, prior_ids = (best[pending] >= lower[:, None]).nonzero(as_tuple=True)
-    row_ids, labels = (scores[pending[rows], prior_ids] >= lower[rows, None]).nonzero(as_tuple=True)
-    return rows[row_ids], prior_ids[row_ids], labels, cutoff < floor
+    rows, prior_ids = (part_best >= lower[:, None]).nonzero(as_tuple=True)
+    row_ids, labels = (part[rows, prior_ids] >= lower[rows, None]).nonzero(as_tuple=True)
+    rows, prior_ids = rows[row_ids], prior_ids[row_ids]
+    complete = cutoff < floor
+    if nms_pre_per_class > 0:
+        num_classes = scores.shape[2]
+        per_class = _counts(rows * num_classes + labels, len(pending) * num_classes)
+        complete |= (per_class.view(-1, num_classes) >= nms_pre_per_class).all(dim=1)
+    return rows, prior_ids, labels, complete
 
 
 def _per_class_candidates(
@@ -147,7 +158,8 @@ def _sort_candidates(
     class) order, as ``nonzero`` lists them. Returns ``(img_ids, prior_ids, labels, scores)``
     sorted by image, descending score, then ascending ``prior * C + class`` (stable sorts).
     """
-    if nms_pre_per_class > 0 and len(img_ids):
+    # A cap only bites when some group may exceed it (the prefix of a 1-class model never does).
+    if 0 < nms_pre_per_class < len(img_ids):
         groups = img_ids * num_classes + labels
         order, rank = group_rank(groups, scores, num_imgs * num_classes)
         order = order[rank < nms_pre_per_class].sort().values
@@ -158,7 +170,8 @@ def _sort_candidates(
             scores[order],
         )
     order = torch.argsort(scores, descending=True, stable=True)
-    order = order[torch.argsort(img_ids[order], stable=True)]
+    if num_imgs > 1:
+        order = order[torch.argsort(img_ids[order], stable=True)]
     return img_ids[order], prior_ids[order], labels[order], scores[order]
 
 
@@ -200,11 +213,13 @@ def _greedy_nms(boxes: Tensor, groups: Tensor, calls: Tensor, iou_thr: float) ->
     return torch.cat(kept).sort().values
 
 
+@lru_cache(maxsize=64)
 def _strict_floor(score_thr: float, dtype: torch.dtype) -> float:
     """The least ``dtype`` value above ``score_thr``: ``score > score_thr`` as
     ``score >= floor``, so one comparison with a per-image bound selects a prefix.
 
     Made on the host (a device tensor would be a host-to-device copy); exact in ``dtype``.
+    Cached: a handful of tiny ops per batch otherwise, a visible share at batch 1.
     """
     thr = torch.tensor(score_thr, dtype=dtype)
     return float(torch.nextafter(thr, thr.new_tensor(float('inf'))))
@@ -212,21 +227,24 @@ def _strict_floor(score_thr: float, dtype: torch.dtype) -> float:
 
 def _nms_keep(
     boxes: Tensor, local: Tensor, groups: Tensor, iou_thr: float, per_group: bool,
-    call_limit: Optional[int],
+    call_limit: Optional[int], grouped: bool = False,
 ) -> Tensor:  # fmt: skip
     """Positions of the candidates greedy NMS keeps, ascending.
 
     Candidates come sorted by image and descending score; ``groups`` are their (image, class)
-    ids. ``call_limit`` None: the CPU policy, one kernel call per image (per group when
-    ``per_group``); otherwise groups packed by :func:`packed_calls`.
+    ids, already contiguous if ``grouped`` (one class: a group is an image). ``call_limit``
+    None: the CPU policy, one kernel call per image (per group when ``per_group``); otherwise
+    groups packed by :func:`packed_calls`.
     """
-    by_group = torch.argsort(groups, stable=True)
-    groups = groups[by_group]
+    if not grouped:
+        by_group = torch.argsort(groups, stable=True)
+        boxes, local, groups = boxes[by_group], local[by_group], groups[by_group]
     if call_limit is not None:
         calls = packed_calls(groups, call_limit)
     else:
-        calls = groups if per_group else local[by_group]
-    return by_group[_greedy_nms(boxes[by_group], groups, calls, iou_thr)].sort().values
+        calls = groups if per_group else local
+    keep = _greedy_nms(boxes, groups, calls, iou_thr)
+    return keep if grouped else by_group[keep].sort().values
 
 
 def batched_multiclass_nms(
@@ -295,7 +313,7 @@ def batched_multiclass_nms(
         in_prefix = prefix < num_priors
         if in_prefix:
             local, prior_ids, labels, complete = _prefix_candidates(
-                scores, best, pending, prefix, floor
+                scores, best, pending, prefix, floor, nms_pre_per_class
             )
         else:
             local, prior_ids, labels, complete = _per_class_candidates(
@@ -309,6 +327,7 @@ def batched_multiclass_nms(
             keep = _nms_keep(
                 boxes[pending[local], prior_ids], local, local * num_classes + labels, iou_thr,
                 per_group=not in_prefix, call_limit=call_limit if batch_calls else None,
+                grouped=num_classes == 1,
             )  # fmt: skip
             local, prior_ids, labels, cand_scores = (
                 local[keep],

@@ -177,3 +177,17 @@ def test_training_mode_runs_layer_by_layer(net):
         want = net(x)
     for g, w in zip(got, want):
         torch.testing.assert_close(g, w, rtol=0, atol=0)
+
+
+def test_folded_weights_are_cached_channels_last(net):
+    """Folded once per weight change, stored in the input's memory format (no per-call copy)."""
+    x = torch.randn(1, 3, 20, 20)
+    with torch.no_grad():
+        _forward(net, x, fuse=True)
+        cached = {key: hit[1] for key, hit in net._folded.items()}
+        _forward(net, x, fuse=True)
+    assert set(cached) == {'conv1', 'c2', 'c3', 'c4', 'c5'}
+    assert all(net._folded[key][1] is weight for key, weight in cached.items())
+    assert all(w.is_contiguous(memory_format=torch.channels_last) for w in cached.values())
+    net.train()
+    assert not net._folded

@@ -223,3 +223,32 @@ def test_packed_calls_take_whole_groups_by_their_start():
     with pytest.raises(ValueError, match='call_limit'):
         batched_multiclass_nms(groups.new_zeros(1, 1, 4).float(), torch.ones(1, 1, 1), 0.0, 0.5,
                                -1, 1, call_limit=0)  # fmt: skip
+
+
+@pytest.mark.parametrize('num_classes', [1, 3])
+def test_prefix_holding_each_class_cap_needs_no_widening(monkeypatch, num_classes):
+    """Few survivors, but the first prefix holds ``nms_pre`` scores of every class: one round.
+
+    As the converted face detector (one class, every default box above 0.01, ~100 survivors):
+    each class's capped candidates are its best scores, all inside the prefix.
+    """
+    widths = []
+    original = postprocess._sort_candidates
+
+    def spy(img_ids, *args):
+        widths.append(len(img_ids))
+        return original(img_ids, *args)
+
+    monkeypatch.setattr(postprocess, '_sort_candidates', spy)
+    gen = torch.Generator().manual_seed(9)
+    centres = torch.rand(2, 20, 1, 2, generator=gen) * 260 + 20
+    xy = (centres + torch.randn(2, 20, 100, 2, generator=gen)).reshape(2, 2000, 2)
+    boxes = torch.cat([xy - 15, xy + 15], dim=-1)
+    scores = torch.rand(2, 2000, num_classes, generator=gen) * 0.9 + 0.02
+    expected = _check(boxes, scores, nms_pre=100, max_per_img=200)
+    assert all(len(d) < 200 for d in expected)  # too few survivors to finish by the top-k
+    assert len(widths) == 1  # yet the first prefix (400 default boxes) was complete
+    # A cap the prefix cannot hold for every class widens as before, to the same result.
+    widths.clear()
+    _check(boxes, scores, nms_pre=401, max_per_img=200)
+    assert len(widths) > 1

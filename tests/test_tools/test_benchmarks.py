@@ -77,7 +77,8 @@ def test_report_has_every_table_and_passes(report):
     assert all(r[-1] != '-' for r in rows)  # every full-pipeline ratio was computed
 
     header, rows = table(report, 'Training step, ssdlite, batch 2')
-    assert [r[0] for r in rows] == ['fp32'] and not any('error' in c for c in rows[0])
+    assert [r[0] for r in rows][0] == 'fp32' and rows[1][0].startswith('amp (')  # --amp path
+    assert not any('error' in c for row in rows for c in row)
 
     header, rows = table(report, 'Device parity')
     assert len(rows) >= 8 and all(r[3] == 'PASS' for r in rows)

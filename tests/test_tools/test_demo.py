@@ -191,3 +191,11 @@ def test_run_demo_end_to_end(tmp_path):
     assert (work_dir / 'curves.png').stat().st_size > 0
     assert len(list((work_dir / 'predictions').glob('*.png'))) == 3
     assert 'done: COCO bbox mAP' in proc.stdout
+
+
+def test_run_demo_rejects_a_bad_demo_amp(tmp_path):
+    env = dict(os.environ, DEMO_AMP='yes', DEMO_DATA=str(tmp_path / 'data'))
+    proc = subprocess.run(['bash', osp.join(REPO, 'tools', 'run_demo.sh'), str(tmp_path / 'w')],
+                          env=env, capture_output=True, text=True, timeout=60)  # fmt: skip
+    assert proc.returncode == 2 and "DEMO_AMP must be 0 or 1, got 'yes'" in proc.stderr
+    assert not (tmp_path / 'data').exists()  # stopped before any work

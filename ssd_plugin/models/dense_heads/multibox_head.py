@@ -225,7 +225,14 @@ class MultiBoxHead(BaseDenseHead):
         flat_cls, flat_reg = self.flatten_outputs(cls_scores, bbox_preds)
         priors = self.priors(cls_scores)
         num_imgs, num_priors = flat_reg.shape[:2]
-        scores = flat_cls.float().softmax(-1)[..., : self.num_class_channels]
+        logits = flat_cls.float()
+        if logits.shape[-1] < 16:
+            # PyTorch's CPU softmax over a last dim narrower than its SIMD width (16 floats) is
+            # ~10x slower than over a middle one (1-class face detector: 0.43 vs 0.03 ms).
+            probs = logits.transpose(1, 2).softmax(1).transpose(1, 2)
+        else:
+            probs = logits.softmax(-1)
+        scores = probs[..., : self.num_class_channels]
         boxes = self.bbox_coder.decode(
             priors.repeat(num_imgs, 1), flat_reg.float().reshape(-1, 4)
         ).view(num_imgs, num_priors, 4)
@@ -375,13 +382,14 @@ class MultiBoxHead(BaseDenseHead):
             scale = det_boxes.new_tensor([meta['scale_factor'] for meta in batch_img_metas])
             det_boxes = det_boxes / scale.repeat(1, 2)[:, None]
         det_labels = self.channel_labels[det_labels]
-        det_valid &= det_labels >= 0  # unreported channels leave after the top-k
-
-        # Valid detections lead each row, but unreported channels can leave gaps: compact them
-        # to the front (a stable sort of the valid flags), then slice with one host read.
-        order = torch.argsort((~det_valid).to(torch.uint8), dim=1, stable=True)
-        det_boxes = det_boxes.gather(1, order[..., None].expand(-1, -1, 4))
-        det_scores, det_labels = det_scores.gather(1, order), det_labels.gather(1, order)
+        if self.num_classes < self.num_class_channels:
+            det_valid &= det_labels >= 0  # unreported channels leave after the top-k
+            # Valid detections lead each row, but unreported channels can leave gaps: compact
+            # them to the front (a stable sort of the valid flags).
+            order = torch.argsort((~det_valid).to(torch.uint8), dim=1, stable=True)
+            det_boxes = det_boxes.gather(1, order[..., None].expand(-1, -1, 4))
+            det_scores, det_labels = det_scores.gather(1, order), det_labels.gather(1, order)
+        # Slice each row's valid detections with one host read.
         for i, n, boxes_i, scores_i, labels_i in zip(
             decoded, det_valid.sum(1).tolist(), det_boxes, det_scores, det_labels
         ):
