@@ -10,11 +10,15 @@ any *score prefix* of an image's candidates (all of them above some cut-off) dec
 candidate in the prefix exactly, and once a prefix keeps ``max_per_img`` boxes they are the
 image's output. :func:`batched_multiclass_nms` starts with the scores at or above the
 ``2 * max_per_img``-th best default box's best score (a few hundred candidates) and widens the
-prefix fourfold only for the images that kept too few boxes. If the prefix would reach every
-default box, the remaining images take each class's ``nms_pre_per_class`` best scores instead (a
-per-(image, class) top-k). So an untrained model, where every score passes 0.01, costs about what
-a trained one costs: one pass over the scores, a top-k over default boxes and NMS over a few
-hundred candidates per image.
+prefix fourfold only for the images that kept too few boxes and whose prefix may miss a
+candidate: a prefix holding every score above the threshold, or ``nms_pre_per_class`` scores of
+every class (each class's capped candidates are then its best scores, all inside), is complete.
+So a one-class model with a cap up to ``2 * max_per_img`` (the converted Caffe face detector:
+8,892 default boxes, cap 400, about 100 survivors) runs NMS once, on its 400 best boxes, as Caffe
+does. If the prefix would reach every default box, the remaining images take each class's
+``nms_pre_per_class`` best scores instead (a per-(image, class) top-k). So an untrained model,
+where every score passes 0.01, costs about what a trained one costs: one pass over the scores, a
+top-k over default boxes and NMS over a few hundred candidates per image.
 
 NMS is torchvision's C++/CUDA kernel, the (image, class) groups of a call kept apart by
 coordinate offsets (float64, so the offsets round no coordinate). How the candidates are cut into

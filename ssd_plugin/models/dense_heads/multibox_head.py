@@ -234,7 +234,7 @@ class MultiBoxHead(BaseDenseHead):
             probs = logits.softmax(-1)
         scores = probs[..., : self.num_class_channels]
         boxes = self.bbox_coder.decode(
-            priors.repeat(num_imgs, 1), flat_reg.float().reshape(-1, 4)
+            priors.expand(num_imgs, -1, -1).reshape(-1, 4), flat_reg.float().reshape(-1, 4)
         ).view(num_imgs, num_priors, 4)
         # Clip per image (x to width, y to height), as mmdet's decode with max_shape=img_shape;
         # Caffe's DetectionOutput does not clip (clip_border=False).
