@@ -4,7 +4,7 @@ Importing this package registers every component into mmdet's own registries (sc
 which is what a config's ``custom_imports=dict(imports=['ssd_plugin'])`` relies on.
 """
 
-from . import datasets, engine, models, visualization  # noqa: F401  (registration side effects)
+from . import caffe, datasets, engine, models, visualization  # noqa: F401  (registration side effects)
 from .version import __version__
 
 __all__ = ['__version__']

@@ -109,7 +109,7 @@ def detector_config(
     )
     return dict(
         _base_=['mmdet::_base_/default_runtime.py'],
-        custom_imports=dict(imports=['ssd_plugin', 'ssd_plugin.caffe'], allow_failed_imports=False),
+        custom_imports=dict(imports=['ssd_plugin'], allow_failed_imports=False),
         metainfo=metainfo,
         model=model,
         test_pipeline=test_pipeline,

@@ -52,8 +52,9 @@ def _configs(section: str) -> dict:
     return dict(blocks)
 
 
-def _commands(section: str) -> list:
-    (block,) = re.findall(r'```bash\n(.*?)```', section, re.S)
+def _commands(section: str, block_index: int = 0) -> list:
+    """The command lines of the section's ``bash`` block (the first: the whole workflow)."""
+    block = re.findall(r'```bash\n(.*?)```', section, re.S)[block_index]
     return [shlex.split(line, comments=True) for line in block.splitlines() if line.strip()]
 
 
@@ -102,3 +103,19 @@ def test_own_voc_config_reads_its_classes(workspace):
         labels = {i['bbox_label'] for k in range(len(dataset))
                   for i in dataset.get_data_info(k)['instances']}  # fmt: skip
         assert labels and labels <= set(range(len(classes)))
+
+
+def test_dataset_check_command_runs_as_written(workspace):
+    """The "Check a dataset" command, on VOC-format data of the README's own classes."""
+    (voc_config,) = [rel for rel in _configs(_section()) if 'voc' in rel]
+    classes = load_config_with_data_root(voc_config).train_dataloader.dataset.dataset.metainfo[
+        'classes'
+    ]
+    (argv,) = _commands(_section(), block_index=1)
+    assert argv[:3] == ['python', 'tools/analysis/check_dataset.py', voc_config]
+    data_root = workspace / argv[argv.index('--data-root') + 1]
+    make_voc_dataset(str(data_root), classes=classes)
+    tool = load_tool('analysis/check_dataset.py')
+    assert tool.main(argv[2:] + ['--workers', '1']) == 0
+    os.remove(next((data_root / 'VOC2007' / 'JPEGImages').iterdir()))
+    assert tool.main(argv[2:] + ['--workers', '1']) == 1  # a missing image is reported
