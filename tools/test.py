@@ -29,6 +29,7 @@ from ssd_plugin.engine.launch import (
     load_cfg,
     setup_cpu_distributed,
 )
+from ssd_plugin.visualization import border_safe
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -56,6 +57,7 @@ def build_cfg(args: argparse.Namespace) -> Config:
     apply_amp_cfg(cfg, args.amp, args.amp_dtype)  # --amp, --amp-dtype or the config's amp
     if args.show or args.show_dir:
         cfg = trigger_visualization_hook(cfg, args)
+        border_safe(cfg.visualizer)  # boxes ending on the border: no out-of-bounds warnings
     return cfg
 
 

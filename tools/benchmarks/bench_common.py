@@ -36,6 +36,23 @@ def mmdet_config(relpath: str) -> str:
     return osp.join(osp.dirname(mmdet.__file__), '.mim', 'configs', relpath)
 
 
+def build_detector(model_cfg) -> torch.nn.Module:
+    """A detector with PyTorch's default init (an ``init_cfg`` may name a download).
+
+    mmdet's ``L2Norm`` allocates its weight with ``torch.Tensor(n)`` and leaves it to
+    ``init_weights``: without it the weight is whatever memory held (NaN losses, NaN scores), so
+    it gets the value ``init_weights`` gives it, its ``scale``.
+    """
+    from mmdet.models.necks.ssd_neck import L2Norm
+    from mmdet.registry import MODELS
+
+    model = MODELS.build(model_cfg)
+    for module in model.modules():
+        if isinstance(module, L2Norm):
+            torch.nn.init.constant_(module.weight, module.scale)
+    return model
+
+
 def repo_config(name: str) -> str:
     """Path of a config of this repository (``configs/<name>``)."""
     return osp.join(REPO, 'configs', name)

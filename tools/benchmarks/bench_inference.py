@@ -78,7 +78,6 @@ import bench_common as common
 import numpy as np
 import torch
 import torch.nn as nn
-from mmdet.registry import MODELS
 from mmengine.config import Config, ConfigDict
 from mmengine.dataset import Compose, pseudo_collate
 from mmengine.runner import load_checkpoint
@@ -198,7 +197,7 @@ class Detector:
         if score_thr is not None:
             cfg.model.test_cfg.score_thr = score_thr
         self.name, self.cfg = name, cfg
-        model = MODELS.build(cfg.model)  # PyTorch's init: init_cfg may name a download
+        model = common.build_detector(cfg.model)
         if checkpoint:
             with weights_only_checkpoint_loading():  # mmengine's checkpoints, torch >= 2.6
                 load_checkpoint(model, checkpoint, map_location='cpu', logger='silent')

@@ -44,7 +44,6 @@ from typing import Dict, List  # noqa: E402
 
 import bench_common as common  # noqa: E402
 import torch  # noqa: E402
-from mmdet.registry import MODELS  # noqa: E402
 from mmdet.structures import DetDataSample  # noqa: E402
 from mmengine.config import Config  # noqa: E402
 from synthetic import random_ground_truths  # noqa: E402
@@ -100,7 +99,7 @@ class Trainer:
     """A detector with its SGD optimiser, stepping in one mode."""
 
     def __init__(self, cfg: Config, device: str, mode: str) -> None:
-        model = MODELS.build(cfg.model)  # PyTorch's init: init_cfg may name a download
+        model = common.build_detector(cfg.model)
         if not hasattr(model.bbox_head, 'loss_cls'):  # mmdet 3.3's SSDHead never sets it
             model.bbox_head.loss_cls = SimpleNamespace()
         self.channels_last = mode.endswith('-cl')
