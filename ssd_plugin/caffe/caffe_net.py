@@ -15,6 +15,7 @@ from mmengine.model import BaseModule
 from torch import Tensor
 
 from ssd_plugin.models.necks.l2_norm import L2Norm
+from ssd_plugin.models.utils import DerivedWeights
 
 from .fusion import fusion_plan, run_fused
 
@@ -158,9 +159,10 @@ class CaffeNet(BaseModule):
     is applied in place (:mod:`ssd_plugin.caffe.fusion`). The modules and state dict stay as
     they are, so training and fine-tuning see the separate, trainable layers. On the CPU that
     path also runs channels-last (``channels_last=True``): PyTorch's max pooling is vectorised
-    over channels only on NHWC maps (res10's 150x150 ``conv1_pool``: ~10x faster), and the
-    cached weights are stored channels-last so oneDNN's convolutions copy none per call. The
-    returned maps are then channels-last, with the same values and shapes.
+    over channels only on NHWC maps (res10's 150x150 ``conv1_pool``: ~10x faster), and float32
+    convolutions run as oneDNN's with their folded weights reordered once (cached) and the ReLU
+    as a post-op, as OpenCV does. The returned maps are then channels-last, with the same values
+    and shapes.
 
     Args:
         layers: The layer dicts, in execution order.
@@ -209,7 +211,7 @@ class CaffeNet(BaseModule):
         self.fuse = fuse
         self.channels_last = channels_last
         self.fused_plan = fusion_plan(layers, [key for key, _, _ in self.specs], self.out_blobs)
-        self._folded: dict = {}  # run_fused's cache of folded weights (not state)
+        self._folded = DerivedWeights()  # run_fused's cache of folded weights (not state)
 
     def train(self, mode: bool = True) -> 'CaffeNet':
         """Set the mode; training drops the folded weights (they are rebuilt in eval)."""

@@ -14,6 +14,8 @@ import torch.nn as nn
 import torch.nn.functional as F
 from torch import Tensor
 
+from ssd_plugin.models.utils import DerivedWeights, version_key
+
 __all__ = ['FusedRun', 'fusion_plan', 'fold_conv_bn_scale', 'run_fused']
 
 # What may follow the head of a run, in this order, each at most once.
@@ -142,17 +144,27 @@ def _sources(modules: Sequence[nn.Module]) -> List[Tensor]:
     return [t for m in modules for t in list(m.parameters()) + list(m.buffers())]
 
 
-def _version_key(tensors: Sequence[Tensor]) -> tuple:
-    # In-place updates (load_state_dict, optimiser steps) bump _version; .to() changes the
-    # storage: either invalidates the cached fold.
-    return tuple((t.data_ptr(), t._version, t.device, t.dtype) for t in tensors)
+def _onednn_ready(x: Tensor, conv: nn.Conv2d, relu: Optional[nn.Module]) -> bool:
+    """Whether the convolution can run as oneDNN's prepacked convolution with a ReLU post-op.
+
+    Float32 channels-last CPU input, outside autocast, a zero-padded convolution, on a PyTorch
+    that has the operator (the one ``torch.compile`` emits for CPU convolutions).
+    """
+    return (
+        x.dtype == torch.float32
+        and not torch.is_autocast_enabled('cpu')
+        and conv.padding_mode == 'zeros'
+        and isinstance(conv.padding, tuple)
+        and torch.backends.mkldnn.is_available()
+        and hasattr(torch.ops.mkldnn, '_convolution_pointwise')
+    )
 
 
 def run_fused(
     run: FusedRun,
     modules: Dict[str, nn.Module],
     x: Tensor,
-    cache: Dict[str, tuple],
+    cache: DerivedWeights,
     channels_last: bool = False,
 ) -> Tensor:
     """Compute a run that starts with a ``Convolution`` or has two or more layers (eval mode).
@@ -163,8 +175,10 @@ def run_fused(
         x: The run's input.
         cache: Folded convolution weights by head key, reused while the sources are unchanged
             and no gradient reaches them (else the fold is part of the autograd graph).
-        channels_last: Whether ``x`` is channels-last: cached weights are stored so too, as
-            the convolution would otherwise copy them into that format on every call.
+        channels_last: Whether ``x`` is channels-last: float32 convolutions then run as
+            oneDNN's with prepacked weights and the ReLU as a post-op (:func:`_onednn_ready`),
+            others with weights stored channels-last; either way no weight is reordered or
+            copied per call.
     """
     by_kind = {kind: modules[key] for kind, key in zip(run.kinds, run.keys)}
     bn, scale, relu = by_kind.get('BatchNorm'), by_kind.get('Scale'), by_kind.get('ReLU')
@@ -176,14 +190,31 @@ def run_fused(
             # In the graph: differentiable, or folded by the exporter as constants.
             weight, bias = fold_conv_bn_scale(conv, bn, scale)
         else:
-            key = (_version_key(sources), channels_last, torch.is_inference_mode_enabled())
+            packed = channels_last and _onednn_ready(x, conv, relu)
+            key = (version_key(sources), channels_last, torch.is_inference_mode_enabled(),
+                   tuple(x.shape) if packed else None)  # fmt: skip
             hit = cache.get(run.keys[0])
             if hit is None or hit[0] != key:
                 weight, bias = fold_conv_bn_scale(conv, bn, scale)
-                if channels_last:
+                if packed:
+                    weight = torch.ops.mkldnn._reorder_convolution_weight(
+                        weight, list(conv.padding), list(conv.stride), list(conv.dilation),
+                        conv.groups, list(x.shape))  # fmt: skip
+                elif channels_last:
                     weight = weight.contiguous(memory_format=torch.channels_last)
                 hit = cache[run.keys[0]] = (key, weight, bias)
             weight, bias = hit[1], hit[2]
+            if packed:
+                # oneDNN with the weights reordered once and the ReLU as its post-op, as
+                # OpenCV fuses it: one pass over the output instead of two.
+                attr, scalars = 'none', []
+                if isinstance(relu, nn.LeakyReLU):
+                    attr, scalars = 'leaky_relu', [relu.negative_slope]
+                elif relu is not None:
+                    attr = 'relu'
+                return torch.ops.mkldnn._convolution_pointwise(
+                    x, weight, bias, list(conv.padding), list(conv.stride),
+                    list(conv.dilation), conv.groups, attr, scalars, '')  # fmt: skip
         out = conv._conv_forward(x, weight, bias)
     else:
         gamma = beta = None

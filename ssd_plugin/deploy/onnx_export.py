@@ -18,6 +18,9 @@ one of three output sets:
   score 0 and label -1. Boxes are in input pixels: divide by the resize scale for the original
   image.
 
+:func:`export_head_postprocess_onnx` exports the ``with_nms`` graph's part after the network
+alone: the head's per-level outputs to ``dets`` and ``labels``.
+
 With ``normalize`` (default) the graph takes what OpenCV decodes, resized to the input size:
 float32 pixel values 0-255 in the data preprocessor's input channel order (BGR for SSD configs);
 it applies the preprocessor's channel flip, mean and std. Without it the input is the
@@ -37,9 +40,9 @@ from torch import Tensor
 
 from ssd_plugin.models.dense_heads.multibox_head import MultiBoxHead
 
-from .onnx_postprocess import PostProcess, postprocess_onnx
+from .onnx_postprocess import PostProcess, attach_postprocess, trace_onnx
 
-__all__ = ['ONNXDetector', 'export_onnx', 'input_convention']
+__all__ = ['ONNXDetector', 'export_head_postprocess_onnx', 'export_onnx', 'input_convention']
 
 
 def input_convention(
@@ -156,9 +159,9 @@ def export_onnx(
 
     Uses the TorchScript-based exporter (``dynamo=False``): the dynamo exporter needs
     ``onnxscript``, and the NMS operator is emitted through an autograd ``symbolic``. With
-    ``with_nms`` the traced decoding graph is joined to :func:`postprocess_onnx`'s (tracing
-    cannot record the bounded stages' ``If``). The graph's metadata records the input size,
-    preprocessing, outputs, post-processing and class names.
+    ``with_nms`` the traced decoding graph is joined to :func:`postprocess_onnx`'s by
+    :func:`attach_postprocess` (tracing cannot record the bounded stages' ``If``). The graph's
+    metadata records the input size, preprocessing, outputs, post-processing and class names.
 
     Args:
         detector: See :class:`ONNXDetector`.
@@ -216,13 +219,8 @@ def export_onnx(
         model = onnx.load_from_string(buffer.getvalue())
         if with_nms:
             num_priors, num_classes = traced(example)[0].shape[1:]
-            post = postprocess_onnx(wrapper.post, num_priors, num_classes, opset, dynamic_batch)
-            model = onnx.compose.merge_models(
-                model, post, io_map=[('scores', 'scores'), ('boxes', 'boxes')])  # fmt: skip
-            # merge_models lists each graph's opset: one entry per domain is the standard's rule
-            opsets = sorted({(o.domain, o.version) for o in model.opset_import})
-            del model.opset_import[:]
-            model.opset_import.extend(onnx.helper.make_opsetid(d, v) for d, v in opsets)
+            model = attach_postprocess(
+                model, wrapper.post, num_priors, num_classes, opset, dynamic_batch)  # fmt: skip
     normalised = wrapper.mean is not None
     meta = dict(
         input_size=json.dumps(list(wrapper.input_size)),
@@ -242,3 +240,94 @@ def export_onnx(
     onnx.checker.check_model(model)
     onnx.save(model, out_file)
     return wrapper
+
+
+class _HeadDecode(nn.Module):
+    """``head.decode`` of per-level outputs ``(cls_score_0, ..., bbox_pred_0, ...)`` of images of
+    one size, with one meta for the whole (dynamic) batch as :class:`ONNXDetector`."""
+
+    def __init__(self, head: MultiBoxHead, input_size: Tuple[int, int], test_cfg: dict) -> None:
+        super().__init__()
+        self.head = head
+        self.input_size = input_size
+        self.test_cfg = test_cfg
+
+    def forward(self, *outputs: Tensor) -> Tuple[Tensor, Tensor]:
+        num_levels = len(outputs) // 2
+        return self.head.decode(list(outputs[:num_levels]), list(outputs[num_levels:]),
+                                [dict(img_shape=self.input_size)], self.test_cfg)  # fmt: skip
+
+
+def export_head_postprocess_onnx(
+    head: MultiBoxHead,
+    featmap_sizes: Sequence[Tuple[int, int]],
+    input_size: Tuple[int, int],
+    out_file: Optional[str] = None,
+    test_cfg: Optional[dict] = None,
+    bounded: bool = True,
+    opset: int = 17,
+) -> onnx.ModelProto:
+    """The head's post-processing alone as an ONNX graph: per-level outputs -> detections.
+
+    For running the post-processing in ONNX Runtime when the network runs elsewhere (another
+    runtime or accelerator that hands back the head's raw outputs), and for measuring ONNX
+    Runtime's post-processing against :meth:`MultiBoxHead.predict_by_feat` on the same outputs.
+    The graph is :meth:`MultiBoxHead.decode` (traced; default boxes baked in for
+    ``featmap_sizes``, boxes clipped to ``input_size``) followed by :func:`postprocess_onnx`'s
+    graph, what :func:`export_onnx` with ``with_nms`` puts after the network.
+
+    Inputs: ``cls_score_0 .. cls_score_{L-1}`` ``(B, k*(C+1), H, W)`` and ``bbox_pred_0 ..
+    bbox_pred_{L-1}`` ``(B, k*4, H, W)`` float32, the head's ``forward`` outputs (dynamic batch).
+    Outputs: ``dets (B, K, 5)`` and ``labels (B, K)`` as :func:`export_onnx` with ``with_nms``
+    (padding rows: score 0, label -1); boxes in input pixels.
+
+    Args:
+        head: The ``MultiBoxHead`` (its mode is left as it is: decoding has no train-mode part).
+        featmap_sizes: ``(H, W)`` of each level's outputs.
+        input_size: ``(H, W)`` of the network's input, the boxes are clipped to.
+        out_file: Also save the model there.
+        test_cfg: Post-processing settings; default: the head's ``test_cfg``.
+        bounded: See :class:`ONNXDetector`.
+        opset: ONNX opset (>= 11).
+
+    Returns:
+        The checked ONNX model.
+    """
+    if not isinstance(head, MultiBoxHead):
+        raise TypeError(f'needs a MultiBoxHead, got {type(head).__name__}')
+    if len(featmap_sizes) != len(head.num_base_priors):
+        raise ValueError(
+            f'featmap_sizes has {len(featmap_sizes)} levels, the head {len(head.num_base_priors)}'
+        )
+    if opset < 11:
+        raise ValueError(f'post-processing in ONNX needs opset >= 11, got {opset}')
+    cfg = ConfigDict(head.test_cfg if test_cfg is None else test_cfg)
+    input_size = tuple(int(v) for v in input_size)
+    decoder = _HeadDecode(head, input_size, cfg)
+    device = head.channel_labels.device
+    example = tuple(
+        [torch.randn(1, k * channels, h, w, device=device)
+         for channels in (head.cls_out_channels, 4)
+         for (h, w), k in zip(featmap_sizes, head.num_base_priors)]
+    )  # fmt: skip
+    num_levels = len(featmap_sizes)
+    names = [f'cls_score_{i}' for i in range(num_levels)]
+    names += [f'bbox_pred_{i}' for i in range(num_levels)]
+    model = trace_onnx(decoder, example, names, ('scores', 'boxes'), opset, dynamic_batch=True)
+    with torch.no_grad():
+        num_priors, num_classes = decoder(*example)[0].shape[1:]
+    # postprocess_onnx traces its stages on the CPU
+    post = PostProcess(cfg.to_dict(), head.channel_labels.cpu(), bounded)
+    model = attach_postprocess(model, post, num_priors, num_classes, opset, dynamic_batch=True)
+    meta = dict(
+        input_size=json.dumps(list(input_size)),
+        featmap_sizes=json.dumps([list(s) for s in featmap_sizes]),
+        outputs=json.dumps(['dets', 'labels']),
+        test_cfg=json.dumps(cfg.to_dict()),
+        postprocess=json.dumps('bounded' if bounded else 'unbounded'),
+    )
+    onnx.helper.set_model_props(model, meta)
+    onnx.checker.check_model(model)
+    if out_file is not None:
+        onnx.save(model, out_file)
+    return model

@@ -38,7 +38,14 @@ from torchvision.ops import batched_nms
 from ssd_plugin.functional.postprocess import PREFIX_GROWTH, PREFIX_START, group_rank
 from ssd_plugin.models.dense_heads.multibox_head import DEFAULT_TEST_CFG
 
-__all__ = ['PostProcess', 'PostProcessStage', 'prefix_sizes', 'postprocess_onnx']
+__all__ = [
+    'PostProcess',
+    'PostProcessStage',
+    'attach_postprocess',
+    'postprocess_onnx',
+    'prefix_sizes',
+    'trace_onnx',
+]
 
 
 class _NonMaxSuppression(torch.autograd.Function):
@@ -205,18 +212,22 @@ class PostProcess(nn.Module):
         return self.run(scores, boxes)[:2]
 
 
-def _export(
-    module: nn.Module, example: Tuple[Tensor, Tensor], outputs: Sequence[str], opset: int,
-    dynamic_batch: bool,
+def trace_onnx(
+    module: nn.Module, example: Tuple[Tensor, ...], inputs: Sequence[str], outputs: Sequence[str],
+    opset: int, dynamic_batch: bool,
 ) -> onnx.ModelProto:  # fmt: skip
-    """``module(scores, boxes)`` as an ONNX model (TorchScript exporter, see onnx_export)."""
+    """``module(*example)`` as an ONNX model (TorchScript exporter, see onnx_export).
+
+    With ``dynamic_batch`` every input and output but a stage's scalar ``done`` has a dynamic
+    first axis.
+    """
     buffer = io.BytesIO()
     axes: Dict[str, Dict[int, str]] = {}
     if dynamic_batch:
-        axes = {name: {0: 'batch'} for name in ('scores', 'boxes', *outputs) if name != 'done'}
+        axes = {name: {0: 'batch'} for name in (*inputs, *outputs) if name != 'done'}
     with torch.no_grad(), warnings.catch_warnings():
         warnings.simplefilter('ignore', torch.jit.TracerWarning)
-        torch.onnx.export(module, example, buffer, input_names=['scores', 'boxes'],
+        torch.onnx.export(module, example, buffer, input_names=list(inputs),
                           output_names=list(outputs), dynamic_axes=axes, opset_version=opset,
                           dynamo=False)  # fmt: skip
     return onnx.load_from_string(buffer.getvalue())
@@ -283,13 +294,44 @@ def postprocess_onnx(
         raise ValueError(f'post-processing in ONNX needs opset >= 11, got {opset}')
     example = (torch.rand(1, num_priors, num_classes), torch.rand(1, num_priors, 4) * 100)
     *prefixes, full = post.stages(num_priors)
-    models = [_export(stage, example, ('dets', 'labels', 'done'), opset, dynamic_batch)
+    inputs = ('scores', 'boxes')
+    models = [trace_onnx(stage, example, inputs, ('dets', 'labels', 'done'), opset, dynamic_batch)
               for stage in prefixes]  # fmt: skip
-    models.append(_export(full, example, ('dets', 'labels'), opset, dynamic_batch))
+    models.append(trace_onnx(full, example, inputs, ('dets', 'labels'), opset, dynamic_batch))
     if prefixes:
         model = _chain(models)
     else:  # names apart from the network's graph, which export_onnx merges this into
         model = onnx.compose.add_prefix(models[0], 'stage0/', rename_inputs=False,
                                         rename_outputs=False)  # fmt: skip
     onnx.checker.check_model(model)
+    return model
+
+
+def attach_postprocess(
+    model: onnx.ModelProto,
+    post: PostProcess,
+    num_priors: int,
+    num_classes: int,
+    opset: int = 17,
+    dynamic_batch: bool = True,
+) -> onnx.ModelProto:
+    """``model``, whose outputs are ``scores (B, P, C)`` and ``boxes (B, P, 4)``, followed by
+    :func:`postprocess_onnx`'s graph: one model with ``model``'s inputs and the outputs ``dets``,
+    ``labels``.
+
+    Args:
+        model: A traced graph ending in :meth:`MultiBoxHead.decode`'s outputs.
+        post: See :func:`postprocess_onnx`.
+        num_priors: ``P``.
+        num_classes: ``C``.
+        opset: The opset ``model`` was exported with.
+        dynamic_batch: Dynamic batch dimension.
+    """
+    post_model = postprocess_onnx(post, num_priors, num_classes, opset, dynamic_batch)
+    model = onnx.compose.merge_models(
+        model, post_model, io_map=[('scores', 'scores'), ('boxes', 'boxes')])  # fmt: skip
+    # merge_models lists each graph's opset: one entry per domain is the standard's rule
+    opsets = sorted({(o.domain, o.version) for o in model.opset_import})
+    del model.opset_import[:]
+    model.opset_import.extend(helper.make_opsetid(d, v) for d, v in opsets)
     return model

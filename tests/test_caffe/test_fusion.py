@@ -179,8 +179,8 @@ def test_training_mode_runs_layer_by_layer(net):
         torch.testing.assert_close(g, w, rtol=0, atol=0)
 
 
-def test_folded_weights_are_cached_channels_last(net):
-    """Folded once per weight change, stored in the input's memory format (no per-call copy)."""
+def test_folded_weights_are_cached_prepacked(net):
+    """Folded once per weight change, stored prepacked for oneDNN (no per-call reorder)."""
     x = torch.randn(1, 3, 20, 20)
     with torch.no_grad():
         _forward(net, x, fuse=True)
@@ -188,6 +188,7 @@ def test_folded_weights_are_cached_channels_last(net):
         _forward(net, x, fuse=True)
     assert set(cached) == {'conv1', 'c2', 'c3', 'c4', 'c5'}
     assert all(net._folded[key][1] is weight for key, weight in cached.items())
-    assert all(w.is_contiguous(memory_format=torch.channels_last) for w in cached.values())
+    assert all(w.is_mkldnn for w in cached.values())
+    assert copy.deepcopy(net)._folded == {}  # prepacked weights are not copied
     net.train()
     assert not net._folded

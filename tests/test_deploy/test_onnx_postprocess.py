@@ -5,20 +5,23 @@ class, NMS 0.45, 200 per image) on the benchmarks' synthetic head outputs
 (``tools/benchmarks/synthetic.py``): ``trained`` (the score shape of a trained model: tens of
 thousands of candidates above 0.01), ``untrained`` (every score near 1/81: all 700k candidates
 pass) and ``crowded`` (300 objects per image, each seen by 8 overlapping high-scoring boxes: NMS
-removes most of a prefix, so the graph must widen it). Each at batch 1 and 3, in ONNX Runtime.
+removes most of a prefix, so the graph must widen it). Each at batch 1 and 3, in ONNX Runtime,
+both for the post-processing graph on ``decode``'s outputs and for the head graph
+(``export_head_postprocess_onnx``: decoding too) on the per-level outputs.
 """
 
 import os.path as osp
 import sys
 
 import numpy as np
+import onnx
 import onnxruntime as ort
 import pytest
 import torch
 from mmdet.registry import MODELS
 from mmengine.config import Config
 
-from ssd_plugin.deploy import PostProcess, postprocess_onnx
+from ssd_plugin.deploy import PostProcess, export_head_postprocess_onnx, postprocess_onnx
 
 REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 sys.path.insert(0, osp.join(REPO, 'tools', 'benchmarks'))  # the benchmarks' generators
@@ -47,14 +50,22 @@ def graphs(head):
     return out
 
 
-def decoded(head, regime: str, batch: int):
-    """Synthetic head outputs of ``regime``: ``predict_by_feat``'s results and ``decode``'s."""
+def predicted(head, regime: str, batch: int):
+    """Synthetic head outputs of ``regime``, the batch's metas and ``predict_by_feat``'s
+    results."""
     priors = torch.cat(head.prior_generator.grid_priors(FEATMAP_SIZES, device='cpu'))
     inputs = head_inputs(batch, regime, priors, FEATMAP_SIZES, head.num_base_priors,
                          head.num_classes, SIZE, seed=3)  # fmt: skip
     metas = [dict(img_shape=(SIZE, SIZE), scale_factor=(1.0, 1.0))] * batch
     with torch.no_grad():
         ref = head.predict_by_feat(inputs.cls_scores, inputs.bbox_preds, batch_img_metas=metas)
+    return inputs, metas, ref
+
+
+def decoded(head, regime: str, batch: int):
+    """Synthetic head outputs of ``regime``: ``predict_by_feat``'s results and ``decode``'s."""
+    inputs, metas, ref = predicted(head, regime, batch)
+    with torch.no_grad():
         scores, boxes = head.decode(inputs.cls_scores, inputs.bbox_preds, metas)
     return ref, scores, boxes
 
@@ -95,6 +106,41 @@ def test_bounded_graph_equals_unbounded_and_pytorch(head, graphs, regime, batch)
         assert stage > 0 and min(counts) == 200
     else:
         assert stage == 0 and min(counts) == 200  # the first prefix was exact
+
+
+@pytest.fixture(scope='module')
+def head_graph(head):
+    """ONNX Runtime session of the head's bounded post-processing (decode included)."""
+    model = export_head_postprocess_onnx(head, FEATMAP_SIZES, (SIZE, SIZE))
+    return ort.InferenceSession(model.SerializeToString(), providers=['CPUExecutionProvider'])
+
+
+@pytest.mark.parametrize('batch', [1, 3])
+@pytest.mark.parametrize('regime', REGIMES)
+def test_head_graph_equals_predict_by_feat(head, head_graph, regime, batch):
+    """The head's outputs in, ``predict_by_feat``'s detections out."""
+    inputs, _, ref = predicted(head, regime, batch)
+    names = [i.name for i in head_graph.get_inputs()]
+    levels = range(len(FEATMAP_SIZES))
+    assert names == [f'cls_score_{i}' for i in levels] + [f'bbox_pred_{i}' for i in levels]
+    feeds = {n: t.numpy() for n, t in zip(names, inputs.cls_scores + inputs.bbox_preds)}
+    dets, labels = head_graph.run(['dets', 'labels'], feeds)
+    assert dets.shape == (batch, 200, 5) and labels.shape == (batch, 200)
+    # softmax and box decoding run in ONNX Runtime: float32 rounding apart
+    assert_same(dets, labels, ref, score_tol=1e-6, box_tol=1e-3)
+
+
+def test_head_export_checks_and_records(head, tmp_path):
+    path = tmp_path / 'head.onnx'
+    model = export_head_postprocess_onnx(head, FEATMAP_SIZES, (SIZE, SIZE), str(path),
+                                         bounded=False)  # fmt: skip
+    meta = {p.key: p.value for p in onnx.load(str(path)).metadata_props}
+    assert meta['postprocess'] == '"unbounded"' and meta['input_size'] == '[300, 300]'
+    assert [o.name for o in model.graph.output] == ['dets', 'labels']
+    with pytest.raises(ValueError, match='levels'):
+        export_head_postprocess_onnx(head, FEATMAP_SIZES[:-1], (SIZE, SIZE))
+    with pytest.raises(ValueError, match='opset >= 11'):
+        export_head_postprocess_onnx(head, FEATMAP_SIZES, (SIZE, SIZE), opset=10)
 
 
 def test_prefix_stage_says_when_it_is_exact(head):

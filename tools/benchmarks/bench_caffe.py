@@ -20,6 +20,8 @@ pixels (so its ``blobFromImage`` resize is a no-op). Batch 1, per-image times, C
   rescale); OpenCV: ``full - net`` (marked ``~``);
 - ``full``: ours: ``model.test_step``; OpenCV: ``blobFromImage`` and the whole forward pass.
 
+Ours runs under ``torch.no_grad()``, as ``inference_detector`` and the test loop run it.
+
 OpenCV 5 has no Caffe importer, so OpenCV 4 (``--opencv4``: a ``pip install --target``
 directory) runs in a process of its own (``ssd_plugin/caffe/opencv4_dnn.py``), after ours, with
 the same number of threads (``--threads``, default torch's). Without ``--opencv4`` only ours is
@@ -76,9 +78,11 @@ def detection_inputs(prototxt: str) -> List[str]:
 
 def time_ours(detector: Detector, data: List[Dict], repeats: int, warmup: int) -> Dict:
     """Best per-image ms of each stage over the images, one at a time (batch 1)."""
-    stages = [detector.stages(d) for d in data]
-    fns = {s: (lambda s=s: [st[s]() for st in stages]) for s in STAGES}
-    best, results = common.interleaved_best(fns, repeats, warmup)
+    # no_grad, as inference_detector and the runner's test loop run the model
+    with torch.no_grad():
+        stages = [detector.stages(d) for d in data]
+        fns = {s: (lambda s=s: [st[s]() for st in stages]) for s in STAGES}
+        best, results = common.interleaved_best(fns, repeats, warmup)
     per_image = {s: best[s] / len(data) for s in STAGES}
     per_image['dets'] = float(np.mean([len(r[0].pred_instances) for r in results['full']]))
     return per_image

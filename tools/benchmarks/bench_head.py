@@ -4,6 +4,7 @@ Usage::
 
     python tools/benchmarks/bench_head.py --device cpu --repeats 5
     python tools/benchmarks/bench_head.py --cells paper --batches 32 --regimes crowded --seed 7
+    python tools/benchmarks/bench_head.py --cells onnx --batches 1 8   # ONNX Runtime vs PyTorch
     python tools/benchmarks/bench_head.py --quick          # batch 1, one timed round (tests)
 
 Heads: ours is ``MultiBoxHead`` from ``configs/ssd300_vgg16_8xb8-120e_coco.py``; mmdet's is
@@ -26,16 +27,26 @@ Cells (``--cells``), each at every ``--batches`` size:
   detections (count per image, labels, max score difference);
 - ``mmdet``: post-processing at mmdet's SSD300 test_cfg (score 0.02, NMS 0.45, nms_pre 1000,
   200 per image, min_bbox_size 0), ours against mmdet's SSDHead. mmdet's ``nms_pre`` caps the
-  candidates per level, ours per class.
+  candidates per level, ours per class;
+- ``onnx`` (``--device cpu`` only; skipped, with the reason printed, on cuda or without
+  onnxruntime): post-processing at the paper settings, ours (``predict_by_feat`` as in
+  ``paper``) against ONNX Runtime (CPUExecutionProvider, ``intra_op_num_threads`` = torch's
+  threads, idle pool threads not spinning, so that they leave the cores to the interleaved
+  PyTorch calls) running our head's post-processing graph (``export_head_postprocess_onnx``:
+  decoding and NMS) on the same per-level outputs as numpy arrays, bounded and unbounded, per
+  ``--regimes``; the run also checks that each gives our detections. The graphs are built once
+  per run, in a temporary directory.
 
 Timing rules: see ``bench_common.py`` (interleaved, warm-up, best of ``--repeats``, ratios
 ``peer / ours``).
 """
 
 import argparse
+import os.path as osp
 import sys
+import tempfile
 from types import SimpleNamespace
-from typing import Dict, List, Sequence
+from typing import Any, Dict, List, Optional, Sequence
 
 import torch
 import torch.nn as nn
@@ -67,7 +78,7 @@ OURS_CONFIG = repo_config('ssd300_vgg16_8xb8-120e_coco.py')
 MMDET_CONFIG = mmdet_config('ssd/ssd300_coco.py')
 SIZE = 300
 FEATMAP_SIZES = [(s, s) for s in (38, 19, 10, 5, 3, 1)]  # SSD300's six levels
-CELLS = ('loss', 'paper', 'mmdet')
+CELLS = ('loss', 'paper', 'mmdet', 'onnx')
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -198,15 +209,60 @@ def loss_cell(peers: Peers, batch: int, args) -> List[str]:
 AGREE_SCORE_TOL, AGREE_BOX_TOL = 1e-5, 1e-3  # float32 rounding of the two decodes
 
 
-def agreement(ours_dets, tv_dets) -> str:
-    """Do ours and torchvision's detections agree (see ``compare_detections``)?"""
-    diff = compare_detections(
-        [(d.bboxes, d.scores, d.labels) for d in ours_dets],
-        [(d['boxes'], d['scores'], d['labels'] - 1) for d in tv_dets],
-        AGREE_SCORE_TOL,
-    )
+def agreement(first, second) -> str:
+    """Do two sets of per-image ``(boxes, scores, labels)`` agree (see ``compare_detections``)?"""
+    diff = compare_detections(first, second, AGREE_SCORE_TOL)
     verdict = 'agree' if detections_agree(diff, AGREE_SCORE_TOL, AGREE_BOX_TOL) else 'DIFFER'
     return f'{verdict}: {describe(diff)}'
+
+
+def ours_detections(results) -> List[tuple]:
+    """``predict_by_feat``'s results as per-image ``(boxes, scores, labels)``."""
+    return [(d.bboxes, d.scores, d.labels) for d in results]
+
+
+def ort_detections(outputs) -> List[tuple]:
+    """ONNX Runtime's padded ``(dets, labels)`` as per-image ``(boxes, scores, labels)``
+    (label -1 marks padding)."""
+    out = []
+    for dets, labels in zip(*outputs):
+        valid = labels >= 0
+        dets = torch.from_numpy(dets[valid])
+        out.append((dets[:, :4], dets[:, 4], torch.from_numpy(labels[valid])))
+    return out
+
+
+def ort_sessions(peers: Peers, device: str) -> Optional[Dict[str, Any]]:
+    """ONNX Runtime sessions of our head's post-processing graph, ``bounded`` and ``unbounded``,
+    at the paper settings (None, with the reason printed, where the ``onnx`` cell cannot run)."""
+    if device != 'cpu':
+        print(f'onnx cell skipped: it runs with --device cpu only (ONNX Runtime on the CPU '
+              f'against ours on the same device), got --device {device}')  # fmt: skip
+        return None
+    try:
+        import onnxruntime as ort
+
+        from ssd_plugin.deploy import export_head_postprocess_onnx  # needs onnx
+    except ImportError as exc:
+        print(f'onnx cell skipped: {exc} (pip install onnx onnxruntime)')
+        return None
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = torch.get_num_threads()
+    # ONNX Runtime's pool threads spin after a run by default: interleaved, they would take the
+    # cores from the PyTorch call that follows
+    options.add_session_config_entry('session.intra_op.allow_spinning', '0')
+    sessions = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        for name, bounded in (('bounded', True), ('unbounded', False)):
+            path = osp.join(tmp, f'ssd300_head_{name}.onnx')
+            export_head_postprocess_onnx(peers.ours, FEATMAP_SIZES, (SIZE, SIZE), path,
+                                         peers.paper_cfg, bounded)  # fmt: skip
+            sessions[name] = ort.InferenceSession(path, options,
+                                                  providers=['CPUExecutionProvider'])  # fmt: skip
+    print(f'onnx cell: onnxruntime {ort.__version__}, CPUExecutionProvider, intra_op_num_threads '
+          f'{options.intra_op_num_threads}, no spinning; head graphs (decode + NMS, bounded and '
+          'unbounded) built once for this run')  # fmt: skip
+    return sessions
 
 
 def candidates_per_image(inputs: HeadInputs, cls_out_channels: int, score_thr: float) -> float:
@@ -219,8 +275,11 @@ def candidates_per_image(inputs: HeadInputs, cls_out_channels: int, score_thr: f
     return total / len(inputs.cls_scores[0])
 
 
-def post_cells(peers: Peers, batch: int, regime: str, args) -> Dict[str, List[str]]:
-    """The ``paper`` and ``mmdet`` rows of one batch size and score regime."""
+def post_cells(
+    peers: Peers, batch: int, regime: str, args, sessions: Optional[Dict[str, Any]] = None
+) -> Dict[str, List[str]]:
+    """The ``paper``, ``mmdet`` and (given ONNX Runtime ``sessions``) ``onnx`` rows of one batch
+    size and score regime."""
     base = peers.inputs(batch, regime, args.seed + 1000 * (1 + REGIMES.index(regime)) + batch,
                         args.objects)  # fmt: skip
     inputs = base.to(args.device)
@@ -240,7 +299,8 @@ def post_cells(peers: Peers, batch: int, regime: str, args) -> Dict[str, List[st
                 'torchvision': lambda: peers.tv_postprocess(tv_cls, inputs.bbox_preds),
             }
             best, results = interleaved_best(fns, args.repeats, args.warmup, sync)
-            agree = agreement(results['ours'], results['torchvision'])
+            tv_dets = [(d['boxes'], d['scores'], d['labels'] - 1) for d in results['torchvision']]
+            agree = agreement(ours_detections(results['ours']), tv_dets)
             cand = candidates_per_image(base, peers.num_classes + 1, peers.paper_cfg.score_thr)
             dets = sum(len(d.scores) for d in results['ours']) / batch
             rows['paper'] = [batch, regime, f'{cand:.0f}', ms(best['ours']),
@@ -259,6 +319,24 @@ def post_cells(peers: Peers, batch: int, regime: str, args) -> Dict[str, List[st
                              f'{dets[0]:.1f} / {dets[1]:.1f}']  # fmt: skip
             print(f"mmdet's test_cfg, batch {batch}, {regime}: ours {ms(best['ours'])} ms, "
                   f'mmdet {ms(best["mmdet"])} ms', flush=True)  # fmt: skip
+        if sessions:
+            names = [i.name for i in sessions['bounded'].get_inputs()]
+            feeds = {n: t.numpy() for n, t in zip(names, inputs.cls_scores + inputs.bbox_preds)}
+            fns = {'ours': predict(peers.ours, peers.paper_cfg, False)}
+            for name, session in sessions.items():
+                fns[f'ort {name}'] = lambda session=session: session.run(None, feeds)
+            best, results = interleaved_best(fns, args.repeats, args.warmup, sync)
+            ours_dets = ours_detections(results['ours'])
+            agree = [f'{name} ' + agreement(ours_dets, ort_detections(results[f'ort {name}']))
+                     for name in sessions]  # fmt: skip
+            cand = candidates_per_image(base, peers.num_classes + 1, peers.paper_cfg.score_thr)
+            ours, bounded, unbounded = best['ours'], best['ort bounded'], best['ort unbounded']
+            rows['onnx'] = [batch, regime, f'{cand:.0f}', ms(ours), ms(bounded), ms(unbounded),
+                            ratio(bounded, ours), ratio(unbounded, ours),
+                            '; '.join(agree)]  # fmt: skip
+            print(f'onnx, batch {batch}, {regime}: ours {ms(ours)} ms, ONNX Runtime bounded '
+                  f'{ms(bounded)} ms, unbounded {ms(unbounded)} ms; {"; ".join(agree)}',
+                  flush=True)  # fmt: skip
     return rows
 
 
@@ -279,15 +357,19 @@ def main(argv=None) -> int:
           'per level in mmdet, per class in ours')  # fmt: skip
     sys.stdout.flush()
 
-    loss_rows, paper_rows, mmdet_rows = [], [], []
+    sessions = ort_sessions(peers, args.device) if 'onnx' in args.cells else None
+    sys.stdout.flush()
+
+    loss_rows, paper_rows, mmdet_rows, onnx_rows = [], [], [], []
     for batch in args.batches:
         if 'loss' in args.cells:
             loss_rows.append(loss_cell(peers, batch, args))
-        if {'paper', 'mmdet'} & set(args.cells):
+        if {'paper', 'mmdet'} & set(args.cells) or sessions:
             for regime in args.regimes:
-                rows = post_cells(peers, batch, regime, args)
+                rows = post_cells(peers, batch, regime, args, sessions)
                 paper_rows += [rows['paper']] if 'paper' in rows else []
                 mmdet_rows += [rows['mmdet']] if 'mmdet' in rows else []
+                onnx_rows += [rows['onnx']] if 'onnx' in rows else []
 
     if loss_rows:
         print_table('Loss forward + backward (ms, best of repeats; ratio = peer / ours)',
@@ -303,6 +385,12 @@ def main(argv=None) -> int:
         print_table("Post-processing at mmdet's test_cfg (ms): ours vs mmdet SSDHead",
                     ['batch', 'regime', 'scores > thr per image', 'ours', 'mmdet',
                      'mmdet / ours', 'dets / image (ours / mmdet)'], mmdet_rows)  # fmt: skip
+    if onnx_rows:
+        print_table('Post-processing at the paper settings in ONNX Runtime (ms): ours PyTorch '
+                    'predict_by_feat vs the head graph (decode + NMS) on the same outputs',
+                    ['batch', 'regime', 'scores > thr per image', 'ours PyTorch', 'ORT bounded',
+                     'ORT unbounded', 'ORT bounded / ours', 'ORT unbounded / ours',
+                     'same detections'], onnx_rows)  # fmt: skip
     return 0
 
 

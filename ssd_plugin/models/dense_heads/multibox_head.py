@@ -17,6 +17,9 @@ from torch.nn.utils.rnn import pad_sequence
 
 from ssd_plugin.functional.multibox_loss import level_views
 from ssd_plugin.functional.postprocess import batched_multiclass_nms
+from ssd_plugin.models.utils import DerivedWeights
+
+from .merged_predictors import merged_pair, run_merged
 
 __all__ = ['DEFAULT_TEST_CFG', 'MultiBoxHead']
 
@@ -157,6 +160,7 @@ class MultiBoxHead(BaseDenseHead):
                 else:
                     layers['pred'] = nn.Conv2d(channels, out, 3, padding=1)
                 convs.append(nn.Sequential(layers))
+        self._merged = DerivedWeights()  # run_merged's stacked predictor weights (not state)
 
     def forward(self, x: Iterable[Tensor]) -> Tuple[List[Tensor], List[Tensor]]:
         """Per-level ``(N, k*(C+1), H, W)`` class scores and ``(N, k*4, H, W)`` offsets."""
@@ -169,9 +173,13 @@ class MultiBoxHead(BaseDenseHead):
         # level by level, as mmdet's SSDHead: each feature map is read by its two convs in turn,
         # while it is still in cache (SSDLite's 10x10x1280 map is 4 MB at batch 8)
         cls_scores, bbox_preds = [], []
-        for feat, cls_conv, reg_conv in zip(x, self.cls_convs, self.reg_convs):
-            cls_scores.append(cls_conv(feat))
-            bbox_preds.append(reg_conv(feat))
+        for level, (feat, cls_conv, reg_conv) in enumerate(zip(x, self.cls_convs, self.reg_convs)):
+            # inference: a level's two plain predictors as one convolution (merged_predictors)
+            pair = None if self.training else merged_pair(cls_conv, reg_conv)
+            outs = pair and run_merged(feat, *pair, self._merged, str(level))
+            cls_score, bbox_pred = outs or (cls_conv(feat), reg_conv(feat))
+            cls_scores.append(cls_score)
+            bbox_preds.append(bbox_pred)
         return cls_scores, bbox_preds
 
     def priors(self, cls_scores: List[Tensor]) -> Tensor:
