@@ -145,6 +145,9 @@ def test_quantize_int8_end_to_end(tmp_path, checkpoint, capsys):
     # every convolution takes dequantised int8 weights and activations (QDQ format) ...
     assert convs and all(produced_by.get(node.input[0]) == 'DequantizeLinear' for node in convs)
     assert all(produced_by.get(node.input[1]) == 'DequantizeLinear' for node in convs)
+    # ... and int32 biases, BatchNorm-folded ones included: ONNX Runtime fuses a Conv into its
+    # int8 kernel only when its bias is dequantised right before it
+    assert all(produced_by.get(node.input[2]) == 'DequantizeLinear' for node in convs)
     # ... while the post-processing stays float32 (the boxes and scores NMS takes are not Q/DQ)
     nms = next(node for node in proto.graph.node if node.op_type == 'NonMaxSuppression')
     assert 'If' in ops and all(produced_by.get(name) != 'DequantizeLinear' for name in nms.input)

@@ -249,3 +249,17 @@ def describe(diff: Dict[str, float]) -> str:
     n = diff['images']
     return (f'counts {diff["same_count"]}/{n}, labels {diff["same_labels"]}/{n}, score diff <= '
             f'{diff["max_score_diff"]:.1e}, box diff <= {diff["max_box_diff"]:.1e} px')  # fmt: skip
+
+
+def ort_session_options():
+    """ONNX Runtime session options for interleaved timing: torch's thread count, no spinning.
+
+    ONNX Runtime's pool threads spin after a run by default: interleaved, they would take the
+    cores from the call that follows.
+    """
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = torch.get_num_threads()
+    options.add_session_config_entry('session.intra_op.allow_spinning', '0')
+    return options

@@ -58,6 +58,7 @@ from bench_common import (
     interleaved_best,
     mmdet_config,
     ms,
+    ort_session_options,
     parse_with_quick,
     print_table,
     ratio,
@@ -246,11 +247,7 @@ def ort_sessions(peers: Peers, device: str) -> Optional[Dict[str, Any]]:
     except ImportError as exc:
         print(f'onnx cell skipped: {exc} (pip install onnx onnxruntime)')
         return None
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = torch.get_num_threads()
-    # ONNX Runtime's pool threads spin after a run by default: interleaved, they would take the
-    # cores from the PyTorch call that follows
-    options.add_session_config_entry('session.intra_op.allow_spinning', '0')
+    options = ort_session_options()
     sessions = {}
     with tempfile.TemporaryDirectory() as tmp:
         for name, bounded in (('bounded', True), ('unbounded', False)):

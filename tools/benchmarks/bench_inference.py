@@ -317,8 +317,7 @@ class OnnxDetector:
     def load(self, paths: Dict[str, str]) -> Dict:
         import onnxruntime as ort
 
-        options = ort.SessionOptions()
-        options.intra_op_num_threads = torch.get_num_threads()
+        options = common.ort_session_options()
         providers = ['CUDAExecutionProvider'] if self.device == 'cuda' else ['CPUExecutionProvider']
         return {stage: ort.InferenceSession(path, options, providers=providers)
                 for stage, path in paths.items()}  # fmt: skip
