@@ -11,6 +11,7 @@ from typing import Optional, Tuple
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+import torch.nn.modules.module as global_hooks
 from torch import Tensor
 
 from ssd_plugin.models.utils import DerivedWeights, version_key
@@ -18,12 +19,25 @@ from ssd_plugin.models.utils import DerivedWeights, version_key
 __all__ = ['merged_pair', 'run_merged']
 
 
+def _hooked(module: nn.Module) -> bool:
+    """Whether calling ``module`` would run hooks (its own or global ones)."""
+    return bool(
+        module._forward_hooks
+        or module._forward_pre_hooks
+        or global_hooks._global_forward_hooks
+        or global_hooks._global_forward_pre_hooks
+    )
+
+
 def merged_pair(cls_branch: nn.Module, reg_branch: nn.Module) -> Optional[Tuple[nn.Conv2d, ...]]:
-    """The two predictor convs when each branch is only that conv with the same geometry."""
+    """The two predictor convs when each branch is only that conv with the same geometry and
+    no forward hooks (a hooked module is called as itself, so its hooks see its output)."""
     convs = []
     for branch in (cls_branch, reg_branch):
         children = list(branch.children()) if isinstance(branch, nn.Sequential) else [branch]
         if len(children) != 1 or type(children[0]) is not nn.Conv2d:
+            return None
+        if any(_hooked(m) for m in {branch, children[0]}):
             return None
         convs.append(children[0])
     a, b = convs

@@ -89,3 +89,16 @@ def test_depthwise_predictors_are_not_merged():
     head = _head(use_depthwise=True, norm_cfg=dict(type='BN'), act_cfg=dict(type='ReLU6'))
     assert merged_pair(head.cls_convs[0], head.reg_convs[0]) is None
     assert merged_pair(*_head().cls_convs[:1], _head().reg_convs[0]) is not None
+
+
+def test_forward_hooks_still_see_each_conv():
+    head = _head().eval()
+    feats = _feats(True)
+    seen = {}
+    head.reg_convs[0].pred.register_forward_hook(lambda m, i, o: seen.setdefault('reg0', o))
+    with torch.no_grad():
+        got = head(feats)
+        want = _separate(head, feats)
+    torch.testing.assert_close(seen['reg0'], want[1][0])
+    assert set(head._merged) == {'1'}  # the hooked level runs its convs as modules
+    _assert_same(got, want)
