@@ -58,14 +58,15 @@ def run_merged(
 ) -> Optional[Tuple[Tensor, Tensor]]:
     """``(cls_conv(feat), reg_conv(feat))`` from one convolution, or None where it must not run.
 
-    It does not run where autograd records (the stacked weights would cut the gradient) or while
-    tracing (an exported graph keeps the model's own two convolutions). The stacked weights are
+    It does not run where autograd records (the stacked weights would cut the gradient), while
+    tracing (an exported graph keeps the model's own two convolutions) or under
+    ``torch.compile`` (which sees the model as written). The stacked weights are
     cached in ``cache[key]`` in the input's memory format, so the convolution copies none per call.
     """
     sources = [t for conv in (cls_conv, reg_conv) for t in conv.parameters()]
-    if torch.jit.is_tracing() or (
-        torch.is_grad_enabled() and any(t.requires_grad for t in sources)
-    ):
+    if torch.jit.is_tracing() or torch.compiler.is_compiling():
+        return None
+    if torch.is_grad_enabled() and any(t.requires_grad for t in sources):
         return None
     channels_last = (
         feat.dim() == 4
