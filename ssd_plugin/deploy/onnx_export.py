@@ -27,9 +27,7 @@ it applies the preprocessor's channel flip, mean and std. Without it the input i
 preprocessed (flipped, normalised) tensor.
 """
 
-import io
 import json
-import warnings
 from typing import Dict, List, Optional, Sequence, Tuple
 
 import onnx
@@ -40,7 +38,7 @@ from torch import Tensor
 
 from ssd_plugin.models.dense_heads.multibox_head import MultiBoxHead
 
-from .onnx_postprocess import PostProcess, attach_postprocess, trace_onnx
+from .onnx_postprocess import PostProcess, attach_postprocess, batch_axes, trace_onnx
 
 __all__ = ['ONNXDetector', 'export_head_postprocess_onnx', 'export_onnx', 'input_convention']
 
@@ -202,25 +200,13 @@ def export_onnx(
         axes['input'].update({2: 'height', 3: 'width'})
         for name in traced.output_names:
             axes.setdefault(name, {})[1] = 'num_priors'
-    buffer = io.BytesIO()
-    with torch.no_grad(), warnings.catch_warnings():
-        # shapes turned into constants are intended: only the dynamic axes above vary
-        warnings.simplefilter('ignore', torch.jit.TracerWarning)
-        torch.onnx.export(
-            traced,
-            (example,),
-            buffer,
-            input_names=['input'],
-            output_names=traced.output_names,
-            dynamic_axes={k: v for k, v in axes.items() if v},
-            opset_version=opset,
-            dynamo=False,
-        )
-        model = onnx.load_from_string(buffer.getvalue())
-        if with_nms:
+    model = trace_onnx(traced, (example,), ['input'], traced.output_names, opset,
+                       {k: v for k, v in axes.items() if v})  # fmt: skip
+    if with_nms:
+        with torch.no_grad():
             num_priors, num_classes = traced(example)[0].shape[1:]
-            model = attach_postprocess(
-                model, wrapper.post, num_priors, num_classes, opset, dynamic_batch)  # fmt: skip
+        model = attach_postprocess(
+            model, wrapper.post, num_priors, num_classes, opset, dynamic_batch)  # fmt: skip
     normalised = wrapper.mean is not None
     meta = dict(
         input_size=json.dumps(list(wrapper.input_size)),
@@ -313,7 +299,8 @@ def export_head_postprocess_onnx(
     num_levels = len(featmap_sizes)
     names = [f'cls_score_{i}' for i in range(num_levels)]
     names += [f'bbox_pred_{i}' for i in range(num_levels)]
-    model = trace_onnx(decoder, example, names, ('scores', 'boxes'), opset, dynamic_batch=True)
+    model = trace_onnx(decoder, example, names, ('scores', 'boxes'), opset,
+                       batch_axes([*names, 'scores', 'boxes']))  # fmt: skip
     with torch.no_grad():
         num_priors, num_classes = decoder(*example)[0].shape[1:]
     # postprocess_onnx traces its stages on the CPU

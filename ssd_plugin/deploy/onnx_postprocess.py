@@ -42,6 +42,7 @@ __all__ = [
     'PostProcess',
     'PostProcessStage',
     'attach_postprocess',
+    'batch_axes',
     'postprocess_onnx',
     'prefix_sizes',
     'trace_onnx',
@@ -212,24 +213,25 @@ class PostProcess(nn.Module):
         return self.run(scores, boxes)[:2]
 
 
+def batch_axes(names: Sequence[str]) -> Dict[str, Dict[int, str]]:
+    """A dynamic first (batch) axis for each of ``names`` but a stage's scalar ``done``."""
+    return {name: {0: 'batch'} for name in names if name != 'done'}
+
+
 def trace_onnx(
     module: nn.Module, example: Tuple[Tensor, ...], inputs: Sequence[str], outputs: Sequence[str],
-    opset: int, dynamic_batch: bool,
+    opset: int, dynamic_axes: Optional[Dict[str, Dict[int, str]]] = None,
 ) -> onnx.ModelProto:  # fmt: skip
-    """``module(*example)`` as an ONNX model (TorchScript exporter, see onnx_export).
+    """``module(*example)`` traced into an ONNX model (TorchScript exporter, see onnx_export).
 
-    With ``dynamic_batch`` every input and output but a stage's scalar ``done`` has a dynamic
-    first axis.
+    Shapes the tracer turns into constants are intended: only ``dynamic_axes`` vary.
     """
     buffer = io.BytesIO()
-    axes: Dict[str, Dict[int, str]] = {}
-    if dynamic_batch:
-        axes = {name: {0: 'batch'} for name in (*inputs, *outputs) if name != 'done'}
     with torch.no_grad(), warnings.catch_warnings():
         warnings.simplefilter('ignore', torch.jit.TracerWarning)
         torch.onnx.export(module, example, buffer, input_names=list(inputs),
-                          output_names=list(outputs), dynamic_axes=axes, opset_version=opset,
-                          dynamo=False)  # fmt: skip
+                          output_names=list(outputs), dynamic_axes=dynamic_axes or {},
+                          opset_version=opset, dynamo=False)  # fmt: skip
     return onnx.load_from_string(buffer.getvalue())
 
 
@@ -295,9 +297,13 @@ def postprocess_onnx(
     example = (torch.rand(1, num_priors, num_classes), torch.rand(1, num_priors, 4) * 100)
     *prefixes, full = post.stages(num_priors)
     inputs = ('scores', 'boxes')
-    models = [trace_onnx(stage, example, inputs, ('dets', 'labels', 'done'), opset, dynamic_batch)
-              for stage in prefixes]  # fmt: skip
-    models.append(trace_onnx(full, example, inputs, ('dets', 'labels'), opset, dynamic_batch))
+
+    def trace(stage: PostProcessStage, outputs: Tuple[str, ...]) -> onnx.ModelProto:
+        axes = batch_axes(inputs + outputs) if dynamic_batch else None
+        return trace_onnx(stage, example, inputs, outputs, opset, axes)
+
+    models = [trace(stage, ('dets', 'labels', 'done')) for stage in prefixes]
+    models.append(trace(full, ('dets', 'labels')))
     if prefixes:
         model = _chain(models)
     else:  # names apart from the network's graph, which export_onnx merges this into

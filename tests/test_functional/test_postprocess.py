@@ -91,7 +91,21 @@ def test_ties_go_to_the_lower_default_box_then_class():
         _check(boxes, scores, iou_thr=None, nms_pre=nms_pre, max_per_img=max_per_img)
 
 
-def test_crowded_scene_widens_the_prefix(monkeypatch):
+@pytest.fixture
+def prefix_widths(monkeypatch):
+    """The candidate count of each prefix round (``_sort_candidates`` call), as they happen."""
+    widths = []
+    original = postprocess._sort_candidates
+
+    def spy(img_ids, *args):
+        widths.append(len(img_ids))
+        return original(img_ids, *args)
+
+    monkeypatch.setattr(postprocess, '_sort_candidates', spy)
+    return widths
+
+
+def test_crowded_scene_widens_the_prefix(prefix_widths):
     """Clusters of overlapping high-scoring boxes: the first prefix keeps too few boxes."""
     gen = torch.Generator().manual_seed(4)
     centres = torch.rand(2, 30, 1, 2, generator=gen) * 260 + 20
@@ -101,16 +115,8 @@ def test_crowded_scene_widens_the_prefix(monkeypatch):
     scores = torch.rand(2, 2400, 5, generator=gen) * 0.02
     obj_class = torch.randint(5, (2, 30), generator=gen).repeat_interleave(80, dim=1)
     scores.scatter_(2, obj_class[..., None], 0.5 + 0.5 * torch.rand(2, 2400, 1, generator=gen))
-    widths = []
-    original = postprocess._sort_candidates
-
-    def spy(img_ids, *args):
-        widths.append(len(img_ids))
-        return original(img_ids, *args)
-
-    monkeypatch.setattr(postprocess, '_sort_candidates', spy)
     expected = _check(boxes, scores, max_per_img=40)
-    assert len(widths) > 1 and widths[1] > widths[0]  # the prefix was widened
+    assert len(prefix_widths) > 1 and prefix_widths[1] > prefix_widths[0]  # the prefix was widened
     assert all(len(d) == 40 for d in expected)
 
 
@@ -226,20 +232,12 @@ def test_packed_calls_take_whole_groups_by_their_start():
 
 
 @pytest.mark.parametrize('num_classes', [1, 3])
-def test_prefix_holding_each_class_cap_needs_no_widening(monkeypatch, num_classes):
+def test_prefix_holding_each_class_cap_needs_no_widening(prefix_widths, num_classes):
     """Few survivors, but the first prefix holds ``nms_pre`` scores of every class: one round.
 
     As the converted face detector (one class, every default box above 0.01, ~100 survivors):
     each class's capped candidates are its best scores, all inside the prefix.
     """
-    widths = []
-    original = postprocess._sort_candidates
-
-    def spy(img_ids, *args):
-        widths.append(len(img_ids))
-        return original(img_ids, *args)
-
-    monkeypatch.setattr(postprocess, '_sort_candidates', spy)
     gen = torch.Generator().manual_seed(9)
     centres = torch.rand(2, 20, 1, 2, generator=gen) * 260 + 20
     xy = (centres + torch.randn(2, 20, 100, 2, generator=gen)).reshape(2, 2000, 2)
@@ -247,8 +245,8 @@ def test_prefix_holding_each_class_cap_needs_no_widening(monkeypatch, num_classe
     scores = torch.rand(2, 2000, num_classes, generator=gen) * 0.9 + 0.02
     expected = _check(boxes, scores, nms_pre=100, max_per_img=200)
     assert all(len(d) < 200 for d in expected)  # too few survivors to finish by the top-k
-    assert len(widths) == 1  # yet the first prefix (400 default boxes) was complete
+    assert len(prefix_widths) == 1  # yet the first prefix (400 default boxes) was complete
     # A cap the prefix cannot hold for every class widens as before, to the same result.
-    widths.clear()
+    prefix_widths.clear()
     _check(boxes, scores, nms_pre=401, max_per_img=200)
-    assert len(widths) > 1
+    assert len(prefix_widths) > 1
