@@ -30,3 +30,6 @@ model = dict(
         norm_cfg=dict(type='BN'),
     ),
 )
+# The lr is tuned for 8 GPUs x 8 images = 64 images per step; tools/train.py scales it by
+# (processes x batch_size) / 64 (--no-auto-scale-lr or enable=False: as written).
+auto_scale_lr = dict(enable=True, base_batch_size=64)

@@ -128,5 +128,6 @@ custom_hooks = [
     dict(type='EvalProgressHook', interval_s=10),  # a progress line every 10 s of val/test
 ]
 
-# base_batch_size = (8 GPUs) x (8 samples per GPU); used only with --auto-scale-lr.
-auto_scale_lr = dict(base_batch_size=64)
+# The lr is tuned for 8 GPUs x 8 images = 64 images per step; tools/train.py scales it by
+# (processes x batch_size) / 64 (--no-auto-scale-lr or enable=False: as written).
+auto_scale_lr = dict(enable=True, base_batch_size=64)

@@ -20,3 +20,6 @@ test_evaluator = dict(
     ann_file='data/coco/annotations/image_info_test-dev2017.json',
     outfile_prefix='./work_dirs/ssd300_coco_test-dev/detections_test-dev2017_ssd300_results',
 )
+# The lr is tuned for 8 GPUs x 8 images = 64 images per step; tools/train.py scales it by
+# (processes x batch_size) / 64 (--no-auto-scale-lr or enable=False: as written).
+auto_scale_lr = dict(enable=True, base_batch_size=64)

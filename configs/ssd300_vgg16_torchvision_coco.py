@@ -1,6 +1,6 @@
 # torchvision's ssd300_vgg16 (COCO val2017 box AP 25.1, torchvision's figure) rebuilt from the
 # plugin's components, for its weights converted by
-# tools/model_converters/torchvision_ssd_to_plugin.py (README "Pretrained weights"). Outputs equal
+# tools/model_converters/torchvision_ssd_to_plugin.py (docs/pretrained.md). Outputs equal
 # torchvision's on the same pixels (tests/test_tools/test_model_converters/
 # test_torchvision_ssd_to_plugin.py):
 # - network: ReducedVGG16 (at 300 px its ceil-mode pools give torchvision's sizes, where only
@@ -63,5 +63,6 @@ param_scheduler = [
     dict(type='LinearLR', start_factor=0.001, by_epoch=False, begin=0, end=1000),
     dict(type='MultiStepLR', begin=0, end=24, by_epoch=True, milestones=[16, 22], gamma=0.1),
 ]
-# base_batch_size = 8 GPUs x 4 images; --auto-scale-lr scales lr to the actual total batch
-auto_scale_lr = dict(base_batch_size=32)
+# The lr is tuned for 8 GPUs x 4 images = 32 images per step; tools/train.py scales it by
+# (processes x batch_size) / 32 (--no-auto-scale-lr or enable=False: as written).
+auto_scale_lr = dict(enable=True, base_batch_size=32)

@@ -43,3 +43,6 @@ test_pipeline = [
 train_dataloader = dict(dataset=dict(dataset=dict(pipeline=train_pipeline)))
 val_dataloader = dict(dataset=dict(pipeline=test_pipeline))
 test_dataloader = val_dataloader
+# The lr is tuned for 8 GPUs x 8 images = 64 images per step; tools/train.py scales it by
+# (processes x batch_size) / 64 (--no-auto-scale-lr or enable=False: as written).
+auto_scale_lr = dict(enable=True, base_batch_size=64)

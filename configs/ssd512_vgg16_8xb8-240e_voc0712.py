@@ -56,3 +56,6 @@ param_scheduler = [
     dict(type='LinearLR', start_factor=0.001, by_epoch=False, begin=0, end=500),
     dict(type='MultiStepLR', begin=0, end=24, by_epoch=True, milestones=[16, 20], gamma=0.1),
 ]
+# The lr is tuned for 8 GPUs x 8 images = 64 images per step; tools/train.py scales it by
+# (processes x batch_size) / 64 (--no-auto-scale-lr or enable=False: as written).
+auto_scale_lr = dict(enable=True, base_batch_size=64)

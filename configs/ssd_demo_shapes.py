@@ -184,4 +184,6 @@ custom_hooks = [
 ]
 randomness = dict(seed=0)
 env_cfg = dict(cudnn_benchmark=False)
-auto_scale_lr = dict(enable=False, base_batch_size=8)
+# The lr is tuned for 1 process x 8 images = 8 images per step; tools/train.py scales it by
+# (processes x batch_size) / 8 (--no-auto-scale-lr or enable=False: as written).
+auto_scale_lr = dict(enable=True, base_batch_size=8)

@@ -1,6 +1,6 @@
 # torchvision's ssdlite320_mobilenet_v3_large (COCO val2017 box AP 21.3, torchvision's figure)
 # rebuilt from the plugin's components, for its weights converted by
-# tools/model_converters/torchvision_ssd_to_plugin.py (README "Pretrained weights"). Outputs equal
+# tools/model_converters/torchvision_ssd_to_plugin.py (docs/pretrained.md). Outputs equal
 # torchvision's on the same pixels (tests/test_tools/test_model_converters/
 # test_torchvision_ssd_to_plugin.py):
 # - network: torchvision's MobileNetV3-Large with the reduced tail (its builder's choice without
@@ -84,3 +84,6 @@ param_scheduler = [
          eta_min=0, convert_to_iter_based=True),
 ]  # fmt: skip
 optim_wrapper = dict(optimizer=dict(lr=0.15))
+# The lr is tuned for 8 GPUs x 24 images = 192 images per step; tools/train.py scales it by
+# (processes x batch_size) / 192 (--no-auto-scale-lr or enable=False: as written).
+auto_scale_lr = dict(enable=True, base_batch_size=192)

@@ -81,5 +81,6 @@ param_scheduler = [
          eta_min=0),
 ]  # fmt: skip
 optim_wrapper = dict(optimizer=dict(lr=0.015, weight_decay=4.0e-5))
-# base_batch_size = 8 GPUs x 24 images; --auto-scale-lr scales lr to the actual total batch
-auto_scale_lr = dict(base_batch_size=192)
+# The lr is tuned for 8 GPUs x 24 images = 192 images per step; tools/train.py scales it by
+# (processes x batch_size) / 192 (--no-auto-scale-lr or enable=False: as written).
+auto_scale_lr = dict(enable=True, base_batch_size=192)

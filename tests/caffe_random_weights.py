@@ -19,7 +19,7 @@ from typing import Dict
 
 import numpy as np
 
-from ssd_plugin.caffe.proto import read_prototxt
+from ssd_plugin.caffe.converter.proto import read_prototxt
 
 __all__ = ['random_caffemodel', 'write_random_caffemodel']
 

@@ -8,7 +8,6 @@ VOC datasets mirror the VOCdevkit layout (``VOC2007/ImageSets/Main/trainval.txt`
 """
 
 import copy
-import json
 import os
 import os.path as osp
 from typing import Dict, List, Optional, Sequence, Tuple
@@ -19,6 +18,8 @@ import numpy as np
 from mmdet.datasets import VOCDataset
 from mmdet.registry import DATASETS
 from mmengine.config import Config, ConfigDict
+
+from ssd_plugin.datasets.coco_writer import write_coco
 
 __all__ = [
     'VOC_CLASSES', 'CLASSES', 'CAT_IDS', 'SPLITS', 'make_coco_dataset', 'make_voc_dataset',
@@ -77,28 +78,27 @@ def make_coco_dataset(root: str, classes: Sequence[str], splits: Dict[str, Seque
     """
     cat_ids = list(cat_ids) if cat_ids is not None else [1 + 2 * i for i in range(len(classes))]
     assert len(cat_ids) == len(classes) and num_labels <= len(classes)
-    categories = [dict(id=c, name=n) for c, n in zip(cat_ids, classes)]
     os.makedirs(osp.join(root, 'annotations'), exist_ok=True)
     ann_files = {}
     for split_idx, (split, img_ids) in enumerate(splits.items()):
         rng = np.random.default_rng([seed, split_idx])
         os.makedirs(osp.join(root, split), exist_ok=True)
-        images, annotations = [], []
+        images, boxes, image_ids, labels = [], [], [], []
         for i, img_id in enumerate(img_ids):
             empty = len(img_ids) > 2 and i == len(img_ids) - 1
             size = _SIZES[i % len(_SIZES)]
             img, objects = _draw(rng, size, 0 if empty else 1 + i % 3, num_labels)
             file_name = f'{img_id:012d}.jpg'
             cv2.imwrite(osp.join(root, split, file_name), img)
-            images.append(dict(id=img_id, file_name=file_name, width=size[0], height=size[1]))
+            images.append((img_id, file_name, *size))
             for (x1, y1, x2, y2), label in objects:
-                w, h = x2 - x1, y2 - y1
-                annotations.append(dict(
-                    id=len(annotations) + 1, image_id=img_id, category_id=cat_ids[label],
-                    bbox=[x1, y1, w, h], area=w * h, iscrowd=0))  # fmt: skip
-        ann_files[split] = osp.join(root, 'annotations', f'{split}.json')
-        with open(ann_files[split], 'w') as f:
-            json.dump(dict(images=images, annotations=annotations, categories=categories), f)
+                boxes.append([x1, y1, x2 - x1, y2 - y1])
+                image_ids.append(img_id)
+                labels.append(label)
+        ann_files[split] = write_coco(
+            osp.join(root, 'annotations', f'{split}.json'), images,
+            categories=list(zip(cat_ids, classes)), image_ids=image_ids,
+            category_ids=[cat_ids[label] for label in labels], bboxes=np.array(boxes))  # fmt: skip
     return ann_files
 
 

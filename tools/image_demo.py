@@ -35,10 +35,12 @@ from mmengine.registry import FUNCTIONS
 from mmengine.utils import mkdir_or_exist
 
 import ssd_plugin  # noqa: F401  (registers the components: configs need no custom_imports)
-from ssd_plugin.engine.amp import add_amp_args, autocast_network, choose_amp
+from ssd_plugin.engine.amp import autocast_network, choose_amp
+from ssd_plugin.engine.amp_cli import add_amp_args
 from ssd_plugin.engine.checkpoint import weights_only_checkpoint_loading
 from ssd_plugin.engine.data_root import load_config_with_data_root
 from ssd_plugin.visualization import border_safe
+from ssd_plugin.engine.cli_errors import run_tool
 
 IMG_EXTENSIONS = ('.jpg', '.jpeg', '.png', '.ppm', '.bmp', '.pgm', '.tif', '.tiff', '.webp')
 
@@ -166,7 +168,7 @@ def main(argv=None) -> None:
     if args.amp:  # the network under autocast; post-processing stays float32
         choice = choose_amp(device, args.amp_dtype or 'auto')
         autocast_network(inferencer.model, choice)
-        print(choice.describe())
+        print(f'WARNING: {choice.describe()}' if choice.warning else choice.describe())
     classes = inferencer.model.dataset_meta.get('classes', ())
     vis_dir, pred_dir = osp.join(args.out_dir, 'vis'), osp.join(args.out_dir, 'preds')
     mkdir_or_exist(vis_dir)
@@ -191,4 +193,4 @@ def main(argv=None) -> None:
 
 
 if __name__ == '__main__':
-    main()
+    raise SystemExit(run_tool(main))  # a refusal: one line, no traceback (--debug)

@@ -12,6 +12,7 @@ import json
 import time
 
 from ssd_plugin.datasets.demo_shapes import make_demo_dataset
+from ssd_plugin.engine.cli_errors import run_tool
 
 
 def _int_at_least(low: int):
@@ -81,4 +82,4 @@ def main(argv=None) -> None:
 
 
 if __name__ == '__main__':
-    main()
+    raise SystemExit(run_tool(main))  # a refusal: one line, no traceback (--debug)

@@ -31,6 +31,9 @@ START=$(date +%s)
 say() { printf '\n[demo %4ss] %s\n' "$(($(date +%s) - START))" "$*"; }
 
 export PYTHONUNBUFFERED=1
+# mim imports pkg_resources, whose import warns (setuptools >= 67) in every mim call: the
+# notice is about mim's code, not the demo (a filter for these processes only)
+export PYTHONWARNINGS="ignore:pkg_resources is deprecated:UserWarning${PYTHONWARNINGS:+,$PYTHONWARNINGS}"
 # --data-root moves the datasets and both evaluators' annotation files to $DATA
 read -r -a CFG_OPTIONS <<<"${DEMO_CFG_OPTIONS:-}"
 OPTIONS=(--data-root "$DATA" ${CFG_OPTIONS[@]+--cfg-options "${CFG_OPTIONS[@]}"})

@@ -13,6 +13,7 @@ Examples::
 
 import argparse
 
+from mmdet.engine.hooks import DetVisualizationHook
 from mmdet.engine.hooks.utils import trigger_visualization_hook
 from mmdet.utils import setup_cache_size_limit_of_dynamo
 from mmengine.config import Config
@@ -21,7 +22,7 @@ from mmengine.registry import RUNNERS
 
 import ssd_plugin  # noqa: F401  (registers the components: configs need no custom_imports)
 from ssd_plugin.engine import QuietRunner
-from ssd_plugin.engine.amp import add_amp_args, apply_amp_cfg
+from ssd_plugin.engine.amp_cli import add_amp_args, apply_amp_cfg
 from ssd_plugin.engine.checkpoint import weights_only_checkpoint_loading
 from ssd_plugin.engine.launch import (
     add_launch_args,
@@ -30,6 +31,7 @@ from ssd_plugin.engine.launch import (
     setup_cpu_distributed,
 )
 from ssd_plugin.visualization import border_safe
+from ssd_plugin.engine.cli_errors import run_tool
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -74,7 +76,10 @@ def main(argv=None) -> None:
         runner.test_evaluator.metrics.append(DumpResults(out_file_path=args.out))
     with weights_only_checkpoint_loading():  # loads mmengine's checkpoints with torch >= 2.6
         runner.test()
+    if args.show_dir:
+        (hook,) = [h for h in runner.hooks if isinstance(h, DetVisualizationHook)]
+        runner.logger.info(f'--show-dir: the drawn predictions are in {hook.test_out_dir}')
 
 
 if __name__ == '__main__':
-    main()
+    raise SystemExit(run_tool(main))  # a refusal: one line, no traceback (--debug)

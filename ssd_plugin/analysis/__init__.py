@@ -1,8 +1,4 @@
-"""Default-box coverage analysis and scale search (see tools/analysis/default_box_coverage.py).
-
-``na_share`` (torchvision's N/A detections, tools/analysis/torchvision_na_share.py) is imported
-from its module, so that this package does not load torchvision's detection models.
-"""
+"""Default-box coverage analysis and scale search (see tools/analysis/default_box_coverage.py)."""
 
 from .coverage import SIZE_BUCKETS, best_default_box_overlaps, coverage_figures
 from .default_box_setup import (
@@ -12,7 +8,13 @@ from .default_box_setup import (
     prior_generator_config,
 )
 from .grid_layout import GridLayout, grid_layouts, nearest_candidates, threshold_candidates
-from .ground_truths import GroundTruths, find_coco_datasets, load_ground_truths, resized_shapes
+from .ground_truths import (
+    GroundTruths,
+    dataset_classes,
+    find_datasets,
+    load_ground_truths,
+    resized_shapes,
+)
 from .plot import plot_coverage
 from .positives import matcher_positives, positives_per_level
 from .report import CoverageProblem, coverage_report, evaluate_coverage, prepare_coverage
@@ -36,7 +38,8 @@ __all__ = [
     'prior_generator_config',
     'build_prior_generator',
     'network_featmap_sizes',
-    'find_coco_datasets',
+    'find_datasets',
+    'dataset_classes',
     'resized_shapes',
     'load_ground_truths',
     'prepare_coverage',

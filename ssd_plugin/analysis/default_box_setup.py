@@ -56,21 +56,22 @@ def build_prior_generator(generator_cfg: dict, **overrides) -> DefaultBoxGenerat
 
 
 def _strides_featmap_sizes(generator: DefaultBoxGenerator) -> List[Tuple[int, int]]:
-    if generator.strides is None:
+    sizes = generator.expected_featmap_sizes(generator.input_size)
+    if sizes is None:
         raise ValueError(
             f'cannot infer the feature-map sizes: building the model failed and {_GENERATOR_KEY} '
             'has strides=None; pass featmap_sizes explicitly'
         )
-    h, w = generator.input_size
-    return [(-(-h // int(sh)), -(-w // int(sw))) for sw, sh in generator.strides]
+    return sizes
 
 
 def network_featmap_sizes(cfg: Config, generator: DefaultBoxGenerator) -> List[Tuple[int, int]]:
     """Feature-map sizes the detector feeds its head at the generator's input size.
 
     Builds ``cfg.model`` (no weights are loaded) and runs ``extract_feat`` on one zero image of
-    ``input_size``, so any backbone/neck is measured, not assumed. If the model cannot be built or
-    run, falls back (with a warning) to ``ceil(input / stride)`` per level, which holds for
+    ``input_size``, so any backbone/neck is measured, not assumed, and checked against the
+    default boxes as the head checks them (a mismatch is an error). If the model cannot be built
+    or run, falls back (with a warning) to ``ceil(input / stride)`` per level, which holds for
     SSD300/SSD512's VGG (e.g. 300 / 8 -> 38).
 
     Args:
@@ -94,11 +95,7 @@ def network_featmap_sizes(cfg: Config, generator: DefaultBoxGenerator) -> List[T
             stacklevel=2,
         )
         return _strides_featmap_sizes(generator)
-    if len(sizes) != generator.num_levels:
-        raise ValueError(
-            f'the model produces {len(sizes)} feature maps but {_GENERATOR_KEY} has '
-            f'{generator.num_levels} levels'
-        )
+    generator.check_featmap_sizes(sizes, (h, w))  # the same check as the head's first forward
     return sizes
 
 

@@ -1,14 +1,15 @@
 """Training-set ground truths of a config, as the network sees them after its ``Resize``.
 
-The COCO annotation files are read directly (``json``), not through ``CocoDataset``: the analysis
-needs no image files, and 118k images load in seconds instead of building every ``data_info``.
-The filters are ``CocoDataset.parse_data_info``'s (``ignore`` flag, empty intersection with the
-image, ``area <= 0``, ``w < 1`` or ``h < 1``, categories outside the classes) plus its
-``filter_cfg.min_size``; crowd boxes are dropped (the matcher ignores them). Labels follow
-mmdet: the file's categories whose names are in the dataset's classes, in the file's order.
+Every leaf dataset of ``train_dataloader.dataset`` (through ``RepeatDataset``,
+``ConcatDataset``, ``ClassBalancedDataset`` and other wrappers) is built through mmdet's
+``DATASETS`` registry, so any layout the config trains on is read as the training run reads it:
+COCO json, Pascal VOC (``ImageSets/Main/*.txt`` + XML), a custom dataset class. The dataset's own
+filters apply (crowd, ignored and difficult boxes, ``w < 1`` or ``h < 1``, classes outside
+``metainfo.classes``, ``filter_cfg``); no image file is read (the checked datasets' image check
+is off). Labels are the dataset's ``bbox_label``; size buckets use the box area in original
+pixels (COCO's ``area`` of a box-only annotation).
 """
 
-import json
 import os.path as osp
 from dataclasses import dataclass
 from typing import Iterator, List, Optional, Sequence, Tuple
@@ -19,7 +20,9 @@ from mmdet.registry import DATASETS
 from mmengine.config import Config
 from torch import Tensor
 
-__all__ = ['GroundTruths', 'find_coco_datasets', 'resized_shapes', 'load_ground_truths']
+from ssd_plugin.datasets.image_loading import ImageFileCheckMixin
+
+__all__ = ['GroundTruths', 'find_datasets', 'resized_shapes', 'load_ground_truths']
 
 
 @dataclass
@@ -29,9 +32,10 @@ class GroundTruths:
     Attributes:
         bboxes: ``(N, 4)`` float32 ``xyxy`` boxes in network-input pixels (after ``Resize``).
         labels: ``(N,)`` long class indices ``0..C-1``.
-        areas: ``(N,)`` float64 COCO ``area`` in original-image pixels (size buckets).
+        areas: ``(N,)`` float64 box areas in original-image pixels (size buckets).
         img_index: ``(N,)`` long index of the image (``0..num_images-1``) each box belongs to.
-        num_images: Number of images, those without boxes included.
+        num_images: Number of images the datasets list after their filters, those without
+            boxes included.
         classes: Class names, label order.
     """
 
@@ -55,17 +59,12 @@ def _walk(dataset_cfg: dict, key: str, pipeline: Optional[list]) -> Iterator[Tup
     elif 'datasets' in dataset_cfg:  # ConcatDataset
         for i, sub in enumerate(dataset_cfg['datasets']):
             yield from _walk(sub, f'{key}.datasets[{i}]', pipeline)
-    elif 'ann_file' in dataset_cfg:
-        yield dataset_cfg, pipeline or []
     else:
-        raise ValueError(
-            f'{key} (type {dataset_cfg.get("type")!r}) has no ann_file, dataset or datasets key; '
-            'only COCO-format datasets and their wrappers can be analysed'
-        )
+        yield dataset_cfg, pipeline or []
 
 
-def find_coco_datasets(cfg: Config) -> List[Tuple[dict, list]]:
-    """The COCO-style datasets of ``cfg.train_dataloader.dataset``, wrappers followed.
+def find_datasets(cfg: Config) -> List[Tuple[dict, list]]:
+    """The leaf datasets of ``cfg.train_dataloader.dataset``, wrappers followed.
 
     Args:
         cfg: A full mmdet config.
@@ -124,7 +123,8 @@ def resized_shapes(widths: np.ndarray, heights: np.ndarray, resize: dict) -> np.
     return np.stack([new_w, new_h], axis=1)
 
 
-def _dataset_classes(dataset_cfg: dict) -> Optional[Sequence[str]]:
+def dataset_classes(dataset_cfg: dict) -> Optional[Sequence[str]]:
+    """A dataset config's class names: its ``metainfo``, else its class's ``METAINFO``."""
     metainfo = dataset_cfg.get('metainfo') or {}
     if metainfo.get('classes') is not None:
         return metainfo['classes']
@@ -132,61 +132,40 @@ def _dataset_classes(dataset_cfg: dict) -> Optional[Sequence[str]]:
     return getattr(dataset_cls, 'METAINFO', {}).get('classes')
 
 
-def _read_coco(
-    ann_file: str, class_names: Optional[Sequence[str]], min_size: float
-) -> Tuple[List[str], dict, np.ndarray]:
-    """Class names, ``{image id: (w, h)}`` and the kept annotations of one COCO file.
+def _build(dataset_cfg: dict, key: str):
+    """The leaf dataset, fully loaded, without its pipeline or an image-file check."""
+    ann_file, data_root = dataset_cfg.get('ann_file', ''), dataset_cfg.get('data_root')
+    path = osp.join(data_root, ann_file) if data_root and not osp.isabs(ann_file) else ann_file
+    if ann_file and not osp.isfile(path):
+        raise FileNotFoundError(f'{key}: annotation file {path} does not exist '
+                                '(check ann_file/data_root)')  # fmt: skip
+    # no image is read: a missing image prefix (COCO's 'img') may stay empty
+    prefix = {'img': '', **(dataset_cfg.get('data_prefix') or {})}
+    overrides = dict(pipeline=[], serialize_data=False, lazy_init=False, data_prefix=prefix)
+    dataset_cls = DATASETS.get(dataset_cfg.get('type'))
+    if isinstance(dataset_cls, type) and issubclass(dataset_cls, ImageFileCheckMixin):
+        overrides['check_image_files'] = False  # the analysis reads no image
+    return DATASETS.build({**dataset_cfg, **overrides})
 
-    The annotations are a ``(K, 7)`` float64 table ``image id, label, x1, y1, x2, y2, area``.
+
+def _read_dataset(dataset) -> Tuple[np.ndarray, np.ndarray]:
+    """Image sizes ``(M, 2)`` ``(w, h)`` and a ``(K, 6)`` table of the kept boxes.
+
+    The table's columns: image index, label, ``x1, y1, x2, y2`` (original pixels).
     """
-    if not osp.isfile(ann_file):
-        raise FileNotFoundError(
-            f'annotation file {ann_file} does not exist (check ann_file/data_root)'
-        )
-    try:
-        with open(ann_file) as f:
-            coco = json.load(f)
-    except json.JSONDecodeError as e:
-        raise ValueError(f'annotation file {ann_file} is not valid JSON: {e}') from e
-    if not isinstance(coco, dict) or not coco.get('images'):
-        raise ValueError(f'annotation file {ann_file} lists no images')
-    if not coco.get('annotations'):
-        raise ValueError(f'annotation file {ann_file} has no annotations')
-    cats = coco.get('categories') or []
-    if class_names is not None:
-        cats = [c for c in cats if c['name'] in set(class_names)]
-    if not cats:
-        raise ValueError(
-            f'annotation file {ann_file} defines none of the classes {list(class_names or [])}'
-        )
-    cat2label = {c['id']: i for i, c in enumerate(cats)}
-    images = {
-        img['id']: (img['width'], img['height'])
-        for img in coco['images']
-        if min(img['width'], img['height']) >= min_size
-    }
-    rows = []
-    for ann in coco['annotations']:
-        size = images.get(ann['image_id'])
-        if size is None or ann.get('ignore', False) or ann.get('iscrowd', False):
-            continue
-        if ann['category_id'] not in cat2label:
-            continue
-        x1, y1, w, h = ann['bbox']
-        inter_w = max(0, min(x1 + w, size[0]) - max(x1, 0))
-        inter_h = max(0, min(y1 + h, size[1]) - max(y1, 0))
-        area = ann.get('area', w * h)
-        if inter_w * inter_h == 0 or area <= 0 or w < 1 or h < 1:
-            continue
-        rows.append((ann['image_id'], cat2label[ann['category_id']], x1, y1, x1 + w, y1 + h, area))
-    return [c['name'] for c in cats], images, np.array(rows, dtype=np.float64).reshape(-1, 7)
+    sizes, rows = [], []
+    for i, info in enumerate(dataset.data_list):
+        sizes.append((info['width'], info['height']))
+        rows += [(i, inst['bbox_label'], *inst['bbox']) for inst in info.get('instances', [])
+                 if not inst.get('ignore_flag', 0)]  # fmt: skip
+    return np.array(sizes, dtype=np.float64).reshape(-1, 2), np.array(rows).reshape(-1, 6)
 
 
 def load_ground_truths(cfg: Config) -> GroundTruths:
     """Ground truths of a config's training set in network-input pixels.
 
     Args:
-        cfg: A full mmdet config (``train_dataloader.dataset`` with COCO-format datasets and a
+        cfg: A full mmdet config (``train_dataloader.dataset`` whose leaf datasets have a
             ``Resize`` in their pipeline).
 
     Returns:
@@ -194,34 +173,29 @@ def load_ground_truths(cfg: Config) -> GroundTruths:
         a RepeatDataset counts once).
     """
     parts, classes, num_images = [], None, 0
-    for i, (dataset_cfg, pipeline) in enumerate(find_coco_datasets(cfg)):
-        key = f'train_dataloader.dataset (leaf {i}, ann_file {dataset_cfg["ann_file"]})'
-        ann_file = dataset_cfg['ann_file']
-        data_root = dataset_cfg.get('data_root')
-        if data_root and not osp.isabs(ann_file):
-            ann_file = osp.join(data_root, ann_file)
-        min_size = (dataset_cfg.get('filter_cfg') or {}).get('min_size', 0)
-        names, images, table = _read_coco(ann_file, _dataset_classes(dataset_cfg), min_size)
-        if classes is None:
-            classes = tuple(names)
-        elif tuple(names) != classes:
-            raise ValueError(f'{key} has classes {names}, the first dataset {list(classes)}')
+    for i, (dataset_cfg, pipeline) in enumerate(find_datasets(cfg)):
+        key = f'train_dataloader.dataset (leaf {i}, {dataset_cfg.get("type")})'
         resize = _find_resize(pipeline, key)
-        id_list = np.array(list(images), dtype=np.int64)
-        sizes = np.array(list(images.values()), dtype=np.float64).reshape(-1, 2)
-        order = np.argsort(id_list)
-        pos = order[np.searchsorted(id_list, table[:, 0].astype(np.int64), sorter=order)]
+        dataset = _build(dataset_cfg, key)
+        names = tuple(dataset.metainfo['classes'])
+        if classes is None:
+            classes = names
+        elif names != classes:
+            raise ValueError(f'{key} has classes {list(names)}, the first dataset {list(classes)}')
+        sizes, table = _read_dataset(dataset)
+        if not len(table):
+            raise ValueError(
+                f'{key}: no box of the classes {list(names)} in {dataset.ann_file} is left after '
+                "the dataset's filters (crowd/ignored/difficult boxes, w or h < 1, filter_cfg)"
+            )
+        pos = table[:, 0].astype(np.int64)
         new_sizes = resized_shapes(sizes[:, 0], sizes[:, 1], resize)[pos]
         boxes = table[:, 2:6] * np.tile(new_sizes / sizes[pos], 2)
         boxes = np.clip(boxes, 0, np.tile(new_sizes, 2))  # clip_object_border, as Resize
-        parts.append((boxes, table[:, 1], table[:, 6], pos + num_images))
-        num_images += len(id_list)
+        areas = (table[:, 4] - table[:, 2]) * (table[:, 5] - table[:, 3])
+        parts.append((boxes, table[:, 1], areas, pos + num_images))
+        num_images += len(sizes)
     bboxes, labels, areas, img_index = (np.concatenate(p) for p in zip(*parts))
-    if len(bboxes) == 0:
-        raise ValueError(
-            'no ground truth of train_dataloader.dataset is left after the filters '
-            '(crowd/ignored boxes, w or h < 1, classes outside metainfo.classes)'
-        )
     return GroundTruths(
         torch.from_numpy(bboxes).float(),
         torch.from_numpy(labels).long(),

@@ -1,17 +1,20 @@
 """A seeded synthetic COCO-format annotation file (no images), for the coverage analysis at scale.
 
 ``tools/analysis/default_box_coverage.py --synthetic-coco IMAGES BOXES`` analyses such a file in
-place of a config's training annotations (README, "Default-box coverage for your dataset": the
-COCO-sized figures).
+place of a config's training annotations (docs/analysis.md, "Default-box coverage for your
+dataset": the COCO-sized figures).
 """
 
-import json
 from typing import Sequence, Tuple
 
 import numpy as np
+from mmdet.datasets import CocoDataset
+from mmdet.registry import DATASETS
 from mmengine.config import Config
 
-from .ground_truths import _dataset_classes, find_coco_datasets
+from ssd_plugin.datasets.coco_writer import write_coco
+
+from .ground_truths import dataset_classes, find_datasets
 
 __all__ = ['write_synthetic_coco', 'use_synthetic_coco']
 
@@ -49,27 +52,13 @@ def write_synthetic_coco(
     y = rng.uniform(0, 1, num_boxes) * (heights[img] - h)
     cat = rng.integers(1, len(classes) + 1, num_boxes)
     crowd = rng.uniform(0, 1, num_boxes) < crowd_share
-    coco = {
-        'images': [
-            {'id': i + 1, 'file_name': f'{i + 1:012d}.jpg', 'width': int(iw), 'height': int(ih)}
-            for i, (iw, ih) in enumerate(zip(widths, heights))
-        ],
-        'categories': [{'id': i + 1, 'name': n} for i, n in enumerate(classes)],
-        'annotations': [
-            {
-                'id': k + 1,
-                'image_id': int(img[k]) + 1,
-                'category_id': int(cat[k]),
-                'bbox': [round(float(x[k]), 2), round(float(y[k]), 2)]
-                + [round(float(w[k]), 2), round(float(h[k]), 2)],
-                'area': round(float(w[k] * h[k]), 2),
-                'iscrowd': int(crowd[k]),
-            }
-            for k in range(num_boxes)
-        ],
-    }
-    with open(path, 'w') as f:
-        json.dump(coco, f)
+    images = [
+        (i + 1, f'{i + 1:012d}.jpg', iw, ih) for i, (iw, ih) in enumerate(zip(widths, heights))
+    ]
+    write_coco(
+        path, images, categories=[(i + 1, n) for i, n in enumerate(classes)], image_ids=img + 1,
+        category_ids=cat, bboxes=np.stack([x, y, w, h], axis=1), iscrowd=crowd, decimals=2,
+    )  # fmt: skip
 
 
 def use_synthetic_coco(
@@ -79,7 +68,8 @@ def use_synthetic_coco(
 
     The file has the first training dataset's classes, box sides log-uniform in 3..500 px on
     images of up to 640 x 480 and 1 % crowd boxes (which the analysis drops, as the matcher
-    ignores them); the datasets keep their pipelines (``Resize``) and filters.
+    ignores them); the datasets keep their pipelines (``Resize``) and filters, and become
+    ``CocoDataset`` where they read another layout (VOC).
 
     Args:
         cfg: Config whose ``train_dataloader.dataset`` leaves are changed in place.
@@ -91,12 +81,14 @@ def use_synthetic_coco(
     Returns:
         The class names written.
     """
-    leaves = [dataset_cfg for dataset_cfg, _ in find_coco_datasets(cfg)]
-    classes = tuple(_dataset_classes(leaves[0]) or ('object',))
+    leaves = [dataset_cfg for dataset_cfg, _ in find_datasets(cfg)]
+    classes = tuple(dataset_classes(leaves[0]) or ('object',))
     write_synthetic_coco(
         path, num_images, num_boxes, side_range=(3, 500), classes=classes, seed=seed,
         crowd_share=0.01,
     )  # fmt: skip
     for leaf in leaves:
         leaf.update(ann_file=path, data_root='', metainfo=dict(classes=classes))
+        if not issubclass(DATASETS.get(leaf.get('type')), CocoDataset):  # e.g. a VOC config
+            leaf.update(type='CocoDataset', data_prefix=dict(img=''))
     return classes

@@ -1,13 +1,13 @@
-"""Caffe SSD (weiliu89/caffe ``ssd``) models converted to the plugin's components.
+"""Caffe SSD (weiliu89/caffe ``ssd``) models run as the plugin's components.
 
 Importing this package registers :class:`CaffeNet`, :class:`CaffeMultiBoxHead` and
-:class:`CaffeCenterSizeCoder` (converted configs import it) and exposes :func:`convert`.
+:class:`CaffeCenterSizeCoder`, which converted configs use. The offline converter (Caffe files ->
+config + checkpoint) is :mod:`ssd_plugin.caffe.converter`, imported only where it is used: it
+builds protobuf message classes, which a training run does not need.
 """
 
 from .caffe_coder import CaffeCenterSizeCoder
 from .caffe_head import CaffeMultiBoxHead
 from .caffe_net import CaffeNet
-from .convert import convert
-from .proto import CaffeFormatError
 
-__all__ = ['CaffeCenterSizeCoder', 'CaffeFormatError', 'CaffeMultiBoxHead', 'CaffeNet', 'convert']
+__all__ = ['CaffeCenterSizeCoder', 'CaffeMultiBoxHead', 'CaffeNet']

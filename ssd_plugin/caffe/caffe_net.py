@@ -1,7 +1,7 @@
 """MODELS ``CaffeNet``: a backbone built from a Caffe net's layer list, as Caffe computes it.
 
 The converter writes the layers that compute the SSD feature maps into the config as plain
-dicts (:func:`ssd_plugin.caffe.backbone_spec.layer_dicts`); this module turns each into a torch
+dicts (:func:`ssd_plugin.caffe.converter.backbone_spec.layer_dicts`); this module turns each into a torch
 module with Caffe's arithmetic and runs them in prototxt order over named blobs.
 """
 
@@ -147,7 +147,7 @@ class CaffeNet(BaseModule):
 
     Each layer is a dict ``dict(name, type, bottom=[...], top=[...], **options)`` with
     ``type`` one of :data:`SUPPORTED_LAYERS`; the options are those the converter writes
-    (:func:`ssd_plugin.caffe.backbone_spec.layer_dicts`). Layers run in list order, reading and
+    (:func:`ssd_plugin.caffe.converter.backbone_spec.layer_dicts`). Layers run in list order, reading and
     writing blobs by name (in-place layers overwrite their blob, as in Caffe).
 
     State-dict keys: ``layers.<key>.<param>`` with ``<key>`` = :func:`module_key` of the layer

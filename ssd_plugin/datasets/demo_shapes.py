@@ -14,7 +14,6 @@ arguments give byte-identical files, and image ``i`` does not depend on how many
 asked for.
 """
 
-import json
 import math
 import os
 import os.path as osp
@@ -22,6 +21,8 @@ from typing import Dict, List, Sequence, Tuple
 
 import cv2
 import numpy as np
+
+from .coco_writer import write_coco
 
 __all__ = ['DEMO_CLASSES', 'DEMO_PALETTE', 'render_image', 'make_split', 'make_demo_dataset']
 
@@ -239,10 +240,10 @@ def make_split(
     os.makedirs(img_dir, exist_ok=True)
     os.makedirs(osp.join(out_dir, 'annotations'), exist_ok=True)
     digits = max(6, int(math.log10(num_images)) + 1)
-    images, annotations = [], []
+    images, boxes, labels, areas, image_ids = [], [], [], [], []
     for index in range(num_images):
         rng = np.random.default_rng([seed, _SPLIT_IDS[split], index])
-        image, boxes, labels, areas = render_image(
+        image, img_boxes, img_labels, img_areas = render_image(
             rng, image_size, size_range, max_objects, min_visible
         )
         file_name = f'{index:0{digits}d}.jpg'
@@ -251,33 +252,23 @@ def make_split(
             raise RuntimeError(f'OpenCV could not encode {file_name} as JPEG')
         with open(osp.join(img_dir, file_name), 'wb') as f:
             f.write(data.tobytes())
-        image_id = index + 1
-        images.append(dict(id=image_id, file_name=file_name, width=image_size, height=image_size))
-        for box, label, area in zip(boxes.tolist(), labels.tolist(), areas.tolist()):
-            x0, y0, x1, y1 = box
-            ann_id = len(annotations) + 1
-            bbox = [x0, y0, x1 - x0, y1 - y0]
-            annotations.append(
-                dict(
-                    id=ann_id,
-                    image_id=image_id,
-                    category_id=label + 1,
-                    bbox=bbox,
-                    area=area,
-                    iscrowd=0,
-                )
-            )
-    coco = dict(
+        images.append((index + 1, file_name, image_size, image_size))
+        boxes.append(img_boxes)
+        labels += img_labels.tolist()
+        areas += img_areas.tolist()
+        image_ids += [index + 1] * len(img_labels)
+    xyxy = np.concatenate(boxes).astype(np.float64)
+    ann_file = write_coco(
+        osp.join(out_dir, 'annotations', f'instances_{split}.json'),
+        images,
+        categories=[(i + 1, name) for i, name in enumerate(DEMO_CLASSES)],
+        image_ids=image_ids,
+        category_ids=[label + 1 for label in labels],
+        bboxes=np.concatenate([xyxy[:, :2], xyxy[:, 2:] - xyxy[:, :2]], axis=1),
+        areas=areas,
+        supercategory='shape',
         info=dict(description='ssd_plugin demo shapes', split=split, seed=int(seed)),
-        images=images,
-        annotations=annotations,
-        categories=[
-            dict(id=i + 1, name=name, supercategory='shape') for i, name in enumerate(DEMO_CLASSES)
-        ],
     )
-    ann_file = osp.join(out_dir, 'annotations', f'instances_{split}.json')
-    with open(ann_file, 'w', encoding='utf-8') as f:
-        json.dump(coco, f)
     return ann_file
 
 

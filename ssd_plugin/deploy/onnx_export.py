@@ -127,7 +127,8 @@ class ONNXDetector(nn.Module):
             img = self.preprocess(img)
         head = self.detector.bbox_head
         outputs = head(self.detector.extract_feat(img))
-        if not self.decode:
+        if not self.decode:  # (decode checks them itself)
+            head.check_featmap_sizes(outputs[0], img.shape[-2:])
             return head.flatten_outputs(*outputs)
         if tuple(img.shape[-2:]) != self.input_size:
             raise ValueError(

@@ -36,7 +36,7 @@ from torch import Tensor
 from torchvision.ops import batched_nms
 
 from ssd_plugin.functional.postprocess import PREFIX_GROWTH, PREFIX_START, group_rank
-from ssd_plugin.models.dense_heads.multibox_head import DEFAULT_TEST_CFG
+from ssd_plugin.models.dense_heads.inference_cfg import read_test_cfg
 
 __all__ = [
     'PostProcess',
@@ -92,8 +92,9 @@ class PostProcessStage(nn.Module):
     """One stage: a score prefix of ``prefix`` default boxes per image, or all (``None``).
 
     Args:
-        test_cfg: ``score_thr``, ``nms=dict(iou_threshold=...)``, ``nms_pre``, ``max_per_img``
-            (defaults: :data:`DEFAULT_TEST_CFG`).
+        test_cfg: ``score_thr``, ``nms=dict(iou_threshold=...)``, ``nms_pre``, ``max_per_img``,
+            read as the head reads them (:func:`~ssd_plugin.models.dense_heads.inference_cfg.
+            read_test_cfg`; ``nms`` is required).
         channel_labels: ``(C,)`` the head's channel -> label map (-1: never reported).
         prefix: Default boxes per image, or None for the unbounded stage.
 
@@ -103,15 +104,9 @@ class PostProcessStage(nn.Module):
 
     def __init__(self, test_cfg: dict, channel_labels: Tensor, prefix: Optional[int]) -> None:
         super().__init__()
-        self.score_thr = float(test_cfg.get('score_thr', DEFAULT_TEST_CFG['score_thr']))
-        self.nms_pre = int(test_cfg.get('nms_pre', DEFAULT_TEST_CFG['nms_pre']))
-        self.max_per_img = int(test_cfg.get('max_per_img', DEFAULT_TEST_CFG['max_per_img']))
-        nms = test_cfg.get('nms')
-        if not nms or 'iou_threshold' not in nms:
-            raise ValueError('test_cfg.nms=dict(iou_threshold=...) is needed for NMS in ONNX')
-        if self.score_thr < 0:
-            raise ValueError(f'test_cfg.score_thr must be >= 0, got {self.score_thr}')
-        self.iou_thr = float(nms['iou_threshold'])
+        settings = read_test_cfg(test_cfg, need_nms=True)
+        self.score_thr, self.iou_thr = settings.score_thr, settings.iou_thr
+        self.nms_pre, self.max_per_img = settings.nms_pre, settings.max_per_img
         self.prefix = prefix
         self.register_buffer('channel_labels', channel_labels.detach().clone(), persistent=False)
 
@@ -196,7 +191,7 @@ class PostProcess(nn.Module):
         PostProcessStage(self.test_cfg, self.channel_labels, None)  # check the settings now
 
     def stages(self, num_priors: int) -> List[PostProcessStage]:
-        max_per_img = self.test_cfg.get('max_per_img', DEFAULT_TEST_CFG['max_per_img'])
+        max_per_img = read_test_cfg(self.test_cfg, need_nms=True).max_per_img
         sizes = prefix_sizes(num_priors, max_per_img) if self.bounded else []
         return [PostProcessStage(self.test_cfg, self.channel_labels, k) for k in sizes + [None]]
 

@@ -18,35 +18,37 @@ Which precision (:func:`choose_amp`):
 
 ``dtype`` chooses instead of ``'auto'``: ``'bfloat16'`` (``'bf16'``) or ``'float16'``
 (``'fp16'``, GPUs only). The tools take ``--amp`` and ``--amp-dtype``; a config may hold the same
-as ``amp = dict(dtype='auto', channels_last=True)`` (:func:`apply_amp_cfg`), which the tools then
-apply without the flag. :class:`~ssd_plugin.engine.hooks.MixedPrecisionHook` logs the choice and
-its reason once at the start of the run and puts the autocast around the network.
+as ``amp = dict(dtype='auto', channels_last=True)``, which the tools then apply without the flag
+(:mod:`ssd_plugin.engine.amp_cli`: the options and the config they write).
+:class:`~ssd_plugin.engine.hooks.MixedPrecisionHook` logs the choice and its reason once at the
+start of the run (a warning where bf16 is asked for on a CPU that emulates it) and puts the
+autocast around the network.
 
 The weights become channels_last before the first iteration, after the runner has wrapped the
 model: under DDP, whose gradient buckets were laid out for the contiguous weights, that costs a
 gradient copy per step (PyTorch warns that the strides differ), not a wrong result.
 """
 
-import argparse
+import logging
+import os
 import os.path as osp
 import platform
 from dataclasses import dataclass
 from typing import Callable, FrozenSet, Iterable, Optional
 
 import torch
-from mmengine.config import Config
 from torch import nn
 
-from .hooks.method_wrap import is_wrapped, unwrap_method, wrap_method
+from .method_wrap import is_wrapped, unwrap_method, wrap_method
 
 __all__ = [
     'AMP_DTYPES',
     'AmpChoice',
-    'add_amp_args',
-    'apply_amp_cfg',
     'autocast_network',
     'choose_amp',
     'cpu_bf16_flags',
+    'onednn_isa_cap',
+    'parse_amp_dtype',
     'remove_autocast_network',
 ]
 
@@ -60,7 +62,9 @@ AMP_DTYPES = {
 }
 #: The CPU feature flags (as /proc/cpuinfo names them) that mean native bf16 arithmetic.
 NATIVE_BF16_FLAGS = ('avx512_bf16', 'amx_bf16', 'bf16')
-_AMP_KEYS = ('dtype', 'channels_last', 'loss_scale')
+#: oneDNN ISA caps (``ONEDNN_MAX_CPU_ISA``) that keep oneDNN below its bf16 kernels: under one,
+#: an x86 CPU's bf16 instructions go unused and bf16 runs emulated, as on a CPU without them.
+ONEDNN_CAPS_WITHOUT_BF16 = ('SSE41', 'AVX', 'AVX2', 'AVX2_VNNI', 'AVX512_CORE', 'AVX512_CORE_VNNI')
 _TAG = 'autocast_network'
 
 
@@ -74,6 +78,8 @@ class AmpChoice:
         loss_scale (bool): Whether the backward pass needs a loss scaler (float16).
         channels_last (bool): Whether weights and images are made channels_last.
         reason (str): Why this precision, for the log.
+        warning (bool): Whether the log line is a warning (bf16 asked for where it is emulated,
+            likely slower than float32). Defaults to False.
     """
 
     device: str
@@ -81,6 +87,12 @@ class AmpChoice:
     loss_scale: bool
     channels_last: bool
     reason: str
+    warning: bool = False
+
+    @property
+    def log_level(self) -> int:
+        """``logging.WARNING`` for a choice the user should reconsider, else ``logging.INFO``."""
+        return logging.WARNING if self.warning else logging.INFO
 
     @property
     def enabled(self) -> bool:
@@ -97,10 +109,21 @@ class AmpChoice:
                 f'weights, loss and post-processing. {self.reason}')  # fmt: skip
 
 
-def cpu_bf16_flags(cpuinfo: str = '/proc/cpuinfo') -> FrozenSet[str]:
-    """The native-bf16 feature flags this CPU has (see :data:`NATIVE_BF16_FLAGS`).
+def onednn_isa_cap() -> Optional[str]:
+    """oneDNN's ISA cap from the environment (``ONEDNN_MAX_CPU_ISA`` or its older name
+    ``DNNL_MAX_CPU_ISA``), upper-cased, or None."""
+    for key in ('ONEDNN_MAX_CPU_ISA', 'DNNL_MAX_CPU_ISA'):
+        if os.environ.get(key):
+            return os.environ[key].strip().upper()
+    return None
 
-    Reads torch's own CPU checks (cpuinfo, any OS) and, on Linux, the kernel's flag list.
+
+def cpu_bf16_flags(cpuinfo: str = '/proc/cpuinfo') -> FrozenSet[str]:
+    """The native-bf16 feature flags this CPU has and oneDNN may use (see
+    :data:`NATIVE_BF16_FLAGS`).
+
+    Reads torch's own CPU checks (cpuinfo, any OS) and, on Linux, the kernel's flag list; an
+    x86 CPU's flags are dropped under a :data:`ONEDNN_CAPS_WITHOUT_BF16` cap.
     """
     found = set()
     if getattr(torch.cpu, '_is_avx512_bf16_supported', lambda: False)():
@@ -113,10 +136,17 @@ def cpu_bf16_flags(cpuinfo: str = '/proc/cpuinfo') -> FrozenSet[str]:
                 if line.startswith(('flags', 'Features')):  # x86, Arm
                     found.update(set(line.split(':', 1)[1].split()) & set(NATIVE_BF16_FLAGS))
                     break
+    if onednn_isa_cap() in ONEDNN_CAPS_WITHOUT_BF16:
+        found -= {'avx512_bf16', 'amx_bf16'}
     return frozenset(found)
 
 
-def _parse_dtype(dtype) -> Optional[torch.dtype]:
+def parse_amp_dtype(dtype) -> Optional[torch.dtype]:
+    """The torch dtype an ``amp`` dtype name means (None for ``'auto'``).
+
+    Raises:
+        ValueError: An unknown name (the message lists the accepted ones).
+    """
     if isinstance(dtype, torch.dtype) and dtype in AMP_DTYPES.values():
         return dtype
     if isinstance(dtype, str) and dtype in AMP_DTYPES:
@@ -145,7 +175,7 @@ def choose_amp(device: str, dtype='auto', channels_last: bool = True, *,
     Raises:
         ValueError: An unknown dtype, float16 on a CPU, or bfloat16 on a GPU without it.
     """
-    wanted = _parse_dtype(dtype)
+    wanted = parse_amp_dtype(dtype)
     kind = torch.device(device).type
     if kind == 'cuda':
         if cuda_bf16 is None:
@@ -175,17 +205,26 @@ def choose_amp(device: str, dtype='auto', channels_last: bool = True, *,
                          f'The CPU computes bf16 natively ({", ".join(flags)}).')  # fmt: skip
     why = ('torch has no oneDNN (torch.backends.mkldnn)' if not has_mkldnn else
            f'the CPU ({platform.processor() or platform.machine()}) has no native bf16 (none of '
-           f'the flags {", ".join(NATIVE_BF16_FLAGS)})')  # fmt: skip
-    if wanted == torch.bfloat16:  # asked for explicitly: honoured, with the warning
+           f'the flags {", ".join(NATIVE_BF16_FLAGS)}{_cap_note()})')  # fmt: skip
+    if wanted == torch.bfloat16:  # asked for explicitly: honoured, with a warning
         return AmpChoice('cpu', torch.bfloat16, False, channels_last,
                          f'bfloat16 as asked, but {why}: bf16 is emulated and likely slower '
-                         f'than float32.')  # fmt: skip
+                         f'than float32.', warning=True)  # fmt: skip
     return AmpChoice(
         'cpu',
         None,
         False,
         False,
         f'Running float32: {why}, and emulated bf16 is slower than float32.',
+    )
+
+
+def _cap_note() -> str:
+    cap = onednn_isa_cap()
+    return (
+        f' that oneDNN may use under ONEDNN_MAX_CPU_ISA={cap}'
+        if cap in ONEDNN_CAPS_WITHOUT_BF16
+        else ''
     )
 
 
@@ -265,75 +304,3 @@ def _to_float32(outputs):
     if isinstance(outputs, (tuple, list)):
         return type(outputs)(_to_float32(o) for o in outputs)
     return outputs
-
-
-def add_amp_args(parser: argparse.ArgumentParser) -> None:
-    """Add ``--amp`` and ``--amp-dtype`` (tools/train.py, tools/test.py, image_demo.py)."""
-    parser.add_argument(
-        '--amp', action='store_true',
-        help='mixed precision for the network: bf16 autocast + channels_last on CPUs with '
-        'native bf16 (else float32) and bf16-capable GPUs, float16 with a loss scaler on other '
-        'GPUs; fp32 weights, loss and post-processing')  # fmt: skip
-    parser.add_argument(
-        '--amp-dtype', choices=list(AMP_DTYPES),
-        help='the --amp precision instead of auto (float16: GPUs only)')  # fmt: skip
-
-
-def apply_amp_cfg(cfg: Config, amp: bool = False, dtype: Optional[str] = None,
-                  device: Optional[str] = None) -> Optional[AmpChoice]:  # fmt: skip
-    """Apply ``--amp`` / ``--amp-dtype`` or the config's ``amp`` dict to a tool's config.
-
-    Adds ``MixedPrecisionHook`` to ``cfg.custom_hooks`` and, where the choice needs a loss
-    scaler (float16), sets ``optim_wrapper.type = 'LossScaleOptimWrapper'``. A config's
-    ``AmpOptimWrapper`` (which would autocast the loss too, and asserts a GPU) becomes the
-    plain or loss-scaling wrapper. Nothing changes without ``--amp`` and without ``cfg.amp``.
-
-    Args:
-        cfg (Config): Modified in place; ``cfg.amp`` is set to what was applied.
-        amp (bool): ``--amp``.
-        dtype (str, optional): ``--amp-dtype``; overrides ``cfg.amp.dtype``.
-        device (str, optional): Default: ``'cuda'`` if available, else ``'cpu'`` (as the runner).
-
-    Returns:
-        AmpChoice | None: The choice, or None when mixed precision is off.
-
-    Raises:
-        ValueError: ``--amp-dtype`` without ``--amp`` and without ``cfg.amp``, or an unknown key
-            in ``cfg.amp`` (named).
-    """
-    amp_cfg = cfg.get('amp')
-    if amp_cfg is not None and not isinstance(amp_cfg, dict):
-        raise ValueError(f'the config key amp must be a dict such as dict(dtype=\'auto\'), '
-                         f'got {amp_cfg!r}')  # fmt: skip
-    if not amp and amp_cfg is None:
-        if dtype is not None:
-            raise ValueError('--amp-dtype needs --amp (or an amp dict in the config)')
-        return None
-    amp_cfg = dict(amp_cfg or {})
-    unknown = sorted(set(amp_cfg) - set(_AMP_KEYS))
-    if unknown:
-        raise ValueError(f'unknown key(s) amp.{", amp.".join(unknown)} in the config; '
-                         f'amp takes {", ".join(_AMP_KEYS)}')  # fmt: skip
-    if dtype is not None:
-        amp_cfg['dtype'] = dtype
-    amp_cfg.setdefault('dtype', 'auto')
-    amp_cfg.setdefault('channels_last', True)
-    device = device or ('cuda' if torch.cuda.is_available() else 'cpu')
-    choice = choose_amp(device, amp_cfg['dtype'], amp_cfg['channels_last'])
-    cfg.amp = amp_cfg
-
-    hooks = [h for h in (cfg.get('custom_hooks') or []) if h.get('type') != 'MixedPrecisionHook']
-    hooks.append(dict(type='MixedPrecisionHook', dtype=amp_cfg['dtype'],
-                      channels_last=amp_cfg['channels_last']))  # fmt: skip
-    cfg.custom_hooks = hooks
-    wrapper = cfg.get('optim_wrapper')
-    if wrapper is not None:
-        if choice.loss_scale:
-            wrapper['type'] = 'LossScaleOptimWrapper'
-            wrapper['loss_scale'] = amp_cfg.get('loss_scale', wrapper.get('loss_scale', 'dynamic'))
-            wrapper.pop('dtype', None)  # AmpOptimWrapper's: the hook autocasts, not the wrapper
-        elif wrapper.get('type') in ('AmpOptimWrapper', 'LossScaleOptimWrapper'):
-            wrapper['type'] = 'OptimWrapper'
-            for key in ('loss_scale', 'dtype', 'use_fsdp'):
-                wrapper.pop(key, None)
-    return choice

@@ -21,7 +21,7 @@ import contextlib
 import os.path as osp
 import pickle
 import zipfile
-from typing import Callable, Iterator, List, Optional, Tuple, Union
+from typing import Callable, Iterator, List, Optional, Set, Tuple, Union
 
 import mmengine
 import numpy as np
@@ -30,6 +30,8 @@ from mmengine.logging import HistoryBuffer
 from mmengine.runner.checkpoint import CheckpointLoader
 from mmengine.utils import digit_version
 
+from .checkpoint_scan import scan_checkpoint, weights_only_names
+
 __all__ = [
     'MMENGINE_SAFE_GLOBALS',
     'checkpoint_damage',
@@ -37,12 +39,14 @@ __all__ = [
     'load_local_checkpoint',
     'load_state_dict_file',
     'mmengine_load_is_weights_only',
+    'refusal_message',
     'weights_only_checkpoint_loading',
 ]
 
 _ZIP_MAGIC = b'PK\x03\x04'  # torch >= 1.6 saves zip archives; older torch a bare pickle stream
 _AGAIN = 'Copy or download it again.'
 _LFS_POINTER = 'Git LFS pointer'
+_NAMED = 3  # foreign globals named in a refusal
 
 
 def _numpy_globals() -> List[Union[Callable, type]]:
@@ -79,7 +83,11 @@ def checkpoint_damage(filename: str) -> Optional[str]:
     An empty file and a Git LFS pointer are named as such. A zip archive (torch's format) must
     have its central directory (a truncated file has none) and every member must match the
     CRC-32 recorded for it (members saved without a checksum are not checked). A file in torch's
-    pre-1.6 pickle format has no checksums: its damage shows only while unpickling.
+    legacy (pre-1.6) format, a tar archive or a bare pickle has no checksums: its pickle streams
+    must parse to their end and (legacy) its tensor data must be all there
+    (:func:`~ssd_plugin.engine.checkpoint_scan.scan_checkpoint`, which runs nothing the file
+    names). A file naming globals outside the allow-list is not called damaged: loading it
+    refuses it as unsafe.
 
     Args:
         filename (str): Path of an existing file.
@@ -96,7 +104,8 @@ def checkpoint_damage(filename: str) -> Optional[str]:
     if head.startswith(b'version https://git-lfs'):
         return f'is a {_LFS_POINTER}, not the checkpoint itself: fetch it with `git lfs pull`'
     if not head.startswith(_ZIP_MAGIC):
-        return None
+        scan = scan_checkpoint(filename, _allowed_names())
+        return None if scan.foreign else scan.damage  # an unsafe file is refused, not skipped
     try:
         with zipfile.ZipFile(filename) as archive:
             for member in archive.infolist():
@@ -141,27 +150,43 @@ def load_local_checkpoint(
     with torch.serialization.safe_globals(MMENGINE_SAFE_GLOBALS):
         try:
             return torch.load(filename, map_location=map_location, weights_only=True)
-        except pickle.UnpicklingError as err:
-            # torch wraps the unpickler's own reason in a long generic message
-            reason = str(err.__context__ or err).split('\n')[0].split(' was not an allowed')[0]
-            if not reason.startswith('Unsupported global') and not _is_zip(filename):
-                raise RuntimeError(
-                    f'Checkpoint {filename} is truncated or corrupt: it is not a valid pickle '
-                    f'stream ({reason}). {damage_remedy(filename)}'
-                ) from err
-            raise RuntimeError(
-                f'Checkpoint {filename} holds objects that are not weights or mmengine training '
-                f'state ({reason}). It is not loaded because unpickling them could run any '
-                f'code; if you trust its source, load it with torch.load(..., weights_only=False) '
-                f'and save its state dict alone.'
-            ) from err
-        except (EOFError, RuntimeError) as err:
-            if _is_zip(filename):  # intact (checked above), so not a damaged file
-                raise RuntimeError(f'Checkpoint {filename} could not be loaded: {err}') from err
-            # a truncated pre-1.6 file ends mid-stream
-            raise RuntimeError(
-                f'Checkpoint {filename} is truncated or corrupt: {err} {damage_remedy(filename)}'
-            ) from err
+        except Exception as err:  # whatever a hostile or broken file makes torch raise
+            raise RuntimeError(refusal_message(filename, err)) from err
+
+
+def _allowed_names() -> Set[str]:
+    return weights_only_names(MMENGINE_SAFE_GLOBALS)
+
+
+def refusal_message(filename: str, err: BaseException) -> str:
+    """Why torch's weights-only loader refused ``filename``: unsafe, damaged or unreadable.
+
+    The file is read again without running anything it names
+    (:func:`~ssd_plugin.engine.checkpoint_scan.scan_checkpoint`), in whichever layout torch
+    wrote it: globals outside the allow-list make it unsafe, whatever torch's own message
+    says; a pickle stream that ends early or does not parse makes it damaged.
+    """
+    # torch wraps the unpickler's own reason in a long generic message
+    reason = str(err.__context__ or err).strip().split('\n')[0].split(' was not an allowed')[0]
+    scan = scan_checkpoint(filename, _allowed_names())
+    if scan.foreign:
+        named = ', '.join(dict.fromkeys(scan.foreign[:_NAMED]))
+        more = f' and {len(scan.foreign) - _NAMED} more' if len(scan.foreign) > _NAMED else ''
+        return (
+            f'Checkpoint {filename} is unsafe: it holds objects that are not weights or mmengine '
+            f'training state ({named}{more}). It is not loaded because unpickling them could run '
+            f'any code; if you trust its source, load it with torch.load(..., '
+            f'weights_only=False) and save its state dict alone.'
+        )
+    if scan.damage is not None:
+        return f'Checkpoint {filename} {scan.damage}. {damage_remedy(filename)}'
+    if scan.layout == 'pickle':
+        return (
+            f'Checkpoint {filename} is a bare pickle, not a file written by torch.save, and '
+            f"torch's weights-only loader cannot read it ({reason}). Re-save its tensors with "
+            f'torch.save from the program that wrote it.'
+        )
+    return f'Checkpoint {filename} could not be loaded: {reason}'
 
 
 def damage_remedy(filename: str) -> str:

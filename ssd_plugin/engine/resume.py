@@ -34,13 +34,14 @@ def _candidates(work_dir: str, named: Optional[str]) -> List[str]:
     scheduler states, so a run resumed from one would not continue as it was.
     """
     folders = {work_dir} | ({osp.dirname(named)} if named else set())
+    # absolute: mmengine writes an absolute path into last_checkpoint, a work dir may be relative
     paths = {
-        osp.normpath(p)
+        osp.abspath(p)
         for folder in folders
         for p in glob.glob(osp.join(folder, '*.pth'))
         if not osp.basename(p).startswith('best_')
     }
-    paths.discard(osp.normpath(named) if named else None)
+    paths.discard(osp.abspath(named) if named else None)
     return sorted(paths, key=lambda p: (os.stat(p).st_mtime_ns, p), reverse=True)
 
 

@@ -5,7 +5,8 @@
 cross-entropy over the positives and the hard negatives (Eq. 3): per image the negatives with the
 highest confidence loss, at most ``neg_pos_ratio`` times that image's positives.
 
-The head's outputs are read where the convolutions wrote them, as *level views*: a level's
+The head's outputs are read where the convolutions wrote them, as *level views*
+(:func:`~ssd_plugin.functional.head_outputs.level_views`): a level's
 ``(B, A * K, H, W)`` output viewed as ``(B, A, K, H * W)`` (``A`` default boxes per location,
 ``K`` channels), its default box ``(y * W + x) * A + a`` at ``[:, a, :, y * W + x]``. Mining needs
 every default box's background loss, one pass without gradients; the loss itself is
@@ -14,23 +15,15 @@ gradients for those rows only, and the ``(B, P, K)`` flattened copy is never mad
 """
 
 from itertools import accumulate
-from typing import List, Sequence, Tuple, Union
+from typing import Callable, List, Optional, Sequence, Tuple, Union
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-__all__ = ['Outputs', 'level_views', 'mine_hard_negatives', 'multibox_loss']
+__all__ = ['Outputs', 'mine_hard_negatives', 'multibox_loss', 'positive_normaliser']
 
 Outputs = Union[Tensor, Sequence[Tensor]]
-
-
-def level_views(outputs: Sequence[Tensor], num_base_priors: Sequence[int]) -> List[Tensor]:
-    """``(B, A * K, H, W)`` level outputs as ``(B, A, K, H * W)`` views (no copy)."""
-    return [
-        out.reshape(out.shape[0], a, out.shape[1] // a, -1)
-        for out, a in zip(outputs, num_base_priors)
-    ]
 
 
 def _as_levels(outputs: Outputs) -> List[Tensor]:
@@ -118,6 +111,11 @@ def mine_hard_negatives(
     return hard.scatter(1, top_idx, keep)
 
 
+def positive_normaliser(num_pos: Tensor) -> Tensor:
+    """The paper's ``N`` as a divisor: the positive count, at least 1 (float32)."""
+    return num_pos.clamp(min=1).float()
+
+
 def multibox_loss(
     cls_scores: Outputs,
     bbox_preds: Outputs,
@@ -126,6 +124,7 @@ def multibox_loss(
     neg_pos_ratio: float = 3.0,
     beta: float = 1.0,
     alpha: float = 1.0,
+    normaliser: Optional[Callable[[Tensor], Tensor]] = None,
 ) -> Tuple[Tensor, Tensor]:
     """MultiBox loss of a batch (paper Eq. 1), without a per-image loop.
 
@@ -140,6 +139,10 @@ def multibox_loss(
         neg_pos_ratio: Hard negatives per positive.
         beta: Smooth L1 transition point.
         alpha: Weight of the localisation loss.
+        normaliser: Maps the batch's positive count (a 0-d long tensor) to the divisor of both
+            sums; defaults to :func:`positive_normaliser`. Distributed training passes one that
+            counts the positives of every process's batch
+            (:func:`~ssd_plugin.models.losses.global_normaliser.global_batch_normaliser`).
 
     Returns:
         ``(loss_cls, loss_bbox)``, each summed and divided by the batch's positives, so
@@ -150,7 +153,7 @@ def multibox_loss(
     positive = (labels >= 0) & (labels < num_classes)
     negative = labels == num_classes
     hard_neg = mine_hard_negatives(_background_loss(cls_levels), positive, negative, neg_pos_ratio)
-    normaliser = positive.sum().clamp(min=1).float()
+    normaliser = (normaliser or positive_normaliser)(positive.sum())
 
     img_ids, prior_ids = (positive | hard_neg).nonzero(as_tuple=True)
     rows, at = _rows(cls_levels, img_ids, prior_ids)

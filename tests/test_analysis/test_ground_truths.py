@@ -18,6 +18,7 @@ from synthetic_coco import tiny_config, write_synthetic_coco  # noqa: E402
 
 def _coco(path, images, annotations, names=('a', 'b')):
     cats = [{'id': 10 + i, 'name': n} for i, n in enumerate(names)]
+    images = [{'file_name': f'{img["id"]}.jpg', **img} for img in images]
     with open(path, 'w') as f:
         json.dump({'images': images, 'annotations': annotations, 'categories': cats}, f)
     return str(path)
@@ -100,7 +101,7 @@ def test_missing_and_empty_annotation_files_are_named(tmp_path):
     with pytest.raises(FileNotFoundError, match='nope.json'):
         load_ground_truths(load_config(tiny_config(missing)))
     empty = _coco(tmp_path / 'empty.json', [{'id': 1, 'width': 10, 'height': 10}], [])
-    with pytest.raises(ValueError, match='empty.json has no annotations'):
+    with pytest.raises(ValueError, match=r"no box of the classes \['a', 'b', 'c'\] in .*empty.json"):
         load_ground_truths(load_config(tiny_config(empty)))
     other = _coco(
         tmp_path / 'other.json',
@@ -108,7 +109,7 @@ def test_missing_and_empty_annotation_files_are_named(tmp_path):
         [_ann(1, 1, 10, [0, 0, 5, 5])],
         names=('z',),
     )
-    with pytest.raises(ValueError, match='other.json defines none of the classes'):
+    with pytest.raises(ValueError, match=r"no box of the classes \['a', 'b', 'c'\] in .*other.json"):
         load_ground_truths(load_config(tiny_config(other)))
 
 
@@ -121,3 +122,38 @@ def test_pipeline_without_resize_is_an_error(tmp_path):
     del cfg['train_dataloader']
     with pytest.raises(KeyError, match='train_dataloader.dataset'):
         load_ground_truths(load_config(cfg))
+
+
+def test_voc_layout_boxes_are_the_xml_boxes_resized(tmp_path):
+    """A VOC config (RepeatDataset of a ConcatDataset of two years) is read as mmdet reads it:
+    XML coordinates minus one, difficult objects left out, then mmdet's Resize."""
+    from xml.etree import ElementTree as ET
+
+    from data_factory import make_voc_dataset
+
+    from ssd_plugin.engine.data_root import load_config_with_data_root
+
+    root = tmp_path / 'VOCdevkit'
+    make_voc_dataset(str(root))
+    config = str(Path(__file__).parents[2] / 'configs' / 'ssd300_vgg16_8xb8-240e_voc0712.py')
+    cfg = load_config_with_data_root(config, str(root))
+    gts = load_ground_truths(cfg)
+    expected, num_images = [], 0
+    for year in ('VOC2007', 'VOC2012'):  # the config's Concat order
+        for stem in (root / year / 'ImageSets' / 'Main' / 'trainval.txt').read_text().split():
+            xml = ET.parse(root / year / 'Annotations' / f'{stem}.xml')
+            w, h = (int(xml.findtext(f'size/{k}')) for k in ('width', 'height'))
+            for obj in xml.iter('object'):
+                if obj.findtext('difficult') == '1':
+                    continue
+                x1, y1, x2, y2 = (float(obj.findtext(f'bndbox/{k}')) for k in
+                                  ('xmin', 'ymin', 'xmax', 'ymax'))  # fmt: skip
+                # mmdet's XMLDataset: every coordinate minus one
+                box = [(x1 - 1) * 300 / w, (y1 - 1) * 300 / h, (x2 - 1) * 300 / w,
+                       (y2 - 1) * 300 / h]  # fmt: skip
+                expected.append((box, obj.findtext('name'), num_images))
+            num_images += 1
+    assert gts.num_images == num_images == 6 and len(gts) == len(expected)
+    torch.testing.assert_close(gts.bboxes, torch.tensor([b for b, _, _ in expected]))
+    assert [gts.classes[i] for i in gts.labels] == [n for _, n, _ in expected]
+    assert gts.img_index.tolist() == [i for _, _, i in expected]

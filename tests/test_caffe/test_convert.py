@@ -9,7 +9,7 @@ from mmdet.registry import MODELS
 from mmengine.config import Config
 from tiny_ssd import LEVELS, write_net
 
-from ssd_plugin.caffe import convert
+from ssd_plugin.caffe.converter import convert
 from ssd_plugin.caffe.caffe_net import CaffeNet, module_key
 
 pytestmark = pytest.mark.filterwarnings('ignore::UserWarning')
@@ -126,7 +126,7 @@ def test_names_never_become_code(tmp_path):
     prototxt.write_text(text)
     from tiny_ssd import random_blobs, write_caffemodel
 
-    from ssd_plugin.caffe.proto import read_prototxt
+    from ssd_plugin.caffe.converter.proto import read_prototxt
 
     evil_name = [n.name for n in read_prototxt(prototxt).layer if n.name.startswith('x"')][0]
     blobs = random_blobs()

@@ -2,9 +2,10 @@
 
 import numpy as np
 import pytest
+import torch
 from tiny_ssd import prototxt_text, random_blobs, write_caffemodel, write_net
 
-from ssd_plugin.caffe import CaffeFormatError, convert
+from ssd_plugin.caffe.converter import CaffeFormatError, convert
 
 pytestmark = pytest.mark.filterwarnings('ignore::UserWarning')
 
@@ -68,12 +69,23 @@ def test_truncated_caffemodel_names_the_file(tmp_path):
 
 
 def test_legacy_blob_dims_convert(tmp_path):
-    """Pre-2015 blobs (num/channels/height/width, 1x1x1xN biases) load like shaped ones."""
+    """Pre-2015 blobs (num/channels/height/width, 1x1x1xN biases) give the blobs' own values."""
     prototxt = tmp_path / 'deploy.prototxt'
     prototxt.write_text(prototxt_text())
     caffemodel = str(tmp_path / 'legacy.caffemodel')
-    write_caffemodel(caffemodel, str(prototxt), random_blobs(), legacy={'conv1', 'conv1_bn'})
-    _convert(tmp_path, str(prototxt), caffemodel)
+    blobs = random_blobs()
+    write_caffemodel(caffemodel, str(prototxt), blobs, legacy={'conv1', 'conv1_bn'})
+    _, checkpoint = _convert(tmp_path, str(prototxt), caffemodel)
+    state = torch.load(checkpoint, weights_only=True)['state_dict']
+    key = 'backbone.layers.conv1'
+    np.testing.assert_array_equal(state[f'{key}.weight'].numpy(), blobs['conv1'][0])
+    np.testing.assert_array_equal(state[f'{key}.bias'].numpy(), blobs['conv1'][1])
+    # BatchNorm's running sums over its scale factor (2: tiny_ssd.random_blobs), exact in fp32
+    assert blobs['conv1_bn'][2].tolist() == [2.0]
+    np.testing.assert_array_equal(
+        state[f'{key}_bn.running_mean'].numpy(), blobs['conv1_bn'][0] / 2
+    )
+    np.testing.assert_array_equal(state[f'{key}_bn.running_var'].numpy(), blobs['conv1_bn'][1] / 2)
 
 
 def test_classes_count_checked(tmp_path):

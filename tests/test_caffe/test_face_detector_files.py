@@ -7,7 +7,7 @@ import zipfile
 
 import pytest
 
-from ssd_plugin.caffe import face_detector_files as fdf
+from ssd_plugin.caffe.converter import face_detector_files as fdf
 
 sys.path.insert(0, osp.join(osp.dirname(osp.dirname(__file__)), 'test_tools'))
 from tool_runner import load_tool  # noqa: E402

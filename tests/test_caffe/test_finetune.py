@@ -8,7 +8,7 @@ from mmengine.config import Config
 from mmengine.runner import Runner, load_checkpoint
 from tiny_ssd import write_net
 
-from ssd_plugin.caffe import convert
+from ssd_plugin.caffe.converter import convert
 from ssd_plugin.datasets.demo_shapes import DEMO_CLASSES, make_demo_dataset
 
 pytestmark = pytest.mark.filterwarnings('ignore::UserWarning')

@@ -1,5 +1,8 @@
-"""The OpenCV 4.x reference runner: its preprocessing is mmdet's, its rows become pixel boxes."""
+"""tools/benchmarks/opencv4_dnn.py (the OpenCV 4.x reference runner): its preprocessing is
+mmdet's, its rows become pixel boxes."""
 
+import sys
+from pathlib import Path
 from types import SimpleNamespace
 
 import cv2
@@ -7,7 +10,13 @@ import mmcv
 import numpy as np
 import pytest
 
-from ssd_plugin.caffe.opencv4_dnn import import_opencv4, opencv_blob, opencv_detections
+sys.path.insert(0, str(Path(__file__).parents[1] / 'test_tools'))
+from tool_runner import load_tool  # noqa: E402
+
+_OPENCV4_DNN = load_tool('benchmarks/opencv4_dnn.py')
+import_opencv4 = _OPENCV4_DNN.import_opencv4
+opencv_blob = _OPENCV4_DNN.opencv_blob
+opencv_detections = _OPENCV4_DNN.opencv_detections
 
 
 def test_blob_is_mmdet_resize_then_mean():

@@ -2,7 +2,7 @@
 
 References: ``tests/data/caffe/opencv4_references.json``, written by ``make_references.py`` there
 with ``cv2.dnn.readNetFromCaffe`` (OpenCV 4.x; OpenCV 5 has no Caffe importer). Each model is
-converted with :func:`ssd_plugin.caffe.convert` and run through mmdet's test pipeline
+converted with :func:`ssd_plugin.caffe.converter.convert` and run through mmdet's test pipeline
 (``init_detector`` + ``inference_detector`` on the image files). Detections must agree above a
 score of 0.05: the same set (label, score within 1e-4, box within 0.5 px in original image
 pixels). Where OpenCV's list is full (``keep_top_k``), detections within the score tolerance of
@@ -33,8 +33,8 @@ from caffe_random_weights import write_random_caffemodel
 from mmdet.apis import inference_detector, init_detector
 from mmengine.config import Config
 
-from ssd_plugin.caffe import convert
-from ssd_plugin.caffe.face_detector_files import FaceDetectorFileError, face_detector_files
+from ssd_plugin.caffe.converter import convert
+from ssd_plugin.caffe.converter.face_detector_files import FaceDetectorFileError, face_detector_files
 
 sys.path.insert(0, str(Path(__file__).parents[1] / 'test_tools'))
 from tool_runner import load_tool  # noqa: E402

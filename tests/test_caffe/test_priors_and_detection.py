@@ -6,8 +6,8 @@ from caffe_prior_box import caffe_prior_box
 from google.protobuf import text_format
 from mmdet.registry import TASK_UTILS
 
-from ssd_plugin.caffe.head_spec import class_permutation, detection_cfg, prior_generator_cfg
-from ssd_plugin.caffe.proto import CaffeFormatError, LayerParameter
+from ssd_plugin.caffe.converter.head_spec import class_permutation, detection_cfg, prior_generator_cfg
+from ssd_plugin.caffe.converter.proto import CaffeFormatError, LayerParameter
 
 
 def _layer(text: str):
@@ -86,7 +86,7 @@ def test_derived_float_step_min_size_only_and_int_cast():
         ('prior_box_param { min_size: 30 offset: 0.3 }', 'offset'),
         ('prior_box_param { min_size: 30 img_size: 512 }', 'img_size'),
         ('prior_box_param { min_size: 30 variance: 0.1 variance: 0.2 }', 'variance'),
-        ('prior_box_param { max_size: 30 }', 'min_size missing'),
+        ('prior_box_param { max_size: 30 }', 'min_size: missing'),
     ],
 )
 def test_prior_box_options_the_plugin_cannot_express(text, match):

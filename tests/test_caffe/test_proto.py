@@ -1,9 +1,11 @@
 """Caffe schema and readers: field numbers on the wire, unknown fields, broken files."""
 
+import struct
+
 import pytest
 from google.protobuf import text_format
 
-from ssd_plugin.caffe.proto import (
+from ssd_plugin.caffe.converter.proto import (
     BlobProto,
     CaffeFormatError,
     LayerParameter,
@@ -49,11 +51,21 @@ def test_layer_field_numbers(text, number):
 
 
 def test_blob_legacy_and_packed_data_round_trip():
-    blob = BlobProto(num=1, channels=1, height=1, width=3, data=[1.0, 2.0, 3.0])
-    # Caffe's data is packed (field 5, wire type 2); an unpacked writer is read as well
-    assert blob.SerializeToString().startswith(_varint_key(1, 0))
-    unpacked = b''.join(_varint_key(5, 5) + bytes(4) for _ in range(2))
-    assert list(BlobProto.FromString(unpacked).data) == [0.0, 0.0]
+    """The bytes a legacy blob serialises to, assembled by hand from Caffe's field numbers: the
+    num/channels/height/width varints, then ``data`` packed (one key, a length, raw floats)."""
+    values = [1.0, -2.5, 3.25]
+    blob = BlobProto(num=1, channels=1, height=1, width=3, data=values)
+    data = blob.SerializeToString()
+    dims = _varint_key(1, 0) + b'\x01' + _varint_key(2, 0) + b'\x01'
+    dims += _varint_key(3, 0) + b'\x01' + _varint_key(4, 0) + b'\x03'
+    packed = _varint_key(5, 2) + bytes([4 * len(values)]) + struct.pack('<3f', *values)
+    assert data == dims + packed
+    back = BlobProto.FromString(data)
+    assert (back.num, back.channels, back.height, back.width) == (1, 1, 1, 3)
+    assert list(back.data) == values and back == blob
+    # an unpacked writer (one key per value, wire type 5) is read as well
+    unpacked = b''.join(_varint_key(5, 5) + struct.pack('<f', v) for v in values)
+    assert list(BlobProto.FromString(unpacked).data) == values
 
 
 def test_prototxt_crlf_and_harmless_unknown_fields(tmp_path):

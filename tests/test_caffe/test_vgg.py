@@ -7,18 +7,18 @@ import torch
 from mmdet.registry import MODELS
 from mmengine.config import Config
 
-from ssd_plugin.caffe.convert import build_model_cfg
-from ssd_plugin.caffe.graph import parse_net
-from ssd_plugin.caffe.proto import read_prototxt
-from ssd_plugin.caffe.vgg import to_reduced_vgg
+from ssd_plugin.caffe.converter.convert import build_model_cfg
+from ssd_plugin.caffe.converter.graph import parse_net
+from ssd_plugin.caffe.converter.proto import read_prototxt
+from ssd_plugin.caffe.converter.vgg import to_reduced_vgg
 
 ROOT = Path(__file__).parents[2]
 PROTOTXT = ROOT / 'tests' / 'data' / 'caffe' / 'vgg16_ssd300_voc_deploy.prototxt'
 pytestmark = pytest.mark.filterwarnings('ignore::UserWarning')
 
 
-@pytest.mark.skipif(not PROTOTXT.is_file(), reason='VGG16 SSD300 prototxt not in tests/data')
 def test_vgg16_ssd300_loads_into_the_shipped_config():
+    assert PROTOTXT.is_file(), f'{PROTOTXT} is tracked in git: the checkout is incomplete'
     spec = parse_net(read_prototxt(PROTOTXT), 'vgg')
     notes = []
     model_cfg, layers, *_ = build_model_cfg(spec, (104, 117, 123), None, 'bgr', 'vgg', notes)

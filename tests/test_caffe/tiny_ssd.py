@@ -18,7 +18,7 @@ from typing import Dict, List, Optional, Tuple
 
 import numpy as np
 
-from ssd_plugin.caffe.proto import BlobShape, read_prototxt
+from ssd_plugin.caffe.converter.proto import BlobShape, read_prototxt
 
 __all__ = [
     'LEVELS',

@@ -29,9 +29,14 @@ def _torchvision_crop(values: dict) -> None:
         pipeline[index] = dict(TORCHVISION_CROP)
 
 
+def _torchvision_crop_and_scaled_lr(values: dict) -> None:
+    _torchvision_crop(values)
+    values['auto_scale_lr']['enable'] = True  # the lr follows the global batch (issue 22)
+
+
 CHANGES = {
-    'ssd300_vgg16_torchvision_coco.py': _torchvision_crop,
-    'ssdlite320_mobilenetv3-large_torchvision_coco.py': _torchvision_crop,
+    'ssd300_vgg16_torchvision_coco.py': _torchvision_crop_and_scaled_lr,
+    'ssdlite320_mobilenetv3-large_torchvision_coco.py': _torchvision_crop_and_scaled_lr,
 }
 
 

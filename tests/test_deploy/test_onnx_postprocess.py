@@ -146,16 +146,23 @@ def test_head_export_checks_and_records(head, tmp_path):
 def test_prefix_stage_says_when_it_is_exact(head):
     """A prefix stage reports ``done`` when its prefix held every candidate (or kept 200 boxes,
     above), not when NMS left fewer; the unbounded-only module has one stage."""
-    post = PostProcess(dict(head.test_cfg, score_thr=0.5), head.channel_labels)
+    post = PostProcess(dict(head.test_cfg, score_thr=0.8), head.channel_labels)
     stages = post.stages(8732)
     assert [s.prefix for s in stages] == [400, 1600, 6400, None]
     assert len(PostProcess(dict(head.test_cfg), head.channel_labels, False).stages(8732)) == 1
+    stage = stages[0]
     _, scores, boxes = decoded(head, 'trained', 2)
-    # score 0.8: fewer than 200 detections, every candidate in the first prefix of 400
-    done = stages[0](scores, boxes)[2]
-    assert ((scores.amax(2) > 0.8).sum(1) < 400).all() and bool(done)
+    # every default box above the stage's own threshold is in its prefix, and NMS kept fewer
+    # than max_per_img: exact because the prefix is complete
+    _, labels, done = stage(scores, boxes)
+    assert ((scores.amax(2) > stage.score_thr).sum(1) < stage.prefix).all()
+    assert ((labels >= 0).sum(1) < stage.max_per_img).all() and bool(done)
+    # crowded: more candidates above the threshold than the prefix holds, and NMS kept fewer
+    # than max_per_img of them: not exact
     _, crowded_scores, crowded_boxes = decoded(head, 'crowded', 1)
-    assert not bool(stages[0](crowded_scores, crowded_boxes)[2])
+    _, crowded_labels, crowded_done = stage(crowded_scores, crowded_boxes)
+    assert ((crowded_scores.amax(2) > stage.score_thr).sum(1) >= stage.prefix).all()
+    assert ((crowded_labels >= 0).sum(1) < stage.max_per_img).all() and not bool(crowded_done)
 
 
 def test_clear_errors(head):

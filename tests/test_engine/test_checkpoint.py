@@ -1,12 +1,16 @@
 """Loading mmengine checkpoints under torch >= 2.6 (weights-only torch.load by default)."""
 
 import copy
+import io
 import os.path as osp
 import pickle
+import random
 import re
 import struct
 import subprocess
 import sys
+import tarfile
+import time
 import zipfile
 
 import pytest
@@ -17,16 +21,19 @@ from mmengine.runner.checkpoint import CheckpointLoader
 from torch.utils.data import Dataset
 
 from ssd_plugin.engine.checkpoint import (
+    MMENGINE_SAFE_GLOBALS,
     checkpoint_damage,
     load_local_checkpoint,
     load_state_dict_file,
     mmengine_load_is_weights_only,
     weights_only_checkpoint_loading,
 )
+from ssd_plugin.engine.checkpoint_scan import scan_checkpoint, weights_only_names
+from ssd_plugin.engine.resume import find_resume_checkpoint
 
 REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 TRUNCATED = 'is truncated or corrupt'
-FOREIGN = 'holds objects that are not weights or mmengine training state'
+FOREIGN = 'is unsafe: it holds objects that are not weights or mmengine training state'
 
 
 class _Regression(BaseModel):
@@ -142,7 +149,7 @@ def test_foreign_objects_are_refused_with_the_file_name(tmp_path):
         load_local_checkpoint(str(path))
     message = str(info.value)
     assert message.startswith(f'Checkpoint {path} {FOREIGN}')
-    assert '_Arbitrary' in message and TRUNCATED not in message
+    assert f'{__name__}._Arbitrary' in message and TRUNCATED not in message
 
 
 def test_truncated_zip_checkpoint_is_named_as_such(tmp_path, trained):
@@ -261,3 +268,218 @@ def test_state_dict_file_bare_or_wrapped(tmp_path):
     assert torch.equal(state_dict['conv.weight'], weights['conv.weight'])
     with pytest.raises(TypeError, match=r'tensor\.pth.*Tensor'):
         load_state_dict_file(str(tmp_path / 'tensor.pth'))
+
+
+# --- hostile and broken files in every layout torch reads -------------------------------------
+
+
+def _text(value: str) -> bytes:
+    """A pickle BINUNICODE string."""
+    data = value.encode()
+    return b'X' + struct.pack('<I', len(data)) + data
+
+
+def _system_payload(canary) -> bytes:
+    """``os.system('touch CANARY')`` as a protocol-2 pickle (a GLOBAL reaching os.system)."""
+    return b'\x80\x02cos\nsystem\n' + _text(f'touch {canary}') + b'\x85R.'
+
+
+def _getattr_exec_payload(canary) -> bytes:
+    """``getattr(__import__('builtins'), 'exec')('open(CANARY, "w")')``: a getattr chain."""
+    return (
+        b'\x80\x02c__builtin__\ngetattr\nc__builtin__\n__import__\n'
+        + _text('builtins')
+        + b'\x85R'
+        + _text('exec')
+        + b'\x86R'
+        + _text(f'open({str(canary)!r}, "w")')
+        + b'\x85R.'
+    )
+
+
+_SYS_INFO = dict(protocol_version=1001, little_endian=True, type_sizes=dict(short=2, int=4, long=4))
+
+
+def _legacy(obj_pickle: bytes) -> bytes:
+    """torch's legacy stream around one object pickle (no storages)."""
+    head = [torch.serialization.MAGIC_NUMBER, 1001, _SYS_INFO]
+    return b''.join(pickle.dumps(x, protocol=2) for x in head) + obj_pickle + pickle.dumps([], 2)
+
+
+def _zip(obj_pickle: bytes, template) -> bytes:
+    """A torch zip archive (``template``'s members) whose data.pkl is ``obj_pickle``."""
+    out = io.BytesIO()
+    with zipfile.ZipFile(template) as src, zipfile.ZipFile(out, 'w') as dst:
+        for member in src.infolist():
+            data = src.read(member)
+            dst.writestr(member, obj_pickle if member.filename.endswith('data.pkl') else data)
+    return out.getvalue()
+
+
+def _tar(obj_pickle: bytes) -> bytes:
+    """torch < 0.4's tar archive: sys_info, pickle, storages and tensors members."""
+    members = dict(
+        sys_info=pickle.dumps(_SYS_INFO, 2),
+        pickle=obj_pickle,
+        storages=pickle.dumps(0, 2),
+        tensors=pickle.dumps(0, 2),
+    )
+    out = io.BytesIO()
+    with tarfile.open(fileobj=out, mode='w', format=tarfile.PAX_FORMAT) as archive:
+        for name, data in members.items():
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            archive.addfile(info, io.BytesIO(data))
+    return out.getvalue()
+
+
+def _layouts(tmp_path, obj_pickle: bytes) -> dict:
+    """``obj_pickle`` in each layout: layout -> file bytes."""
+    template = tmp_path / 'template.pth'
+    if not template.exists():
+        torch.save(dict(w=torch.ones(2)), template)
+    return dict(
+        zip=_zip(obj_pickle, template),
+        legacy=_legacy(obj_pickle),
+        tar=_tar(obj_pickle),
+        pickle=obj_pickle,
+    )
+
+
+@pytest.mark.parametrize('payload', [_system_payload, _getattr_exec_payload])
+@pytest.mark.parametrize('layout', ['zip', 'legacy', 'tar', 'pickle'])
+def test_a_malicious_file_is_unsafe_in_every_layout(tmp_path, layout, payload):
+    canary = tmp_path / 'canary'
+    path = tmp_path / f'{layout}.pth'
+    path.write_bytes(_layouts(tmp_path, payload(canary))[layout])
+    with pytest.raises(RuntimeError) as info:
+        load_local_checkpoint(str(path))
+    message = str(info.value)
+    assert message.startswith(f'Checkpoint {path} {FOREIGN}'), message
+    named = 'os.system' if payload is _system_payload else "getattr(builtins.__import__, 'exec')"
+    assert named in message and TRUNCATED not in message and 'download' not in message
+    assert checkpoint_damage(str(path)) is None  # not damaged: refused as unsafe when loaded
+    assert not canary.exists()
+
+
+def test_a_plain_resume_on_a_malicious_file_does_not_suggest_resume(tmp_path):
+    """The work dir's last checkpoint is a malicious legacy file: refused, as unsafe."""
+    work_dir = tmp_path / 'work_dir'
+    work_dir.mkdir()
+    path = work_dir / 'iter_4.pth'
+    path.write_bytes(_legacy(_system_payload(tmp_path / 'canary')))
+    (work_dir / 'last_checkpoint').write_text(str(path))
+    checkpoint, note = find_resume_checkpoint(str(work_dir))
+    assert (checkpoint, note) == (str(path), None)  # not skipped as damaged: refused below
+    with pytest.raises(RuntimeError) as info:
+        load_local_checkpoint(checkpoint)
+    assert FOREIGN in str(info.value) and '--resume' not in str(info.value)
+
+
+@pytest.mark.parametrize('layout', ['legacy', 'tar', 'pickle'])
+def test_a_truncated_file_is_damaged_in_every_layout(tmp_path, layout):
+    """Cut inside the pickle stream, or (legacy) inside the tensor data after it."""
+    if layout == 'legacy':
+        torch.save(dict(w=torch.randn(64)), tmp_path / 'full.pth', _use_new_zipfile_serialization=False)
+        data = (tmp_path / 'full.pth').read_bytes()
+    else:
+        data = _layouts(tmp_path, pickle.dumps(dict(w=list(range(100))), protocol=2))[layout]
+    # a tar archive ends in zero blocks: cut inside its first member's data instead
+    for cut in (len(data) // 3, 520 if layout == 'tar' else len(data) - 5):
+        path = tmp_path / f'cut{cut}.pth'
+        path.write_bytes(data[:cut])
+        damage = checkpoint_damage(str(path))
+        assert damage is not None and damage.startswith(('is truncated', 'is corrupt')), damage
+        with pytest.raises(RuntimeError, match=f'^Checkpoint {re.escape(str(path))} is (truncated|corrupt)'):
+            load_local_checkpoint(str(path))
+
+
+def test_a_bare_pickle_of_plain_data_is_named_as_such(tmp_path):
+    path = tmp_path / 'plain.pth'
+    path.write_bytes(pickle.dumps(dict(w=[1.0, 2.0]), protocol=4))
+    with pytest.raises(RuntimeError, match='is a bare pickle, not a file written by torch.save'):
+        load_local_checkpoint(str(path))
+
+
+def test_an_mmengine_checkpoint_names_nothing_foreign(trained):
+    """The scan's allow-list is the loader's: mmengine's own training state is not unsafe."""
+    names = weights_only_names(MMENGINE_SAFE_GLOBALS)
+    scan = scan_checkpoint(str(trained / 'iter_2.pth'), names)
+    assert scan == ('zip', None, [])
+    torch.save(dict(w=torch.ones(3)), trained / 'legacy.pth', _use_new_zipfile_serialization=False)
+    assert scan_checkpoint(str(trained / 'legacy.pth'), names) == ('legacy', None, [])
+
+
+_FUZZ_CASES = 40  # per layout
+_FUZZ_SECONDS = 60.0  # a bound on the whole test, not a measurement: later cases are skipped
+
+
+def _mutate(data: bytes, rng: random.Random, payload: bytes) -> bytes:
+    """One seeded mutation: cut, flip, duplicate, delete, or splice a malicious pickle in."""
+    kind = rng.randrange(5)
+    at = rng.randrange(len(data))
+    if kind == 0:
+        return data[:at]
+    if kind == 1:
+        return data[:at] + bytes([data[at] ^ (1 << rng.randrange(8))]) + data[at + 1 :]
+    if kind == 2:
+        end = min(len(data), at + rng.randrange(1, 64))
+        return data[:end] + data[at:]
+    if kind == 3:
+        return data[:at] + data[at + rng.randrange(1, 64) :]
+    return data[:at] + payload + data[at:]
+
+
+@pytest.mark.filterwarnings('ignore::UserWarning')
+def test_fuzzed_checkpoints_load_or_are_refused_by_name(tmp_path, trained):
+    """Seeded mutations of a checkpoint in each layout: loaded, or refused with a message that
+    starts with the file and says what is wrong; nothing the file names ever runs."""
+    canary = tmp_path / 'canary'
+    payload = _system_payload(canary)[2:-1]  # the call without protocol header and STOP
+    weights = dict(state_dict=dict(w=torch.randn(8, 4), b=torch.zeros(8)), meta=dict(epoch=1))
+    torch.save(weights, tmp_path / 'legacy.pth', _use_new_zipfile_serialization=False)
+    sources = dict(
+        zip=(trained / 'iter_2.pth').read_bytes(),
+        legacy=(tmp_path / 'legacy.pth').read_bytes(),
+        tar=_tar(pickle.dumps(dict(w=[0.5] * 16), protocol=2)),
+        pickle=pickle.dumps(dict(w=[0.5] * 16), protocol=2),
+    )
+    verdicts = ('is unsafe', 'is truncated', 'is corrupt', 'is empty', 'is a bare pickle', 'could not be loaded')
+    deadline = time.monotonic() + _FUZZ_SECONDS
+    for layout, data in sources.items():
+        rng = random.Random(f'ssd_plugin-{layout}')
+        for case in range(_FUZZ_CASES):
+            if time.monotonic() > deadline:
+                break
+            path = tmp_path / f'{layout}_{case}.pth'
+            path.write_bytes(_mutate(data, rng, payload))
+            try:
+                load_local_checkpoint(str(path))
+            except RuntimeError as err:
+                message = str(err)
+                assert message.startswith(f'Checkpoint {path} '), message
+                assert any(v in message for v in verdicts), message
+            assert not canary.exists(), (layout, case)
+
+
+@pytest.mark.parametrize('api', ['init_detector', 'DetInferencer'])
+def test_mmdet_apis_name_the_file_inside_the_block(tmp_path, api):
+    """mmdet's own entry points load through mmengine's CheckpointLoader: inside the block the
+    plugin's loader is the one in place, and a refusal names the file and what is wrong."""
+    from mmdet.apis import DetInferencer, init_detector
+
+    config = osp.join(REPO, 'configs', 'ssd_demo_shapes.py')
+    canary = tmp_path / 'canary'
+    unsafe = tmp_path / 'unsafe.pth'
+    unsafe.write_bytes(_legacy(_getattr_exec_payload(canary)))
+    damaged = tmp_path / 'damaged.pth'
+    torch.save(dict(w=torch.randn(256)), damaged, _use_new_zipfile_serialization=False)
+    damaged.write_bytes(damaged.read_bytes()[:-100])
+    for path, verdict in ((unsafe, FOREIGN), (damaged, TRUNCATED)):
+        with weights_only_checkpoint_loading(), pytest.raises(RuntimeError) as info:
+            if api == 'init_detector':
+                init_detector(config, str(path), device='cpu')
+            else:
+                DetInferencer(model=config, weights=str(path), device='cpu', show_progress=False)
+        assert str(info.value).startswith(f'Checkpoint {path} {verdict}'), str(info.value)
+    assert not canary.exists()

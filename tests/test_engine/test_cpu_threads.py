@@ -2,6 +2,7 @@
 
 import os
 import os.path as osp
+import time
 
 import pytest
 import torch
@@ -80,17 +81,41 @@ def test_first_update_samples_briefly(monkeypatch):
     assert slept == [0.5]
 
 
-def test_proc_readings_are_consistent():
-    times = read_cpu_times(sorted(os.sched_getaffinity(0)))
-    if times is None:
+def test_proc_readings_count_this_process_on_its_cpu():
+    """A CPU-bound loop pinned to one CPU: ``own`` grows by this process's CPU time as
+    ``os.times()`` reports it, and that CPU's ``busy`` by at least as much.
+
+    Tolerances: ``/proc`` and ``times(2)`` floor to whole clock ticks, so a difference of two
+    readings is off by less than one tick per summed counter: ``own`` (utime + stime) and
+    ``os.times()`` (user + system) two each, the CPU's ``busy`` six; one tick more covers the
+    statements between the two reads.
+    """
+    cpus = sorted(os.sched_getaffinity(0))
+    if read_cpu_times(cpus) is None:
         pytest.skip('no /proc')
-    assert 0 <= times.busy <= times.elapsed and times.own >= 0
+    tick = 1 / os.sysconf('SC_CLK_TCK')
+    cpu = cpus[0]
+    os.sched_setaffinity(0, {cpu})  # this thread; the process's other threads are idle
+    try:
+        before, times_before = read_cpu_times([cpu]), os.times()
+        start = time.process_time()
+        while time.process_time() - start < 0.3:  # CPU work, not a timing
+            pass
+        after, times_after = read_cpu_times([cpu]), os.times()
+    finally:
+        os.sched_setaffinity(0, cpus)
+    spent = sum(times_after[:2]) - sum(times_before[:2])
+    own = after.own - before.own
+    assert own == pytest.approx(spent, abs=5 * tick)
+    assert own >= 0.3 - 3 * tick
+    assert after.busy - before.busy >= own - 9 * tick
 
 
 class _Runner:
-    def __init__(self):
+    def __init__(self, deterministic=False):
         self.lines = []
         self.logger = self  # logger.info(...)
+        self.deterministic = deterministic
 
     def info(self, line):
         self.lines.append(line)
@@ -132,6 +157,23 @@ def test_hook_rechecks_on_its_interval_and_restores_threads(monkeypatch):
     assert len(updates) == 3  # at 5.5 and 10.5
     hook.after_run(runner)
     assert torch.get_num_threads() == 2
+
+
+def test_a_deterministic_run_keeps_its_thread_count(monkeypatch):
+    monkeypatch.delenv('OMP_NUM_THREADS', raising=False)
+    monkeypatch.setattr('ssd_plugin.engine.hooks.cpu_threads_hook.get_device', lambda: 'cpu')
+
+    def no_policy():
+        raise AssertionError('a deterministic run measured the load')
+
+    monkeypatch.setattr('ssd_plugin.engine.hooks.cpu_threads_hook.CpuThreadPolicy', no_policy)
+    threads = torch.get_num_threads()
+    runner, hook = _Runner(deterministic=True), CpuThreadsHook()
+    hook.before_run(runner)
+    hook.after_train_iter(runner, 0)
+    hook.after_run(runner)
+    assert torch.get_num_threads() == threads
+    assert runner.lines == [f'CPU threads: {threads} throughout (a deterministic run)']
 
 
 def test_own_cpu_time_includes_child_processes():

@@ -11,6 +11,7 @@ from mmengine.model import BaseModel
 from mmengine.runner import Runner
 from torch.utils.data import Dataset
 
+from ssd_plugin.engine.checkpoint import weights_only_checkpoint_loading
 from ssd_plugin.engine.hooks import NonFiniteLossHook
 
 
@@ -54,7 +55,7 @@ class _Snapshots(Hook):
 
 
 def _runner(tmp_path, nan_iters, hook_cfg, max_iters=6, optim_type='OptimWrapper',
-            value=float('nan')):  # fmt: skip
+            value=float('nan'), **runner_args):  # fmt: skip
     snapshots = _Snapshots()
     runner = Runner(
         model=_NaNAt(nan_iters, value),
@@ -71,6 +72,7 @@ def _runner(tmp_path, nan_iters, hook_cfg, max_iters=6, optim_type='OptimWrapper
         default_hooks=dict(checkpoint=None, logger=dict(type='LoggerHook', interval=1)),
         default_scope='mmdet',
         experiment_name=f'nonfinite_{tmp_path.name}',
+        **runner_args,
     )
     return runner, snapshots
 
@@ -126,6 +128,7 @@ def test_skips_beyond_the_bound_raise(tmp_path):
 def test_a_loss_scaler_skips_an_overflowed_step_and_the_run_goes_on(tmp_path, optim_type):
     """float16 training: an inf loss is the scaler's to skip, not a reason to stop."""
     hook = dict(type='NonFiniteLossHook')  # skip=False: would raise without a scaler
+    torch.manual_seed(0)  # the model's initial weights, again for the unscaled run below
     runner, snaps = _runner(tmp_path, [2], hook, max_iters=4, optim_type=optim_type,
                             value=float('inf'))  # fmt: skip
     runner.train()
@@ -137,6 +140,30 @@ def test_a_loss_scaler_skips_an_overflowed_step_and_the_run_goes_on(tmp_path, op
     assert runner.message_hub.get_info('loss_scaler_consecutive_skips') == 0  # reset since
     assert runner.message_hub.get_info('non_finite_loss_skips') is None
     assert all(torch.isfinite(p).all() for p in runner.model.state_dict().values())
+    if optim_type != 'LossScaleOptimWrapper':
+        return
+
+    # the scaled steps are float32's: the same iterations with OptimWrapper, the overflowed one
+    # skipped by the hook instead. Scales are powers of two and these values far from float32's
+    # limits, so scaling and unscaling round nothing: equal bits
+    torch.manual_seed(0)
+    plain, plain_snaps = _runner(tmp_path / 'plain', [2], dict(type='NonFiniteLossHook', skip=True),
+                                 max_iters=4, value=float('inf'))  # fmt: skip
+    plain.train()
+    for scaled, unscaled in zip(snaps.params, plain_snaps.params):
+        for key, value in unscaled.items():
+            torch.testing.assert_close(scaled[key], value, rtol=0, atol=0)
+
+    # the scale survives a resume: a fresh scaler would start again from 2 ** 16
+    # after train(), runner.iter counts the finished iterations (the default meta adds one)
+    runner.save_checkpoint(str(tmp_path), 'scaled.pth', by_epoch=False, meta=dict(iter=4))
+    resumed, resumed_snaps = _runner(tmp_path / 'resumed', [], dict(type='NonFiniteLossHook'), max_iters=5,
+                         optim_type=optim_type, resume=True,
+                         load_from=str(tmp_path / 'scaled.pth'))  # fmt: skip
+    with weights_only_checkpoint_loading():
+        resumed.train()  # iteration 5: finite, below the growth interval: the scale stays
+    assert len(resumed_snaps.params) == 1 and resumed.iter == 5
+    assert resumed.optim_wrapper.loss_scaler.get_scale() == 2.0**15
 
 
 def test_a_nan_loss_without_a_scaler_still_stops(tmp_path):

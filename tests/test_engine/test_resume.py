@@ -108,3 +108,15 @@ def test_loading_a_damaged_checkpoint_of_a_work_dir_suggests_resume(tmp_path):
     other = _checkpoint(elsewhere, 'ssd300.pth', 200, truncate=True)
     with pytest.raises(RuntimeError, match=r'incomplete .*\. Copy or download it again\.$'):
         load_local_checkpoint(other)
+
+
+def test_a_relative_work_dir_names_the_damaged_file_once(tmp_path, monkeypatch):
+    """mmengine writes last_checkpoint's path absolute; the work dir may be given relative."""
+    monkeypatch.chdir(tmp_path)
+    os.makedirs('work_dir')
+    intact = _checkpoint(tmp_path / 'work_dir', 'iter_2.pth', 100)
+    named = _checkpoint(tmp_path / 'work_dir', 'iter_4.pth', 200, truncate=True)
+    _last_checkpoint(tmp_path / 'work_dir', named)
+    checkpoint, note = find_resume_checkpoint('work_dir')
+    assert checkpoint == intact
+    assert note.count('iter_4.pth') == 1, note

@@ -2,7 +2,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from ssd_plugin.functional.multibox_loss import level_views, mine_hard_negatives, multibox_loss
+from ssd_plugin.functional.head_outputs import level_views
+from ssd_plugin.functional.multibox_loss import mine_hard_negatives, multibox_loss
 
 NUM_CLASSES = 3  # background index 3
 

@@ -1,8 +1,8 @@
-"""README "Use the SSD head with another backbone": SSD300 on mmdet backbones of other families.
+"""docs/backbones.md, "Use the SSD head with another backbone": SSD300 on mmdet backbones.
 
-Swin-T is README's worked config, read out of README.md; RegNetX-400MF and CSPDarknet (YOLOX-S
+Swin-T is the page's worked config, read out of it; RegNetX-400MF and CSPDarknet (YOLOX-S
 widths) get configs written the same way. Each config is the SSD300 ResNet-50 config with only
-the backbone and the three channel settings README names changed (checked), and each model
+the backbone and the three channel settings the page names changed (checked), and each model
 trains one step (the backbone's first weights move) and predicts on two 300 px images. Pretrained
 weights are dropped: nothing is downloaded.
 """
@@ -10,11 +10,11 @@ weights are dropped: nothing is downloaded.
 import glob
 import os
 import os.path as osp
-import re
 
 import pytest
 import torch
 from data_factory import drop_pretrained
+from doc_blocks import config_blocks
 from mmdet.registry import MODELS
 from mmdet.structures import DetDataSample
 from mmengine.config import Config
@@ -22,9 +22,9 @@ from mmengine.optim import build_optim_wrapper
 from mmengine.structures import InstanceData
 
 REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
-SECTION = '## Use the SSD head with another backbone'
+DOC = 'docs/backbones.md'
 BASE = 'ssd300_r50_8xb8-120e_coco.py'
-#: what such a config may set, as README says
+#: what such a config may set, as the page says
 CHANNEL_KEYS = ('model.neck.in_channels', 'model.neck.out_channels', 'model.bbox_head.in_channels')
 
 #: backbone, and the channels of its two outputs (strides 8 and 16)
@@ -39,17 +39,14 @@ OTHERS = {
 
 @pytest.fixture(scope='module')
 def configs(tmp_path_factory):
-    """``{name: config file}``: README's, and the others, next to links to configs/."""
+    """``{name: config file}``: the page's, and the others, next to links to configs/."""
     folder = tmp_path_factory.mktemp('backbones') / 'configs'
     os.makedirs(folder)
     for path in glob.glob(osp.join(REPO, 'configs', '*.py')):
         os.symlink(path, folder / osp.basename(path))
-    text = open(osp.join(REPO, 'README.md')).read()
-    start = text.index(SECTION)
-    section = text[start : text.find('\n## ', start + len(SECTION))]
-    ((rel, body),) = re.findall(r'```python\n# (configs/\S+\.py)\n(.*?)```', section, re.S)
-    files = {'swin-t (README)': folder / osp.basename(rel)}
-    files['swin-t (README)'].write_text(body)
+    ((rel, body),) = config_blocks(DOC).items()
+    files = {'swin-t (docs)': folder / osp.basename(rel)}
+    files['swin-t (docs)'].write_text(body)
     for name, (backbone, channels) in OTHERS.items():
         outs = (*channels, 512, 256, 256, 256)
         files[name] = folder / f'ssd300_{name}.py'
@@ -73,7 +70,7 @@ def _flat(value, prefix=''):
     return {prefix: value}
 
 
-@pytest.mark.parametrize('name', ['swin-t (README)', *OTHERS])
+@pytest.mark.parametrize('name', ['swin-t (docs)', *OTHERS])
 def test_ssd_head_trains_and_predicts_on_the_backbone(configs, name):
     cfg = Config.fromfile(configs[name])
     base = Config.fromfile(osp.join(REPO, 'configs', BASE))

@@ -220,3 +220,16 @@ def test_score_regimes():
     boxes = coder.decode(priors[crowd], deltas[0, crowd])
     iou = box_iou(boxes, boxes).fill_diagonal_(0)
     assert (iou.max(1).values > 0.5).float().mean() > 0.9
+
+
+def test_dist_memory_measures_both_datasets(tmp_path):
+    """dist_memory.py: both datasets under one launch of 2 processes, each with a worker."""
+    out = run([sys.executable, osp.join(BENCH, 'dist_memory.py'), '--synthetic-coco', '40', '300',
+               '--processes', '2', '--workers', '1', '--batches', '2'], cwd=str(tmp_path))  # fmt: skip
+    assert 'uptime: ' in out and 'CPU flags: ' in out
+    assert '2 processes x 1 data loader workers, 2 batches of 8 each' in out
+    header, rows = table(out, 'Memory (MiB)')
+    assert header[1] == 'dataset' and [r[1] for r in rows] == ['CocoDataset', 'CheckedCocoDataset']
+    for row in rows:
+        assert row[5] == '2'  # one worker per process, both alive when measured
+        assert float(row[2]) >= float(row[3]) > 0 and float(row[6]) > float(row[4]) > 0

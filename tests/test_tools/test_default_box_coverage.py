@@ -48,7 +48,7 @@ def test_cli_names_a_missing_annotation_file(tmp_path):
 
 
 def test_synthetic_coco_replaces_the_training_annotations(tmp_path):
-    """--synthetic-coco (README's COCO-sized figures): a seeded file of that size is analysed."""
+    """--synthetic-coco (the COCO-sized figures of docs/analysis.md): a file of that size."""
     config = write_config(str(tmp_path / 'cfg.py'), tiny_config(str(tmp_path / 'missing.json')))
     out = tmp_path / 'out'
     result = _run(config, '--out-dir', out, '--synthetic-coco', 40, 500)

@@ -6,12 +6,14 @@ weights. Then ``slurm_test.sh`` (through stand-ins for ``srun``/``scontrol`` tha
 with Slurm's variables) evaluates the checkpoint with two processes.
 """
 
+import copy
 import glob
 import os
 import os.path as osp
 import re
 import socket
 import sys
+from concurrent.futures import ThreadPoolExecutor
 
 import mmengine
 import numpy as np
@@ -44,6 +46,17 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(('127.0.0.1', 0))
         return s.getsockname()[1]
+
+
+def fake_slurm(bin_dir) -> dict:
+    """Stand-ins for ``srun`` and ``scontrol`` in ``bin_dir``; returns the environment to use."""
+    bin_dir.mkdir()
+    (bin_dir / 'srun').write_text(FAKE_SRUN)
+    (bin_dir / 'scontrol').write_text('#!/usr/bin/env bash\necho 127.0.0.1\n')
+    for tool in ('srun', 'scontrol'):
+        os.chmod(bin_dir / tool, 0o755)
+    return dict(PATH=f'{bin_dir}:{os.environ["PATH"]}', PYTHON=sys.executable,
+                MASTER_PORT=str(free_port()))  # fmt: skip
 
 
 @pytest.fixture(scope='module')
@@ -87,18 +100,13 @@ def test_slurm_test_matches_single_process_test(dist_run, tmp_path):
     config, work_dir = dist_run
     checkpoint = osp.join(work_dir, 'epoch_2.pth')
     bin_dir = tmp_path / 'bin'
-    bin_dir.mkdir()
-    (bin_dir / 'srun').write_text(FAKE_SRUN)
-    (bin_dir / 'scontrol').write_text('#!/usr/bin/env bash\necho 127.0.0.1\n')
-    for tool in ('srun', 'scontrol'):
-        os.chmod(bin_dir / tool, 0o755)
+    slurm_env = fake_slurm(bin_dir)
 
     dist_dir = str(tmp_path / 'slurm')
     run(['bash', osp.join(TOOLS, 'slurm_test.sh'), 'cpu', 'ssd-test', config, checkpoint,
          '--work-dir', dist_dir],
         cwd=str(tmp_path),
-        env=dict(PATH=f'{bin_dir}:{os.environ["PATH"]}', GPUS='2', GPUS_PER_NODE='2',
-                 PYTHON=sys.executable, MASTER_PORT=str(free_port())))  # fmt: skip
+        env=dict(slurm_env, GPUS='2', GPUS_PER_NODE='2'))  # fmt: skip
     srun_args = (bin_dir / 'srun_args').read_text().split()
     assert srun_args[:2] == ['-p', 'cpu'] and '--ntasks=2' in srun_args
     assert srun_args[srun_args.index('-u') + 2 :][:2] == [config, checkpoint]
@@ -110,3 +118,119 @@ def test_slurm_test_matches_single_process_test(dist_run, tmp_path):
     metrics = [k for k in single if k.startswith('coco/')]
     assert metrics and 'coco/bbox_mAP' in metrics
     np.testing.assert_equal({k: distributed[k] for k in metrics}, {k: single[k] for k in metrics})
+
+
+
+DEMO = osp.join(CONFIGS, 'ssd_demo_shapes.py')
+GLOBAL_BATCH = 4
+# The demo made deterministic: no flip, no photometric distortion, no shuffling, BatchNorm
+# frozen in the backbone and none in the neck (training BN normalises over each process's own
+# images), plain SGD at a constant lr, scaled by the global batch / the demo's base (8): 0.5
+DETERMINISTIC = dict(
+    model=dict(backbone=dict(norm_cfg=dict(type='BN', requires_grad=False), norm_eval=True),
+               neck=dict(norm_cfg=None)),
+    train_dataloader=dict(
+        sampler=dict(type='InfiniteSampler', shuffle=False),
+        dataset=dict(pipeline=[
+            dict(type='LoadImageFromFile'),
+            dict(type='LoadAnnotations', with_bbox=True),
+            dict(type='Resize', scale=(192, 192), keep_ratio=False),
+            dict(type='PackDetInputs'),
+        ]),
+    ),
+    train_cfg=dict(_delete_=True, type='IterBasedTrainLoop', max_iters=3),
+    val_dataloader=None, val_cfg=None, val_evaluator=None,
+    test_dataloader=None, test_cfg=None, test_evaluator=None,
+    optim_wrapper=dict(_delete_=True, type='OptimWrapper',
+                       optimizer=dict(type='SGD', lr=0.01, momentum=0.9)),
+    param_scheduler=[],
+    default_hooks=dict(checkpoint=dict(interval=3)),
+)  # fmt: skip
+
+
+def _demo_config(root, processes: int) -> str:
+    """The deterministic demo, each of ``processes`` processes taking its share of the batch."""
+    folder = root / f'{processes}proc'
+    folder.mkdir()
+    cfg = copy.deepcopy(DETERMINISTIC)  # merging pops the `_delete_` keys
+    cfg['train_dataloader']['batch_size'] = GLOBAL_BATCH // processes
+    return tiny_config(DEMO, str(folder), **cfg)
+
+
+def _log(work_dir: str) -> str:
+    """Rank 0's log of the run in ``work_dir``."""
+    (log,) = glob.glob(osp.join(work_dir, '*', '*[0-9].log'))
+    return open(log).read()
+
+
+@pytest.fixture(scope='module')
+def global_batch_runs(tmp_path_factory):
+    """Three iterations on a global batch of 4: 1 x 4 in this process, 2 x 2 through
+    slurm_train.sh (with the srun stand-in), 2 "nodes" x 1 through dist_train.sh started twice
+    on 127.0.0.1. Returns each launch's work dir."""
+    root = tmp_path_factory.mktemp('global_batch')
+    runs = {name: str(root / name) for name in ('1x4', '2x2', '2nodes')}
+    load_tool('train.py').main([_demo_config(root, 1), '--work-dir', runs['1x4']])
+
+    config = _demo_config(root, 2)
+    env = dict(fake_slurm(root / 'bin'), GPUS='2', GPUS_PER_NODE='2')
+    run(['bash', osp.join(TOOLS, 'slurm_train.sh'), 'cpu', 'ssd', config, runs['2x2']],
+        cwd=str(root), env=env)  # fmt: skip
+
+    port = str(free_port())
+
+    def node(rank: int) -> str:
+        return run(['bash', osp.join(TOOLS, 'dist_train.sh'), config, '1',
+                    '--work-dir', runs['2nodes']], cwd=str(root),
+                   env=dict(PYTHON=sys.executable, NNODES='2', NODE_RANK=str(rank),
+                            MASTER_ADDR='127.0.0.1', PORT=port))  # fmt: skip
+
+    with ThreadPoolExecutor(2) as pool:  # both "nodes" at once: each waits for the other
+        list(pool.map(node, (0, 1)))
+    return runs
+
+
+@pytest.mark.parametrize('launch', ['2x2', '2nodes'])
+def test_the_global_batch_decides_the_model_not_the_process_count(global_batch_runs, launch):
+    single, other = (torch.load(osp.join(global_batch_runs[name], 'iter_3.pth'),
+                                weights_only=False)['state_dict']
+                     for name in ('1x4', launch))  # fmt: skip
+    assert single.keys() == other.keys()
+    for key, value in single.items():
+        if value.is_floating_point():  # float32 sums in another order: 1e-5 of the tensor's scale
+            atol = 1e-5 * float(value.abs().max())
+            torch.testing.assert_close(other[key], value, rtol=0, atol=atol, msg=key)
+        else:
+            assert torch.equal(other[key], value), key
+
+
+@pytest.mark.parametrize('launch,processes', [('1x4', 1), ('2x2', 2), ('2nodes', 2)])
+def test_each_launch_states_and_records_its_global_batch(global_batch_runs, launch, processes):
+    work_dir = global_batch_runs[launch]
+    per_process = GLOBAL_BATCH // processes
+    word = 'process' if processes == 1 else 'processes'
+    # the demo's lr 0.01 was tuned for 8 images: 4 images per step take half of it
+    assert (f'global batch: {processes} {word} x {per_process} images = 4 (base 8): '
+            f'lr x 0.5 -> lr 0.005; seed 0') in _log(work_dir)  # fmt: skip
+    assert 'LR is set based on batch size' not in _log(work_dir)  # mmengine's line, replaced
+    checkpoint = torch.load(osp.join(work_dir, 'iter_3.pth'), weights_only=False)
+    assert checkpoint['meta']['global_batch'] == dict(
+        world_size=processes, batch_per_process=per_process, total_batch=4, base_batch_size=8,
+        lr_scaled=True, lr_factor=0.5, seed=0, deterministic=False)  # fmt: skip
+    assert [g['lr'] for g in checkpoint['optimizer']['param_groups']] == [0.005]
+
+
+@pytest.mark.parametrize('switch', [
+    ['--no-auto-scale-lr', '--cfg-options', 'train_cfg.max_iters=1'],
+    ['--cfg-options', 'auto_scale_lr.enable=False', 'train_cfg.max_iters=1'],
+])  # fmt: skip
+def test_scaling_off_warns_that_the_lr_does_not_follow_the_batch(tmp_path, switch):
+    work_dir = str(tmp_path / 'work_dir')
+    load_tool('train.py').main([_demo_config(tmp_path, 1), '--work-dir', work_dir, *switch])
+    log = _log(work_dir)
+    assert 'global batch: 1 process x 4 images = 4 (base 8): lr not scaled -> lr 0.01' in log
+    assert ('WARNING - the learning rate is not scaled to the global batch: 4 images per step, '
+            'but the config tuned it for 8') in log  # fmt: skip
+    checkpoint = torch.load(osp.join(work_dir, 'iter_1.pth'), weights_only=False)
+    assert [g['lr'] for g in checkpoint['optimizer']['param_groups']] == [0.01]
+    assert checkpoint['meta']['global_batch']['lr_factor'] == 1.0

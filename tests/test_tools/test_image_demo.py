@@ -1,4 +1,4 @@
-"""tools/image_demo.py and the README's three-line Python API, on the demo config."""
+"""tools/image_demo.py and the Python API of docs/deploy.md, on the demo config."""
 
 import json
 import os
@@ -30,7 +30,7 @@ def checkpoint(tmp_path_factory):
 
 
 def api_detections(checkpoint, paths):
-    """The README's Python API."""
+    """The Python API of docs/deploy.md."""
     from mmdet.apis import inference_detector, init_detector
 
     import ssd_plugin  # noqa: F401

@@ -23,6 +23,7 @@ from ssd_plugin.datasets.dataset_check import (  # noqa: E402
     check_datasets,
     format_reports,
 )
+from ssd_plugin.engine.cli_errors import run_tool  # noqa: E402
 from ssd_plugin.engine.data_root import (  # noqa: E402
     add_data_root_arg,
     load_config_with_data_root,
@@ -52,4 +53,4 @@ def main(argv=None) -> int:
 
 
 if __name__ == '__main__':
-    sys.exit(main())
+    raise SystemExit(run_tool(main))  # a refusal: one line, no traceback (--debug)

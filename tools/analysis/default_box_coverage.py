@@ -5,8 +5,8 @@ Example::
     python tools/analysis/default_box_coverage.py configs/ssd300_vgg16_8xb8-120e_coco.py \\
         --out-dir work_dirs/coverage --optimize
 
-The README's COCO-sized figures (a seeded synthetic file of COCO train2017's size in place of
-the training annotations, no images needed)::
+The COCO-sized figures of docs/analysis.md (a seeded synthetic file of COCO train2017's size in
+place of the training annotations, no images needed)::
 
     python tools/analysis/default_box_coverage.py configs/ssd300_vgg16_8xb8-120e_coco.py \\
         --synthetic-coco 118287 860001 --optimize
@@ -35,6 +35,7 @@ from ssd_plugin.analysis import (  # noqa: E402  (the repository root goes on sy
     search_scale_range,
 )
 from ssd_plugin.analysis.synthetic_coco import use_synthetic_coco  # noqa: E402
+from ssd_plugin.engine.cli_errors import run_tool  # noqa: E402
 from ssd_plugin.engine.data_root import (  # noqa: E402
     add_data_root_arg,
     load_config_with_data_root,
@@ -158,4 +159,4 @@ def main(argv=None) -> None:
 
 
 if __name__ == '__main__':
-    main()
+    raise SystemExit(run_tool(main))  # a refusal: one line, no traceback (--debug)

@@ -23,6 +23,7 @@ from mmengine.evaluator import Evaluator
 from mmengine.registry import init_default_scope
 
 import ssd_plugin  # noqa: F401  (registers the components: configs need no custom_imports)
+from ssd_plugin.engine.cli_errors import run_tool
 from ssd_plugin.engine.data_root import add_data_root_arg, load_config_with_data_root
 
 
@@ -69,4 +70,4 @@ def main(argv=None) -> None:
 
 
 if __name__ == '__main__':
-    main()
+    raise SystemExit(run_tool(main))  # a refusal: one line, no traceback (--debug)

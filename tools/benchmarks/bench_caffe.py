@@ -7,8 +7,8 @@ Usage::
     python tools/benchmarks/bench_caffe.py --opencv4 /tmp/cv4 --images a.jpg b.jpg
     python tools/benchmarks/bench_caffe.py --quick        # proves it runs (OpenCV 4 if given)
 
-The face detector's files come from ``ssd_plugin.caffe.face_detector_files`` (downloaded once,
-cached) and are converted with ``ssd_plugin.caffe.convert`` into a temporary directory. Both
+The face detector's files come from ``ssd_plugin.caffe.converter.face_detector_files`` (downloaded once,
+cached) and are converted with ``ssd_plugin.caffe.converter.convert`` into a temporary directory. Both
 implementations see the same pixels: the images (``--images``, else synthetic 640x480 ones) go
 through the converted config's test pipeline once, untimed, and OpenCV gets those resized
 pixels (so its ``blobFromImage`` resize is a no-op). Batch 1, per-image times, CPU. Stages:
@@ -23,7 +23,7 @@ pixels (so its ``blobFromImage`` resize is a no-op). Batch 1, per-image times, C
 Ours runs under ``torch.no_grad()``, as ``inference_detector`` and the test loop run it.
 
 OpenCV 5 has no Caffe importer, so OpenCV 4 (``--opencv4``: a ``pip install --target``
-directory) runs in a process of its own (``ssd_plugin/caffe/opencv4_dnn.py``), after ours, with
+directory) runs in a process of its own (``tools/benchmarks/opencv4_dnn.py``), after ours, with
 the same number of threads (``--threads``, default torch's). Without ``--opencv4`` only ours is
 timed. Timing rules: see ``bench_common.py`` (best of ``--repeats`` after warm-up; ratios
 ``OpenCV / ours``: above 1 means ours is faster).
@@ -45,12 +45,12 @@ from mmengine.config import Config
 from synthetic import random_images
 
 import ssd_plugin  # noqa: F401  (registers the components)
-from ssd_plugin.caffe import convert
-from ssd_plugin.caffe.face_detector_files import FACE_DETECTOR_MEAN, face_detector_files
-from ssd_plugin.caffe.graph import parse_net
-from ssd_plugin.caffe.proto import read_prototxt
+from ssd_plugin.caffe.converter import convert
+from ssd_plugin.caffe.converter.face_detector_files import FACE_DETECTOR_MEAN, face_detector_files
+from ssd_plugin.caffe.converter.graph import parse_net
+from ssd_plugin.caffe.converter.proto import read_prototxt
 
-OPENCV4_DNN = osp.join(common.REPO, 'ssd_plugin', 'caffe', 'opencv4_dnn.py')
+OPENCV4_DNN = osp.join(osp.dirname(osp.abspath(__file__)), 'opencv4_dnn.py')
 STAGES = ('net', 'post', 'full')
 
 

@@ -45,8 +45,14 @@ an empty object. Rows besides the peers' float32:
   the network and the graph's normalisation) and with the bounded post-processing in the graph
   (``with_nms``, ``full``);
 - ``onnxruntime int8``: the same graphs quantised (``ssd_plugin.deploy.quantize``, QDQ, per
-  channel), calibrated on the benchmark's own images (accuracy: ``tools/deploy/quantize_onnx.py
-  --eval``); CPU only.
+  channel, ``--int8-target``: default this CPU's), calibrated on the benchmark's own images
+  (accuracy: ``tools/deploy/quantize_onnx.py --eval``); CPU only;
+- ``openvino`` / ``openvino int8``: the same float32 graphs in OpenVINO (``f32`` precision hint)
+  and quantised by NNCF (``ssd_plugin.deploy.openvino_quantize``) on the same images; CPU only,
+  where ``openvino`` (and ``nncf`` for int8) is installed.
+
+A second table puts every row's ``full`` time against the peers' float32 (``mmdet / this``,
+``torchvision / this``; above 1: faster than the peer).
 
 The inputs are synthetic 640x480 images put through each config's test pipeline once, untimed
 (torchvision's and ONNX Runtime get the same resized pixels). Stages, per implementation:
@@ -72,7 +78,7 @@ import os.path as osp
 import sys
 import tempfile
 from types import SimpleNamespace
-from typing import Callable, Dict, List, Optional
+from typing import Callable, Dict, List, Optional, Tuple
 
 import bench_common as common
 import numpy as np
@@ -85,6 +91,8 @@ from synthetic import random_images
 from torchvision.models import detection
 
 import ssd_plugin  # noqa: F401  (registers the components)
+from ssd_plugin.deploy.quantize import INT8_TARGETS, int8_settings
+from ssd_plugin.deploy.runtimes import load_runtime
 from ssd_plugin.engine.amp import autocast_network, choose_amp
 from ssd_plugin.engine.checkpoint import weights_only_checkpoint_loading
 
@@ -128,7 +136,10 @@ def parse_args(argv=None) -> argparse.Namespace:
         help='class-logit regime of random detectors (default trained)',
     )
     parser.add_argument('--no-onnx', action='store_true', help='skip the ONNX Runtime rows')
-    parser.add_argument('--no-int8', action='store_true', help='skip the ONNX int8 rows')
+    parser.add_argument('--no-int8', action='store_true', help='skip the int8 rows')
+    parser.add_argument('--no-openvino', action='store_true', help='skip the OpenVINO rows')
+    parser.add_argument('--int8-target', default='auto', choices=['auto', *INT8_TARGETS],
+                        help="ONNX Runtime int8 settings' target CPU (default: this one)")  # fmt: skip
     parser.add_argument('--no-bf16', action='store_true', help='skip the bf16 rows')
     parser.add_argument('--quick', action='store_true',
                         help="SSDLite's first config, batch 1, one timed round: proves the "
@@ -322,23 +333,47 @@ class OnnxDetector:
         return {stage: ort.InferenceSession(path, options, providers=providers)
                 for stage, path in paths.items()}  # fmt: skip
 
-    def int8(self, name: str, calibration: np.ndarray) -> 'OnnxDetector':
-        """These graphs quantised to int8, calibrated on ``calibration`` (a pixel batch)."""
+    def int8(self, name: str, calibration: np.ndarray, target: str = 'auto') -> 'OnnxDetector':
+        """These graphs quantised to int8 for ``target`` CPUs, calibrated on ``calibration`` (a
+        pixel batch)."""
         from ssd_plugin.deploy.quantize import quantize_onnx
 
         other = copy.copy(self)
-        other.name, other.kind = name, 'onnxruntime int8'
+        other.name, other.kind = name, f'onnxruntime int8 ({int8_settings(target).target})'
         other.paths = {}
         for stage, path in self.paths.items():
             other.paths[stage] = path.replace('.onnx', '_int8.onnx')
-            quantize_onnx(path, other.paths[stage], [calibration],
+            quantize_onnx(path, other.paths[stage], [calibration], int8_settings(target),
                           note=f'{len(calibration)} benchmark images')  # fmt: skip
         other.sessions = other.load(other.paths)
+        return other
+
+    def openvino(self, name: str) -> 'OnnxDetector':
+        """The same float32 graphs in OpenVINO."""
+        other = copy.copy(self)
+        other.name, other.kind = name, 'openvino'
+        other.sessions = {stage: load_runtime(path, 'openvino', torch.get_num_threads())
+                          for stage, path in self.paths.items()}  # fmt: skip
+        return other
+
+    def openvino_int8(self, name: str, calibration: np.ndarray) -> 'OnnxDetector':
+        """These float32 graphs quantised by NNCF, in OpenVINO."""
+        from ssd_plugin.deploy.openvino_quantize import quantize_openvino
+
+        other = copy.copy(self)
+        other.name, other.kind = name, 'openvino int8 (nncf)'
+        other.paths = {stage: quantize_openvino(path, path.replace('.onnx', '_ov_int8.xml'),
+                                                [calibration]) for stage, path in
+                       self.paths.items()}  # fmt: skip
+        other.sessions = {stage: load_runtime(path, 'openvino', torch.get_num_threads())
+                          for stage, path in other.paths.items()}  # fmt: skip
         return other
 
     def stages(self, data: Dict) -> Dict[str, Callable]:
         # the graph takes 0-255 pixels in the loader's (BGR) order and normalises itself
         pixels = np.stack([img.numpy() for img in data['inputs']]).astype(np.float32)
+        if self.kind.startswith('openvino'):  # runtimes.load_runtime's functions
+            return {stage: (lambda run=run: run(pixels)) for stage, run in self.sessions.items()}
         return {stage: (lambda s=session: s.run(None, {'input': pixels}))
                 for stage, session in self.sessions.items()}  # fmt: skip
 
@@ -355,6 +390,16 @@ def onnx_available(device: str) -> Optional[str]:
         return 'onnxruntime is not installed'
     if device == 'cuda' and 'CUDAExecutionProvider' not in ort.get_available_providers():
         return 'onnxruntime has no CUDAExecutionProvider here'
+    return None
+
+
+def openvino_available(int8: bool) -> Optional[str]:
+    """Why OpenVINO rows (``int8``: NNCF's too) cannot run here, or None."""
+    for module in ('openvino', 'nncf') if int8 else ('openvino',):
+        try:
+            __import__(module)
+        except ImportError:
+            return f'{module} is not installed'
     return None
 
 
@@ -409,14 +454,35 @@ def build_family(family: str, args, workdir: str, images: List[np.ndarray]) -> L
     if not args.no_onnx and not onnx_available(args.device):
         onnx = [OnnxDetector(f'onnxruntime {d.name}', d, args.device, workdir) for d in ours]
         impls += onnx
+        pixels = np.stack([img.numpy() for img in ours_data['inputs']]).astype(np.float32)
         if not args.no_int8 and args.device == 'cpu':
-            pixels = np.stack([img.numpy() for img in ours_data['inputs']]).astype(np.float32)
-            impls += [d.int8(d.name.replace('onnxruntime', 'onnxruntime int8'), pixels)
-                      for d in onnx]  # fmt: skip
+            impls += [d.int8(d.name.replace('onnxruntime', 'onnxruntime int8'), pixels,
+                             args.int8_target) for d in onnx]  # fmt: skip
+        if not args.no_openvino and args.device == 'cpu':
+            impls += openvino_rows(family, onnx, pixels, int8=not args.no_int8)
     return impls
 
 
-def bench_family(family: str, args, workdir: str, images) -> List[List[str]]:
+def openvino_rows(family: str, onnx: List[OnnxDetector], pixels: np.ndarray,
+                  int8: bool) -> List[OnnxDetector]:  # fmt: skip
+    """The ONNX graphs in OpenVINO, float32 and (``int8``) NNCF-quantised on ``pixels``, where
+    the packages are installed (else the reason is printed)."""
+    why = openvino_available(int8=False)
+    if why:
+        print(f'{family}: OpenVINO rows skipped: {why}')
+        return []
+    rows = [d.openvino(d.name.replace('onnxruntime', 'openvino')) for d in onnx]
+    why = openvino_available(int8=True) if int8 else None
+    if why:
+        print(f'{family}: OpenVINO int8 rows skipped: {why}')
+    elif int8:
+        rows += [d.openvino_int8(d.name.replace('onnxruntime', 'openvino int8'), pixels)
+                 for d in onnx]  # fmt: skip
+    return rows
+
+
+def bench_family(family: str, args, workdir: str, images) -> Tuple[List[List[str]], List]:
+    """The family's table rows, and ``(family, batch, name, full ms)`` of every implementation."""
     impls = build_family(family, args, workdir, images)
     ours_cfg = impls[0].cfg
     print(f'\n## {family}: input {input_size(ours_cfg)} px')
@@ -426,7 +492,7 @@ def bench_family(family: str, args, workdir: str, images) -> List[List[str]]:
     pipeline_of = {impl.name: impl for impl in impls if isinstance(impl, Detector)}
     print(f'- score threshold {impls[0].settings["score_thr"]} for every detector; class logits: '
           f'{args.regime}')  # fmt: skip
-    rows = []
+    rows, fulls = [], []
     for batch in args.batches:
         batch_images = images[:batch]
         ours_data = impls[0].pixels(batch_images)
@@ -451,9 +517,24 @@ def bench_family(family: str, args, workdir: str, images) -> List[List[str]]:
             rows.append([family, batch, impl.name, net, post, full,
                          f'{batch * 1e3 / times["full"]:.2f}', f'{dets:.1f}',
                          *(common.ratio(times[s], ref[s]) for s in STAGES)])  # fmt: skip
+            fulls.append((family, batch, impl.name, times['full']))
             print(f'{family} batch {batch}: {impl.name}: net {net} ms, post {post} ms, '
                   f'full {full} ms', flush=True)  # fmt: skip
-    return rows
+    return rows, fulls
+
+
+def peer_rows(fulls: List) -> List[List[str]]:
+    """Each implementation's full time against its family's mmdet and torchvision float32 ones
+    at the same batch (``peer / this``)."""
+    peers = {}
+    for family, batch, name, full in fulls:
+        for peer in ('mmdet', 'torchvision'):
+            if name.startswith(peer + ' '):
+                peers[(family, batch, peer)] = full
+    return [[family, batch, name, common.ms(full),
+             common.ratio(peers.get((family, batch, 'mmdet')), full),
+             common.ratio(peers.get((family, batch, 'torchvision')), full)]
+            for family, batch, name, full in fulls]  # fmt: skip
 
 
 def main(argv=None) -> int:
@@ -477,14 +558,20 @@ def main(argv=None) -> int:
         if family not in families:
             families.append(family)
     images = random_images(max(*args.batches, CALIBRATION_IMAGES), args.seed)
-    rows = []
+    rows, fulls = [], []
     with tempfile.TemporaryDirectory() as workdir:
         for family in families:
-            rows += bench_family(family, args, workdir, images)
+            family_rows, family_fulls = bench_family(family, args, workdir, images)
+            rows += family_rows
+            fulls += family_fulls
     title = "Inference (ms per batch, best of repeats; ratio = peer / ours, ours = the family's "
     header = ['family', 'batch', 'implementation', 'net', 'post', 'full', 'images/s (full)',
               'dets / image', 'net ratio', 'post ratio', 'full ratio']  # fmt: skip
     common.print_table(title + 'first row)', header, rows)
+    common.print_table('Against the peers (full, ms per batch; ratio = peer float32 / this, above '
+                       '1: faster than the peer)',
+                       ['family', 'batch', 'implementation', 'full', 'mmdet / this',
+                        'torchvision / this'], peer_rows(fulls))  # fmt: skip
     return 0
 
 

@@ -34,6 +34,8 @@ from mmengine.config import Config
 import ssd_plugin  # noqa: F401  (registers the components: configs need no custom_imports)
 from ssd_plugin.deploy import export_onnx
 from ssd_plugin.engine.checkpoint import weights_only_checkpoint_loading
+from ssd_plugin.engine.data_root import load_config_with_data_root
+from ssd_plugin.engine.cli_errors import run_tool
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -76,7 +78,7 @@ def pipeline_input_size(cfg: Config) -> Optional[Tuple[int, int]]:
 
 def main(argv=None) -> None:
     args = parse_args(argv)
-    cfg = Config.fromfile(args.config)
+    cfg = load_config_with_data_root(args.config)  # mmdet:: bases without pkg_resources' warning
     input_size = tuple(args.input_size) if args.input_size else pipeline_input_size(cfg)
     if input_size is None:
         raise ValueError(
@@ -100,4 +102,4 @@ def main(argv=None) -> None:
 
 
 if __name__ == '__main__':
-    main()
+    raise SystemExit(run_tool(main))  # a refusal: one line, no traceback (--debug)

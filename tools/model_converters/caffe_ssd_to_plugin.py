@@ -7,15 +7,25 @@ Usage::
 
 writes ``DIR/config.py`` and ``DIR/model.pth`` for ``tools/test.py``, ``tools/image_demo.py``,
 ``mmdet.apis.init_detector`` and ``tools/deploy/export_onnx.py``, and prints what it assumed
-(Caffe files do not store the preprocessing). The logic lives in :mod:`ssd_plugin.caffe`.
+(Caffe files do not store the preprocessing). The logic lives in :mod:`ssd_plugin.caffe.converter`.
+
+The prototxt is checked whole before anything is built; a file the converter refuses (a field
+out of range, a cycle, a net larger than ``--max-memory-gib``, a prototxt larger than
+``--max-prototxt-mib``) is one line on stderr naming the file, the layer and the field, and
+exit status 1 (``--debug`` prints the traceback).
 """
 
 import argparse
 import sys
 from typing import List, Optional
 
-from ssd_plugin.caffe import CaffeFormatError, convert
-from ssd_plugin.caffe.convert import DEFAULT_MEAN
+from ssd_plugin.caffe.converter import (
+    DEFAULT_MAX_MEMORY_GIB,
+    DEFAULT_MAX_PROTOTXT_MIB,
+    DEFAULT_MEAN,
+    convert,
+)
+from ssd_plugin.engine.cli_errors import run_tool
 
 __all__ = ['main', 'parse_args']
 
@@ -52,27 +62,38 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
         default='bgr',
         help='channel order the net was trained on (default: bgr, as Caffe)',
     )
+    parser.add_argument(
+        '--max-memory-gib',
+        type=float,
+        default=DEFAULT_MAX_MEMORY_GIB,
+        help='refuse a net whose conversion is estimated to need more memory (default: '
+        f'{DEFAULT_MAX_MEMORY_GIB:g} GiB; the estimate is printed either way)',
+    )
+    parser.add_argument(
+        '--max-prototxt-mib',
+        type=float,
+        default=DEFAULT_MAX_PROTOTXT_MIB,
+        help='refuse a larger prototxt before parsing it (default: '
+        f'{DEFAULT_MAX_PROTOTXT_MIB:g} MiB; SSD deploy nets take under 1 MiB)',
+    )
     return parser.parse_args(argv)
 
 
-def main(argv: Optional[List[str]] = None) -> int:
+def main(argv: Optional[List[str]] = None) -> None:
     args = parse_args(argv)
-    try:
-        convert(
-            args.prototxt,
-            args.caffemodel,
-            args.out_dir,
-            classes=args.classes,
-            labelmap=args.labelmap,
-            mean=args.mean,
-            std=args.std,
-            input_order=args.input_order,
-        )
-    except (CaffeFormatError, FileNotFoundError, ValueError) as err:
-        print(f'error: {err}', file=sys.stderr)
-        return 1
-    return 0
+    convert(
+        args.prototxt,
+        args.caffemodel,
+        args.out_dir,
+        classes=args.classes,
+        labelmap=args.labelmap,
+        mean=args.mean,
+        std=args.std,
+        input_order=args.input_order,
+        max_memory_gib=args.max_memory_gib,
+        max_prototxt_mib=args.max_prototxt_mib,
+    )
 
 
 if __name__ == '__main__':
-    sys.exit(main())
+    sys.exit(run_tool(main))  # a refusal: one line naming the file, layer and field; exit 1

@@ -30,6 +30,7 @@ from torch import Tensor
 
 from ssd_plugin.engine.checkpoint_conversion import converter_main
 from ssd_plugin.models.backbones.reduced_vgg16 import VGG16_SEQUENTIAL_INDICES, ReducedVGG16
+from ssd_plugin.engine.cli_errors import run_tool
 
 
 def _key_map() -> Dict[str, Tuple[str, Tuple[int, ...]]]:
@@ -85,4 +86,4 @@ def main(argv=None) -> None:
 
 
 if __name__ == '__main__':
-    main()
+    raise SystemExit(run_tool(main))  # a refusal: one line, no traceback (--debug)

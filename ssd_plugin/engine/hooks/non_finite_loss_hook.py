@@ -26,7 +26,7 @@ from mmengine.optim import OptimWrapper, OptimWrapperDict
 from torch import Tensor
 
 from ..rank_agreement import any_rank
-from .method_wrap import unwrap_method, wrap_method
+from ..method_wrap import unwrap_method, wrap_method
 
 __all__ = ['NonFiniteLossHook']
 

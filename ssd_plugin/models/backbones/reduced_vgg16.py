@@ -123,7 +123,7 @@ class ReducedVGG16(BaseModule):
     def init_weights(self) -> None:
         """Initialise; a missing ``Pretrained`` local file is an error naming the converters.
 
-        The configs point at a converted VGG16 the user makes (README "Pretrained weights").
+        The configs point at a converted VGG16 the user makes (docs/pretrained.md).
         With ``allow_scratch=True`` a missing file warns and the network starts from Kaiming
         init instead.
 
@@ -140,8 +140,8 @@ class ReducedVGG16(BaseModule):
                 )
                 if not self.allow_scratch:
                     raise FileNotFoundError(
-                        f'{missing}. Convert ImageNet VGG16 weights into it (README "Pretrained '
-                        f'weights"):\n  python tools/model_converters/'
+                        f'{missing}. Convert ImageNet VGG16 weights into it '
+                        f'(docs/pretrained.md):\n  python tools/model_converters/'
                         f'torchvision_vgg16_to_reduced.py vgg16-397923af.pth {checkpoint}\n  '
                         f'python tools/model_converters/caffe_vgg16_reducedfc_to_reduced.py '
                         f'vgg16_reducedfc.pth {checkpoint}\nor train from scratch (SSD then '

@@ -1,7 +1,7 @@
 """MODELS ``MultiBoxHead``: SSD's per-level predictors, batched loss and batched inference."""
 
 from collections import OrderedDict
-from typing import Dict, Iterable, List, Optional, Sequence, Tuple, Union
+from typing import Dict, Iterable, List, Optional, Sequence, Set, Tuple
 
 import torch
 import torch.nn as nn
@@ -10,22 +10,18 @@ from mmdet.models.dense_heads.base_dense_head import BaseDenseHead
 from mmdet.registry import MODELS, TASK_UTILS
 from mmdet.structures.bbox import get_box_tensor
 from mmdet.utils import ConfigType, InstanceList, MultiConfig, OptConfigType, OptInstanceList
-from mmengine.config import ConfigDict
 from mmengine.structures import InstanceData
 from torch import Tensor
 from torch.nn.utils.rnn import pad_sequence
 
-from ssd_plugin.functional.multibox_loss import level_views
+from ssd_plugin.functional.head_outputs import level_views
 from ssd_plugin.functional.postprocess import batched_multiclass_nms
 from ssd_plugin.models.utils import DerivedWeights
 
+from .inference_cfg import InferenceCfg, read_test_cfg
 from .merged_predictors import merged_pair, run_merged
 
-__all__ = ['DEFAULT_TEST_CFG', 'MultiBoxHead']
-
-# What a ``test_cfg`` without these keys means (keep every score, no per-class cap, mmdet's 200
-# detections per image); the ONNX export reads the same values.
-DEFAULT_TEST_CFG: Dict[str, Union[float, int]] = dict(score_thr=0.0, nms_pre=-1, max_per_img=200)
+__all__ = ['MultiBoxHead']
 
 
 @MODELS.register_module()
@@ -46,6 +42,11 @@ class MultiBoxHead(BaseDenseHead):
     handles the whole batch at once; unlike mmdet 3.3's SSDHead it never reads
     ``self.loss_cls`` (mmdet issue #11063).
 
+    The first time the head sees an input shape (training, inference or ONNX export) it checks
+    that the feature maps are the levels its default boxes are laid out for
+    (:meth:`check_featmap_sizes`): a neck whose last map is 2x2 where the strides expect 1x1
+    is an error, not default boxes centred off the image.
+
     A head may have more foreground output channels than classes (torchvision's COCO SSDs
     predict 90 category ids, ten of them unused "N/A"): ``class_channels`` names the channel of
     each class; the other channels take part in the softmax but are never reported (dropped
@@ -65,9 +66,11 @@ class MultiBoxHead(BaseDenseHead):
         train_cfg: Unused (matching and loss are configured above); kept for mmdet detectors.
         test_cfg: mmdet's keys: ``score_thr``, ``nms=dict(iou_threshold=...)``, ``nms_pre``,
             ``max_per_img`` and optional ``min_bbox_size`` (boxes not wider and taller than it
-            are dropped, as mmdet does). ``nms_pre`` caps the candidates per image and *class*
-            before NMS (Caffe's ``top_k``, 400), not per feature level over all classes as in
-            mmdet's SSDHead; mmdet's ``nms_pre=1000`` works and costs about the same.
+            are dropped, as mmdet does); read and checked by
+            :func:`~ssd_plugin.models.dense_heads.inference_cfg.read_test_cfg`. ``nms_pre`` caps
+            the candidates per image and *class* before NMS (Caffe's ``top_k``, 400), not per
+            feature level over all classes as in mmdet's SSDHead; mmdet's ``nms_pre=1000``
+            works and costs about the same.
         init_cfg: Xavier uniform, zero bias (Caffe's ``xavier`` filler, mmdet's SSDHead).
         class_channels: Foreground output channel of each class label (length ``num_classes``);
             default: label ``i`` is channel ``i``.
@@ -161,6 +164,7 @@ class MultiBoxHead(BaseDenseHead):
                     layers['pred'] = nn.Conv2d(channels, out, 3, padding=1)
                 convs.append(nn.Sequential(layers))
         self._merged = DerivedWeights()  # run_merged's stacked predictor weights (not state)
+        self._checked_shapes: Set[tuple] = set()  # (feature-map sizes, input shape) seen
 
     def forward(self, x: Iterable[Tensor]) -> Tuple[List[Tensor], List[Tensor]]:
         """Per-level ``(N, k*(C+1), H, W)`` class scores and ``(N, k*4, H, W)`` offsets."""
@@ -168,7 +172,8 @@ class MultiBoxHead(BaseDenseHead):
         if len(x) != len(self.cls_convs):
             raise ValueError(
                 f'MultiBoxHead got {len(x)} feature maps but has {len(self.cls_convs)} levels '
-                f'(in_channels={self.in_channels})'
+                f'(in_channels={self.in_channels}, one per prior_generator level); make the '
+                "neck's num_outs, the head's in_channels and the generator's ratios/strides agree"
             )
         # level by level, as mmdet's SSDHead: each feature map is read by its two convs in turn,
         # while it is still in cache (SSDLite's 10x10x1280 map is 4 MB at batch 8)
@@ -181,6 +186,34 @@ class MultiBoxHead(BaseDenseHead):
             cls_scores.append(cls_score)
             bbox_preds.append(bbox_pred)
         return cls_scores, bbox_preds
+
+    def check_featmap_sizes(self, outputs: Sequence[Tensor], input_shape: Sequence[int]) -> None:
+        """Raise unless the outputs' maps are the levels the default boxes assume.
+
+        See :meth:`DefaultBoxGenerator.check_featmap_sizes`; checked once per (sizes, input
+        shape), so it costs nothing per step, and with Python ints only (tracing-safe).
+
+        Args:
+            outputs: Per-level head outputs (or feature maps) ``(B, *, H, W)``.
+            input_shape: ``(h, w)`` of the network input (the padded batch).
+        """
+        sizes = tuple(tuple(int(v) for v in o.shape[-2:]) for o in outputs)
+        key = (sizes, tuple(int(v) for v in input_shape[:2]))
+        if key not in self._checked_shapes:
+            try:
+                self.prior_generator.check_featmap_sizes(key[0], key[1])
+            except ValueError as e:
+                raise ValueError(f'MultiBoxHead: {e}') from None
+            self._checked_shapes.add(key)
+
+    def _check_metas(self, outputs: Sequence[Tensor], batch_img_metas: Sequence[dict]) -> None:
+        """:meth:`check_featmap_sizes` with the network input shape from the metas.
+
+        mmdet's ``batch_input_shape`` (the padded batch), else the first image's ``img_shape``
+        (one input size: ONNX export, tools that build metas themselves).
+        """
+        meta = batch_img_metas[0]
+        self.check_featmap_sizes(outputs, meta.get('batch_input_shape', meta['img_shape']))
 
     def priors(self, cls_scores: List[Tensor]) -> Tensor:
         """The ``(P, 4)`` default boxes of these outputs, float32 whatever the outputs' dtype.
@@ -230,6 +263,8 @@ class MultiBoxHead(BaseDenseHead):
             pixels), float32.
         """
         cfg = self.test_cfg if cfg is None else cfg
+        min_size = read_test_cfg(cfg).min_bbox_size if cfg is not None else -1
+        self._check_metas(cls_scores, batch_img_metas)
         flat_cls, flat_reg = self.flatten_outputs(cls_scores, bbox_preds)
         priors = self.priors(cls_scores)
         num_imgs, num_priors = flat_reg.shape[:2]
@@ -249,7 +284,6 @@ class MultiBoxHead(BaseDenseHead):
         if self.clip_border:
             img_hw = boxes.new_tensor([meta['img_shape'][:2] for meta in batch_img_metas])
             boxes = torch.minimum(boxes, img_hw.flip(1).repeat(1, 2)[:, None]).clamp(min=0)
-        min_size = (cfg or {}).get('min_bbox_size', -1)
         if min_size >= 0:
             too_small = ((boxes[..., 2:] - boxes[..., :2]) <= min_size).any(-1)
             scores.masked_fill_(too_small[..., None], 0)
@@ -272,6 +306,7 @@ class MultiBoxHead(BaseDenseHead):
         Returns:
             ``dict(loss_cls=..., loss_bbox=...)``, scalars normalised by the batch's positives.
         """
+        self._check_metas(cls_scores, batch_img_metas)
         priors = self.priors(cls_scores)
         num_imgs, num_priors = cls_scores[0].shape[0], priors.shape[0]
         gt_bboxes, gt_labels, gt_valid = _pad_ground_truths(batch_gt_instances, priors)
@@ -326,8 +361,8 @@ class MultiBoxHead(BaseDenseHead):
         divided by its ``scale_factor`` (NMS runs before rescaling: IoU is invariant to scaling
         each axis). ``batch_img_metas`` holds one meta per image or, as :meth:`decode` takes,
         one for the whole batch. ``score_factors`` must be None (SSD has none);
-        ``with_nms=False`` or no ``test_cfg.nms`` skips NMS. Keys missing from the test config
-        take :data:`DEFAULT_TEST_CFG`.
+        ``with_nms=False`` or no ``test_cfg.nms`` skips NMS. The test config is read by
+        :func:`~ssd_plugin.models.dense_heads.inference_cfg.read_test_cfg` (its defaults).
 
         Returns:
             One ``InstanceData(bboxes, scores, labels)`` per image, sorted by descending score.
@@ -335,12 +370,7 @@ class MultiBoxHead(BaseDenseHead):
         if score_factors is not None:
             raise ValueError('MultiBoxHead has no score factors; score_factors must be None')
         cfg = self.test_cfg if cfg is None else cfg
-        if cfg is None:
-            raise ValueError(
-                'MultiBoxHead.predict_by_feat needs a test_cfg (score_thr, nms, nms_pre, '
-                'max_per_img); set model.test_cfg in the config'
-            )
-        cfg = ConfigDict(cfg)
+        settings = read_test_cfg(cfg)
         num_imgs = cls_scores[0].shape[0]
         if batch_img_metas is None or len(batch_img_metas) not in (1, num_imgs):
             raise ValueError(
@@ -348,47 +378,70 @@ class MultiBoxHead(BaseDenseHead):
                 f'({num_imgs}) or one for the whole batch, got '
                 f'{None if batch_img_metas is None else len(batch_img_metas)}'
             )
+        self._check_metas(cls_scores, batch_img_metas)
+        empty = cls_scores[0].new_zeros((0, 4))
         results = [
-            InstanceData(
-                bboxes=cls_scores[0].new_zeros((0, 4)),
-                scores=cls_scores[0].new_zeros((0,)),
-                labels=torch.zeros(0, dtype=torch.long, device=cls_scores[0].device),
-            )
+            InstanceData(bboxes=empty, scores=empty[:, 0], labels=empty[:, 0].long())
             for _ in range(num_imgs)
         ]
-        score_thr = cfg.get('score_thr', DEFAULT_TEST_CFG['score_thr'])
-        # Decoding costs a full softmax and copy: only for images that can have detections.
-        decoded = list(range(num_imgs))
+        decoded, cls_scores, bbox_preds, batch_img_metas = self._images_to_decode(
+            cls_scores, bbox_preds, batch_img_metas, settings.score_thr
+        )
+        if not decoded:
+            return results
+        scores, boxes = self.decode(cls_scores, bbox_preds, batch_img_metas, cfg)
+        detections = self._nms(scores, boxes, settings, with_nms)
+        if rescale:
+            scale = boxes.new_tensor([meta['scale_factor'] for meta in batch_img_metas])
+            detections[0] = detections[0] / scale.repeat(1, 2)[:, None]
+        # Slice each row's valid detections with one host read.
+        det_boxes, det_scores, det_labels, det_valid = detections
+        for i, n, boxes_i, scores_i, labels_i in zip(
+            decoded, det_valid.sum(1).tolist(), det_boxes, det_scores, det_labels
+        ):
+            results[i] = InstanceData(bboxes=boxes_i[:n], scores=scores_i[:n], labels=labels_i[:n])
+        return results
+
+    def _images_to_decode(
+        self,
+        cls_scores: List[Tensor],
+        bbox_preds: List[Tensor],
+        batch_img_metas: List[dict],
+        score_thr: float,
+    ) -> Tuple[List[int], List[Tensor], List[Tensor], List[dict]]:
+        """The images that can have detections, and their outputs and metas.
+
+        Decoding costs a full softmax and copy: :meth:`images_above` (one host read) skips the
+        images whose every score is at or below ``score_thr``.
+        """
+        decoded = list(range(cls_scores[0].shape[0]))
         if score_thr > 0:
-            active = self.images_above(cls_scores, score_thr).tolist()  # the one host read
+            active = self.images_above(cls_scores, score_thr).tolist()
             decoded = [i for i in decoded if active[i]]
-        if len(decoded) < num_imgs:
-            if not decoded:
-                return results
+        if 0 < len(decoded) < cls_scores[0].shape[0]:
             index = torch.tensor(decoded, device=cls_scores[0].device)
             cls_scores = [s[index] for s in cls_scores]
             bbox_preds = [b[index] for b in bbox_preds]
             if len(batch_img_metas) > 1:  # a single meta stands for every image
                 batch_img_metas = [batch_img_metas[i] for i in decoded]
-        scores, boxes = self.decode(cls_scores, bbox_preds, batch_img_metas, cfg)
+        return decoded, cls_scores, bbox_preds, batch_img_metas
 
-        nms_cfg = cfg.get('nms', None)
-        if nms_cfg is not None and nms_cfg.get('type', 'nms') != 'nms':
-            raise ValueError(
-                f"MultiBoxHead test_cfg.nms: only type='nms' (greedy, per class) is supported, "
-                f'got {nms_cfg["type"]!r}'
-            )
+    def _nms(
+        self, scores: Tensor, boxes: Tensor, settings: InferenceCfg, with_nms: bool
+    ) -> List[Tensor]:
+        """:func:`batched_multiclass_nms` with channels mapped to labels, valid rows first.
+
+        Returns:
+            ``[boxes (B, K, 4), scores (B, K), labels (B, K), valid (B, K)]``.
+        """
         det_boxes, det_scores, det_labels, det_valid = batched_multiclass_nms(
             boxes,
             scores,
-            score_thr=score_thr,
-            iou_thr=nms_cfg['iou_threshold'] if with_nms and nms_cfg else None,
-            nms_pre_per_class=cfg.get('nms_pre', DEFAULT_TEST_CFG['nms_pre']),
-            max_per_img=cfg.get('max_per_img', DEFAULT_TEST_CFG['max_per_img']),
+            score_thr=settings.score_thr,
+            iou_thr=settings.iou_thr if with_nms else None,
+            nms_pre_per_class=settings.nms_pre,
+            max_per_img=settings.max_per_img,
         )
-        if rescale:
-            scale = det_boxes.new_tensor([meta['scale_factor'] for meta in batch_img_metas])
-            det_boxes = det_boxes / scale.repeat(1, 2)[:, None]
         det_labels = self.channel_labels[det_labels]
         if self.num_classes < self.num_class_channels:
             det_valid &= det_labels >= 0  # unreported channels leave after the top-k
@@ -397,12 +450,7 @@ class MultiBoxHead(BaseDenseHead):
             order = torch.argsort((~det_valid).to(torch.uint8), dim=1, stable=True)
             det_boxes = det_boxes.gather(1, order[..., None].expand(-1, -1, 4))
             det_scores, det_labels = det_scores.gather(1, order), det_labels.gather(1, order)
-        # Slice each row's valid detections with one host read.
-        for i, n, boxes_i, scores_i, labels_i in zip(
-            decoded, det_valid.sum(1).tolist(), det_boxes, det_scores, det_labels
-        ):
-            results[i] = InstanceData(bboxes=boxes_i[:n], scores=scores_i[:n], labels=labels_i[:n])
-        return results
+        return [det_boxes, det_scores, det_labels, det_valid]
 
 
 def _pad_ground_truths(

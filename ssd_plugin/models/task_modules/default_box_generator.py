@@ -1,5 +1,6 @@
 """TASK_UTILS ``DefaultBoxGenerator``: SSD default boxes in mmdet's prior-generator protocol."""
 
+import math
 from numbers import Real
 from typing import Dict, List, Optional, Sequence, Tuple, Union
 
@@ -20,6 +21,12 @@ __all__ = ['DefaultBoxGenerator']
 
 _Pair = Union[int, float, Tuple[float, float]]
 _Sizes = Union[float, Sequence[float]]
+
+
+def _fmt_pair(stride: Tuple[float, float]) -> str:
+    """A stride as a config writes it: ``s`` when square, else ``(sw, sh)``; integers as such."""
+    sw, sh = (int(v) if float(v).is_integer() else round(v, 3) for v in stride)
+    return f'{sw}' if sw == sh else f'({sw}, {sh})'
 
 
 def _pair(value: _Pair, key: str) -> Tuple[float, float]:
@@ -196,6 +203,66 @@ class DefaultBoxGenerator:
     def num_base_priors(self) -> List[int]:
         """Default boxes per location on each level (4 or 6 in SSD)."""
         return [len(s) for s in self.box_shapes]
+
+    def expected_featmap_sizes(self, input_shape: Sequence[int]) -> Optional[List[Tuple[int, int]]]:
+        """``(H, W)`` per level that the strides place on an ``(h, w)`` input, ``ceil(h / s)``.
+
+        The grid of stride ``s`` covers the input and its last centre, ``(H - 0.5) * s``, lies on
+        it only with these sizes. None with ``strides=None``: centres follow any map's size.
+        """
+        if self.strides is None:
+            return None
+        h, w = (int(v) for v in input_shape[:2])
+        # rounded first: a stride written as input / cells (320 / 3) must give those cells
+        return [
+            (math.ceil(round(h / sh, 6)), math.ceil(round(w / sw, 6))) for sw, sh in self.strides
+        ]
+
+    def check_featmap_sizes(
+        self, featmap_sizes: Sequence[Tuple[int, int]], input_shape: Sequence[int]
+    ) -> None:
+        """Raise if the feature maps are not the levels these default boxes are laid out for.
+
+        Args:
+            featmap_sizes: ``(H, W)`` of each level the network gives.
+            input_shape: ``(h, w)`` of the network input they come from.
+
+        Raises:
+            ValueError: Another level count, or (with ``strides``) a level whose size is not
+                :meth:`expected_featmap_sizes`: that level's default boxes would be centred
+                off the image or leave part of it without any. The message names each such
+                level, both sizes and the settings to change.
+        """
+        sizes = [(int(h), int(w)) for h, w in featmap_sizes]
+        h, w = (int(v) for v in input_shape[:2])
+        if len(sizes) != self.num_levels:
+            raise ValueError(
+                f'the network gives {len(sizes)} feature maps {sizes} on a {h}x{w} input but '
+                f'model.bbox_head.prior_generator has {self.num_levels} levels (one per entry '
+                "of ratios and strides); make them agree (the neck's num_outs, the generator's "
+                "ratios/strides and the head's in_channels)"
+            )
+        expected = self.expected_featmap_sizes((h, w))
+        if expected is None or expected == sizes:
+            return
+        wrong = [i for i, (got, want) in enumerate(zip(sizes, expected)) if got != want]
+        levels = '; '.join(
+            f'level {i}: the network gives {sizes[i][0]}x{sizes[i][1]}, stride '
+            f'{_fmt_pair(self.strides[i])} expects {expected[i][0]}x{expected[i][1]}'
+            for i in wrong
+        )
+        fitted = [
+            _fmt_pair((w / fw, h / fh)) if i in wrong else _fmt_pair(s)
+            for i, ((fh, fw), s) in enumerate(zip(sizes, self.strides))
+        ]
+        raise ValueError(
+            f'feature maps do not match the default boxes on a {h}x{w} input ({levels}): those '
+            'default boxes would be centred off the image or leave part of it uncovered. Set '
+            f'model.bbox_head.prior_generator.strides=({", ".join(fitted)}) (input / map size), '
+            f'or strides=None, or change the network (neck strides/paddings/num_outs) or '
+            f'input_size {self.input_size[0]}x{self.input_size[1]} so that each level is '
+            'ceil(input / stride) cells'
+        )
 
     def _level_strides(self, featmap_sizes: Sequence[Tuple[int, int]]) -> List[Tuple[float, float]]:
         if len(featmap_sizes) != self.num_levels:

@@ -10,7 +10,7 @@ environment)::
 References (``cv2.dnn.readNetFromCaffe`` + ``blobFromImage``, which resizes the uint8 image with
 INTER_LINEAR before subtracting the mean, as mmdet's Resize + data preprocessor do):
 
-- ``face``: OpenCV's res10 face detector (:mod:`ssd_plugin.caffe.face_detector_files`) on photos
+- ``face``: OpenCV's res10 face detector (:mod:`ssd_plugin.caffe.converter.face_detector_files`) on photos
   with and without faces;
 - ``vgg16_ssd300``, ``mobilenet_ssd``, ``tiny_240x320``: the deploy prototxts in this directory
   with random weights from ``tests/caffe_random_weights.py`` (seed and options recorded here, so
@@ -35,7 +35,7 @@ import numpy as np
 HERE = Path(__file__).resolve().parent
 TESTS = HERE.parents[1]
 REPO = TESTS.parent
-OPENCV4_DNN = 'ssd_plugin/caffe/opencv4_dnn.py'
+OPENCV4_DNN = 'tools/benchmarks/opencv4_dnn.py'
 OUT = HERE / 'opencv4_references.json'
 
 # name -> prototxt, random-weight options, preprocessing, photos (all recorded in the JSON)
@@ -84,9 +84,9 @@ def main(argv=None):
     from caffe_photos import photo_path
     from caffe_random_weights import write_random_caffemodel
 
-    from ssd_plugin.caffe.face_detector_files import FACE_DETECTOR_MEAN, face_detector_files
-    from ssd_plugin.caffe.graph import parse_net
-    from ssd_plugin.caffe.proto import read_prototxt
+    from ssd_plugin.caffe.converter.face_detector_files import FACE_DETECTOR_MEAN, face_detector_files
+    from ssd_plugin.caffe.converter.graph import parse_net
+    from ssd_plugin.caffe.converter.proto import read_prototxt
 
     images = {}
     for name in sorted(set(FACE_PHOTOS).union(*(t['photos'] for t in TOPOLOGIES.values()))):

@@ -311,7 +311,7 @@ def test_one_meta_for_the_batch_with_images_skipped():
 
 
 def test_default_test_cfg_is_what_an_empty_test_cfg_means():
-    from ssd_plugin.models.dense_heads.multibox_head import DEFAULT_TEST_CFG
+    from ssd_plugin.models.dense_heads.inference_cfg import DEFAULT_TEST_CFG
 
     cls_scores, bbox_preds = _realistic_outputs(1, num_objects=300, seed=7)
     metas = [dict(img_shape=(300, 300))]
@@ -322,3 +322,100 @@ def test_default_test_cfg_is_what_an_empty_test_cfg_means():
     )
     assert len(got[0]) == DEFAULT_TEST_CFG['max_per_img'] == 200
     assert torch.equal(got[0].scores, explicit[0].scores)
+
+
+def _fpn_ssd300(strides=(8, 16, 32, 64, 100, 300)):
+    """The issue's detector, narrow: ResNet-18 C3-C5 -> mmdet's FPN (6 outputs, extra convs on
+    the outputs) -> MultiBoxHead with SSD300's default boxes (``strides``)."""
+    return MODELS.build(
+        dict(
+            type='SingleStageDetector',
+            data_preprocessor=dict(type='DetDataPreprocessor', mean=[0, 0, 0], std=[1, 1, 1]),
+            backbone=dict(type='ResNet', depth=18, base_channels=8, out_indices=(1, 2, 3)),
+            neck=dict(type='FPN', in_channels=[16, 32, 64], out_channels=16, num_outs=6,
+                      add_extra_convs='on_output'),
+            bbox_head=dict(type='MultiBoxHead', num_classes=3, in_channels=(16,) * 6,
+                           prior_generator=dict(type='DefaultBoxGenerator', input_size=300,
+                                                strides=strides, ratios=SSD300_GENERATOR_RATIOS)),
+            test_cfg=TEST_CFG,
+        )
+    )  # fmt: skip
+
+
+SSD300_GENERATOR_RATIOS = ([2], [2, 3], [2, 3], [2, 3], [2], [2])
+
+
+def _fpn_batch(model, size=300):
+    meta = dict(img_shape=(size, size), ori_shape=(size, size), scale_factor=(1.0, 1.0),
+                pad_shape=(size, size))  # fmt: skip
+    sample = DetDataSample(metainfo=meta)
+    sample.gt_instances = _gt([[30, 40, 200, 220]], [1])
+    data = dict(inputs=[torch.randint(0, 255, (3, size, size), dtype=torch.uint8)],
+                data_samples=[sample])  # fmt: skip
+    return model.data_preprocessor(data, training=True)
+
+
+def test_fpn_levels_against_ssd300_default_boxes_are_an_error_in_train_predict_and_export(
+    tmp_path,
+):
+    """FPN's last level is 2x2 where SSD300's stride 300 lays out 1x1: loss, predict and the
+    ONNX export stop at the first forward, naming the level, both sizes and the strides to set."""
+    from ssd_plugin.deploy import export_onnx
+
+    torch.manual_seed(0)
+    model = _fpn_ssd300()
+    data = _fpn_batch(model)
+    feats = model.extract_feat(data['inputs'])
+    assert [tuple(f.shape[-2:]) for f in feats] == [(s, s) for s in (38, 19, 10, 5, 3, 2)]
+    expected = (
+        r'level 5: the network gives 2x2, stride 300 expects 1x1.*'
+        r'strides=\(8, 16, 32, 64, 100, 150\)'
+    )
+    with pytest.raises(ValueError, match=expected):
+        model(**data, mode='loss')
+    model.eval()
+    with torch.no_grad(), pytest.raises(ValueError, match=expected):
+        model(**data, mode='predict')
+    for decode in (False, True):
+        with pytest.raises(ValueError, match=expected):
+            export_onnx(model, str(tmp_path / 'fpn.onnx'), (300, 300), decode=decode)
+    assert not (tmp_path / 'fpn.onnx').exists()
+
+
+def test_fpn_with_strides_from_its_levels_trains_and_predicts():
+    torch.manual_seed(0)
+    model = _fpn_ssd300(strides=(8, 16, 32, 64, 100, 150))
+    data = _fpn_batch(model)
+    losses = model(**data, mode='loss')
+    assert torch.isfinite(losses['loss_cls'] + losses['loss_bbox'])
+    model.eval()
+    with torch.no_grad():
+        (result,) = model(**data, mode='predict')
+    # the last level's boxes are centred on the image: (j + 0.5) * 150 for j = 0, 1
+    last = model.bbox_head.prior_generator.grid_priors([(2, 2)] * 6, device='cpu')[5]
+    centres = (last[:, :2] + last[:, 2:]) / 2
+    assert sorted(set(centres[:, 0].tolist())) == [75.0, 225.0]
+    assert len(result.pred_instances) <= TEST_CFG['max_per_img']
+
+
+def test_the_level_check_runs_once_per_input_shape(monkeypatch):
+    head = _small_head()
+    calls = []
+    check = head.prior_generator.check_featmap_sizes
+    monkeypatch.setattr(head.prior_generator, 'check_featmap_sizes',
+                        lambda *args: calls.append(args) or check(*args))  # fmt: skip
+    feats = _features(1)
+    metas = [dict(img_shape=(300, 300))]
+    gts = [_gt([[10, 10, 80, 90]], [1])]
+    for _ in range(3):
+        head.loss_by_feat(*head(feats), gts, metas)
+        head.predict_by_feat(*head(feats), batch_img_metas=metas)
+    assert len(calls) == 1
+    # mmdet's padded batch shape is the network input when the metas hold it
+    head.predict_by_feat(
+        *head(feats), batch_img_metas=[dict(metas[0], batch_input_shape=(300, 300))]
+    )
+    assert len(calls) == 1
+    with pytest.raises(ValueError, match='on a 600x600 input'):
+        head.predict_by_feat(*head(feats), batch_img_metas=[dict(img_shape=(600, 600))])
+    assert len(calls) == 2

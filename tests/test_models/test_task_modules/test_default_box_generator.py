@@ -323,3 +323,54 @@ def test_new_keys_raise(kwargs, key):
     cfg.update(kwargs)
     with pytest.raises(ValueError, match=key):
         DefaultBoxGenerator(**cfg)
+
+
+@pytest.mark.parametrize('setting', [SSD300, SSD512])
+def test_expected_featmap_sizes_are_the_papers_levels(setting):
+    """The grids the strides lay out on their input are SSD300's / SSD512's feature maps."""
+    gen = _build(setting)
+    assert gen.expected_featmap_sizes((setting['input_size'],) * 2) == setting['featmaps']
+    gen.check_featmap_sizes(setting['featmaps'], (setting['input_size'],) * 2)  # no error
+    assert _build(setting, strides=None).expected_featmap_sizes((300, 300)) is None
+
+
+def test_expected_featmap_sizes_of_strides_written_as_fractions():
+    """mmdet's SSDLite strides (107 ~ 320 / 3) and a stride written as 320 / 3 give 3 cells."""
+    ratios = ([2, 3],) * 6
+    lite = DefaultBoxGenerator(320, strides=(16, 32, 64, 107, 160, 320), ratios=ratios)
+    assert lite.expected_featmap_sizes((320, 320)) == [(s, s) for s in (20, 10, 5, 3, 2, 1)]
+    exact = DefaultBoxGenerator(320, strides=(16, 32, 64, 320 / 3, 160, 320), ratios=ratios)
+    assert exact.expected_featmap_sizes((320, 320))[3] == (3, 3)
+    # non-square input and strides: (sw, sh) against (h, w)
+    wide = DefaultBoxGenerator((300, 600), strides=[(16, 8)] * 3, ratios=[[2]] * 3)
+    assert wide.expected_featmap_sizes((300, 600)) == [(38, 38)] * 3
+
+
+def test_a_level_other_than_the_strides_expect_is_named_with_the_fix():
+    """The issue's FPN: 38, 19, 10, 5, 3, 2 cells at 300 px against SSD300's strides."""
+    gen = _build(SSD300)
+    fpn = [(38, 38), (19, 19), (10, 10), (5, 5), (3, 3), (2, 2)]
+    with pytest.raises(ValueError) as err:
+        gen.check_featmap_sizes(fpn, (300, 300))
+    message = str(err.value)
+    assert 'level 5: the network gives 2x2, stride 300 expects 1x1' in message
+    assert 'level 4' not in message and 'on a 300x300 input' in message
+    # the fitted strides: the matching levels' own, 300 / 2 for level 5
+    assert 'strides=(8, 16, 32, 64, 100, 150)' in message
+    fitted = _build(SSD300, strides=(8, 16, 32, 64, 100, 150))
+    fitted.check_featmap_sizes(fpn, (300, 300))
+    # strides=None places the centres on any grid: only the level count is checked
+    relative = _build(SSD300, strides=None)
+    relative.check_featmap_sizes(fpn, (300, 300))
+    with pytest.raises(ValueError, match=r'gives 5 feature maps .* has 6 levels'):
+        relative.check_featmap_sizes(fpn[:5], (300, 300))
+
+
+def test_every_wrong_level_is_named_and_rectangular_strides_are_fitted_per_axis():
+    gen = DefaultBoxGenerator(300, strides=(8, 16, (32, 16)), ratios=([2],) * 3)
+    with pytest.raises(ValueError) as err:
+        gen.check_featmap_sizes([(38, 38), (20, 19), (10, 10)], (300, 300))
+    message = str(err.value)
+    assert 'level 1: the network gives 20x19, stride 16 expects 19x19' in message
+    assert 'level 2: the network gives 10x10, stride (32, 16) expects 19x10' in message
+    assert 'strides=(8, (15.789, 15), 30)' in message  # (300 / 19, 300 / 20), 300 / 10

@@ -1,13 +1,13 @@
 """Caffe's message classes (``caffe_pb2``-like) and the readers of prototxt and caffemodel files.
 
-The classes are built at import from :mod:`ssd_plugin.caffe.schema` with protobuf's descriptor
+The classes are built at import from :mod:`ssd_plugin.caffe.converter.schema` with protobuf's descriptor
 API in a private descriptor pool (no ``protoc`` build step, and no clash with another
 ``caffe.proto`` loaded in the same process). Parsing is protobuf's own: ``text_format`` for
 prototxts, ``ParseFromString`` for caffemodels.
 
 Text fields the schema does not declare (other forks' options, OpenCV's additions) are skipped
 and reported with a warning, except inside the parameters the converter reads
-(:data:`~ssd_plugin.caffe.schema.READ_MESSAGES`), where an unknown option could change the
+(:data:`~ssd_plugin.caffe.converter.schema.READ_MESSAGES`), where an unknown option could change the
 results: those are a :class:`CaffeFormatError` naming the file, line and field.
 """
 
@@ -18,9 +18,11 @@ from typing import List, Tuple, Union
 from google.protobuf import descriptor_pb2, descriptor_pool, message_factory, text_format
 from google.protobuf.message import DecodeError
 
+from .errors import CaffeFormatError
 from .schema import ENUMS, MESSAGES, READ_MESSAGES
 
 __all__ = [
+    'DEFAULT_MAX_PROTOTXT_MIB',
     'CaffeFormatError',
     'NetParameter',
     'LayerParameter',
@@ -36,6 +38,7 @@ __all__ = [
 PathLike = Union[str, os.PathLike]
 
 _PACKAGE = 'ssd_plugin_caffe'  # not 'caffe': never clashes with a real caffe_pb2
+DEFAULT_MAX_PROTOTXT_MIB = 8.0
 _FDP = descriptor_pb2.FieldDescriptorProto
 _SCALARS = {
     'int32': _FDP.TYPE_INT32,
@@ -46,10 +49,6 @@ _SCALARS = {
     'bool': _FDP.TYPE_BOOL,
     'string': _FDP.TYPE_STRING,
 }
-
-
-class CaffeFormatError(ValueError):
-    """A Caffe file that cannot be read, or that the converter cannot express."""
 
 
 def _default_text(kind: str, value: object) -> str:
@@ -133,13 +132,18 @@ def parse_prototxt(text: str, message, source: str = '<text>'):
 
     Raises:
         CaffeFormatError: Malformed text, or an unknown option of a parameter the converter
-            reads (:data:`~ssd_plugin.caffe.schema.READ_MESSAGES`); names ``source`` and the line.
+            reads (:data:`~ssd_plugin.caffe.converter.schema.READ_MESSAGES`); names ``source`` and the line.
     """
     parser = _RecordingParser()
     try:
         parser.ParseLines(text.splitlines(), message)
     except text_format.ParseError as err:
         raise CaffeFormatError(f'{source}: not a readable Caffe prototxt: {err}') from err
+    except RecursionError:  # protobuf's text parser recurses once per nested message
+        raise CaffeFormatError(
+            f'{source}: messages nested too deep to parse (Caffe nets nest a few levels); '
+            'not a Caffe prototxt'
+        ) from None
     relevant, harmless = [], []
     for line, msg_type, field in parser.skipped:
         short = msg_type.rsplit('.', 1)[-1]
@@ -147,15 +151,21 @@ def parse_prototxt(text: str, message, source: str = '<text>'):
     if relevant:
         raise CaffeFormatError(
             f'{source}: options the converter does not know and that may change the results: '
-            f'{", ".join(relevant)}; they are not part of Caffe SSD (weiliu89) and are refused '
+            f'{_listed(relevant)}; they are not part of Caffe SSD (weiliu89) and are refused '
             'rather than ignored'
         )
     if harmless:
         warnings.warn(
-            f'{source}: ignored fields not used for inference: {", ".join(harmless)}',
+            f'{source}: ignored fields not used for inference: {_listed(harmless)}',
             stacklevel=2,
         )
     return message
+
+
+def _listed(items: List[str], most: int = 10) -> str:
+    """The first ``most`` items, and how many more there are."""
+    more = f' and {len(items) - most} more' if len(items) > most else ''
+    return ', '.join(items[:most]) + more
 
 
 def _read_bytes(path: PathLike, what: str) -> bytes:
@@ -165,8 +175,27 @@ def _read_bytes(path: PathLike, what: str) -> bytes:
         return f.read()
 
 
-def read_prototxt(path: PathLike):
-    """A text prototxt (``deploy.prototxt``; CRLF line ends fine) as a ``NetParameter``."""
+def read_prototxt(path: PathLike, max_mib: float = DEFAULT_MAX_PROTOTXT_MIB):
+    """A text prototxt (``deploy.prototxt``; CRLF line ends fine) as a ``NetParameter``.
+
+    Args:
+        path: The file.
+        max_mib: Larger files are refused before parsing: protobuf parses text in Python
+            (whichever its backend), about a second per 2 MiB, and SSD deploy nets are
+            smaller than 1 MiB.
+
+    Raises:
+        CaffeFormatError: The file is larger than ``max_mib``, not text, not a prototxt or
+            nested deeper than Python's recursion allows (naming the file).
+    """
+    if os.path.isfile(path) and os.path.getsize(path) > max_mib * 2**20:
+        size = os.path.getsize(path) / 2**20
+        raise CaffeFormatError(
+            f'{os.fspath(path)!r} is {size:.1f} MiB, more than the {max_mib:g} MiB a deploy '
+            f'prototxt is allowed (SSD nets take well under 1 MiB); refused before parsing. If '
+            f'it is one, raise the limit (max_prototxt_mib={int(size) + 1}; the converter '
+            f'tool: --max-prototxt-mib {int(size) + 1})'
+        )
     data = _read_bytes(path, 'Caffe prototxt')
     try:
         text = data.decode('utf-8')
@@ -194,6 +223,10 @@ def read_caffemodel(path: PathLike):
     net = NetParameter()
     try:
         net.ParseFromString(data)
+    except RecursionError:  # the pure-Python decoder recurses once per nested message
+        raise CaffeFormatError(
+            f'{os.fspath(path)!r}: messages nested too deep to decode; not a binary caffemodel'
+        ) from None
     except (DecodeError, RuntimeError, ValueError) as err:
         raise CaffeFormatError(
             f'{os.fspath(path)!r} is not a complete binary caffemodel ({len(data)} bytes; '

@@ -18,7 +18,7 @@ from torch import Tensor
 
 from ssd_plugin.models.backbones.reduced_vgg16 import VGG16_SEQUENTIAL_INDICES
 
-from .caffe_net import module_key
+from ..caffe_net import module_key
 
 __all__ = ['to_reduced_vgg']
 
@@ -42,17 +42,8 @@ def _extra_convs(convs: Dict[str, dict], features: List[str]) -> Optional[List[T
     return pairs
 
 
-def to_reduced_vgg(
-    model: dict, layers: List[dict], state: Dict[str, Tensor], notes: List[str]
-) -> Optional[Tuple[dict, Dict[str, Tensor]]]:
-    """The plugin-component model config and state dict of a VGG16 SSD net, or None.
-
-    Args:
-        model: The generic converted model config (``CaffeNet`` + ``CaffeMultiBoxHead``).
-        layers: Its ``CaffeNet`` layer dicts.
-        state: Its state dict (Caffe weights).
-        notes: Receives why the mapping was not used, if the net looked like VGG16 SSD.
-    """
+def _vgg_layout(model: dict, layers: List[dict]) -> Optional[Tuple[dict, List[Tuple[dict, dict]]]]:
+    """``(conv4_3 Normalize, extra (reduce, conv) pairs)`` if the net is laid out as VGG16 SSD."""
     backbone, head = model['backbone'], model['bbox_head']
     convs = {d['name']: d for d in layers if d['type'] == 'Convolution'}
     norms = [d for d in layers if d['type'] == 'Normalize']
@@ -67,11 +58,16 @@ def to_reduced_vgg(
         return None
     if len(convs) != len(_VGG_CONVS) + 2 * len(pairs):
         return None  # other convolutions than VGG's and the extras'
-    in_channels = head['in_channels']
+    return norm, pairs
+
+
+def _vgg_model(model: dict, norm: dict, pairs: List[Tuple[dict, dict]]) -> dict:
+    """The model config on ReducedVGG16 + SSDExtraLayers + MultiBoxHead."""
+    head = model['bbox_head']
     neck = dict(
         type='SSDExtraLayers',
         in_channels=(512, 1024),
-        out_channels=tuple(in_channels),
+        out_channels=tuple(head['in_channels']),
         strides=tuple(c['stride'][0] for _, c in pairs),
         paddings=tuple(c['padding'][0] for _, c in pairs),
         kernel_sizes=tuple(c['kernel_size'][0] for _, c in pairs),
@@ -84,7 +80,9 @@ def to_reduced_vgg(
             eps_under_sqrt=True,
         ),
     )
-    bbox_head = {k: v for k, v in head.items() if k not in ('kernel_sizes', 'paddings')}
+    bbox_head = {
+        k: v for k, v in head.items() if k not in ('kernel_sizes', 'paddings', 'featmap_sizes')
+    }
     bbox_head['type'] = 'MultiBoxHead'
     vgg_model = copy.deepcopy(model)
     vgg_model.update(
@@ -92,6 +90,13 @@ def to_reduced_vgg(
         neck=neck,
         bbox_head=bbox_head,
     )
+    return vgg_model
+
+
+def _vgg_state(
+    state: Dict[str, Tensor], norm: dict, pairs: List[Tuple[dict, dict]]
+) -> Optional[Dict[str, Tensor]]:
+    """The state dict under the VGG modules' keys; None if a backbone weight has no place."""
     renames = {f'backbone.layers.{name}.': f'backbone.{name}.' for name in _VGG_CONVS}
     renames[f'backbone.layers.{module_key(norm["name"])}.'] = 'neck.l2_norms.0.'
     for i, (reduce, conv) in enumerate(pairs):
@@ -107,6 +112,41 @@ def to_reduced_vgg(
         if prefix is None and key.startswith('backbone.'):
             return None  # a backbone layer with weights the VGG modules do not have
         vgg_state[renames[prefix] + key[len(prefix) :] if prefix else key] = value
+    return vgg_state
+
+
+def _same_features(generic, detector) -> bool:
+    """Whether both compute the same feature maps on a random input of the net's size."""
+    c, h, w = 3, *detector.bbox_head.prior_generator.input_size
+    x = torch.randn(1, c, h, w, generator=torch.Generator().manual_seed(0)) * 50
+    with torch.no_grad():
+        want = generic.backbone(x)
+        got = detector.neck(detector.backbone(x))
+    return len(got) == len(want) and all(
+        g.shape == v.shape and torch.allclose(g, v, rtol=1e-3, atol=1e-3 * v.abs().max().item())
+        for g, v in zip(got, want)
+    )
+
+
+def to_reduced_vgg(
+    model: dict, layers: List[dict], state: Dict[str, Tensor], notes: List[str], generic=None
+) -> Optional[Tuple[dict, Dict[str, Tensor]]]:
+    """The plugin-component model config and state dict of a VGG16 SSD net, or None.
+
+    Args:
+        model: The generic converted model config (``CaffeNet`` + ``CaffeMultiBoxHead``).
+        layers: Its ``CaffeNet`` layer dicts.
+        state: Its state dict (Caffe weights).
+        notes: Receives why the mapping was not used, if the net looked like VGG16 SSD.
+        generic: The detector of ``model`` with ``state`` loaded, if already built.
+    """
+    layout = _vgg_layout(model, layers)
+    if layout is None:
+        return None
+    vgg_model = _vgg_model(model, *layout)
+    vgg_state = _vgg_state(state, *layout)
+    if vgg_state is None:
+        return None
     try:
         detector = MODELS.build(vgg_model).eval()
         detector.load_state_dict(vgg_state, strict=True)
@@ -115,18 +155,10 @@ def to_reduced_vgg(
             f'looks like VGG16 SSD but does not map onto ReducedVGG16 ({err}); kept CaffeNet'
         )
         return None
-    generic = MODELS.build(model).eval()
-    generic.load_state_dict(state, strict=True)
-    c, h, w = 3, *detector.bbox_head.prior_generator.input_size
-    x = torch.randn(1, c, h, w, generator=torch.Generator().manual_seed(0)) * 50
-    with torch.no_grad():
-        want = generic.backbone(x)
-        got = detector.neck(detector.backbone(x))
-    same = len(got) == len(want) and all(
-        g.shape == v.shape and torch.allclose(g, v, rtol=1e-3, atol=1e-3 * v.abs().max().item())
-        for g, v in zip(got, want)
-    )
-    if not same:
+    if generic is None:
+        generic = MODELS.build(model)
+        generic.load_state_dict(state, strict=True)
+    if not _same_features(generic.eval(), detector):
         notes.append('looks like VGG16 SSD but computes other feature maps; kept CaffeNet')
         return None
     notes.append('VGG16 SSD: mapped onto ReducedVGG16 + SSDExtraLayers + MultiBoxHead')

@@ -1,8 +1,10 @@
-"""The N/A share of torchvision's detections (README, "Pretrained weights") against 10 / 90."""
+"""The N/A share of torchvision's detections (docs/pretrained.md) against 10 / 90."""
 
 import pytest
+from tool_runner import load_tool
 
-from ssd_plugin.analysis.na_share import na_channels, torchvision_na_share
+na_tool = load_tool('analysis/torchvision_na_share.py')
+na_channels, torchvision_na_share = na_tool.na_channels, na_tool.torchvision_na_share
 
 # COCO's category ids 1..90 without an annotated class (torchvision labels them 'N/A')
 COCO_UNUSED_IDS = [12, 26, 29, 30, 45, 66, 68, 69, 71, 83]
@@ -32,3 +34,14 @@ def test_na_share_of_random_logits_is_ten_of_ninety(model, images, cap):
 def test_unknown_model_is_named():
     with pytest.raises(KeyError, match='ssd512'):
         torchvision_na_share('ssd512')
+
+
+def test_command_line_prints_the_share(capsys):
+    na_tool.main(['--images', '2', '--models', 'ssdlite320_mobilenet_v3_large'])
+    fig = torchvision_na_share('ssdlite320_mobilenet_v3_large', num_images=2, seed=0)
+    line = capsys.readouterr().out.strip()
+    assert line == (
+        f'ssdlite320_mobilenet_v3_large: 2 images, {fig["detections_per_image"]:.1f} detections '
+        f'per image, {fig["na_per_image"]:.1f} with an N/A label: {100 * fig["share"]:.1f} % '
+        '(expected 11.1 % = 10 / 90 for an untrained head)'
+    )

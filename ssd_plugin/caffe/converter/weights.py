@@ -11,9 +11,9 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from .caffe_net import module_key
+from ..caffe_net import module_key
 from .head_spec import class_permutation
-from .proto import CaffeFormatError
+from .errors import CaffeFormatError
 
 __all__ = ['blob_array', 'caffemodel_blobs', 'backbone_state', 'head_state']
 

@@ -2,7 +2,7 @@
 
 import pytest
 
-from ssd_plugin.engine.hooks.method_wrap import is_wrapped, unwrap_method, wrap_method
+from ssd_plugin.engine.method_wrap import is_wrapped, unwrap_method, wrap_method
 
 
 class _Saver:

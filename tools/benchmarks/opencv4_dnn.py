@@ -9,7 +9,7 @@ imports mmcv, which imports the project's OpenCV): the scripts load it by path f
 
 As a script it times one Caffe SSD in OpenCV 4.x DNN and prints one JSON line::
 
-    python ssd_plugin/caffe/opencv4_dnn.py --opencv4 DIR --prototxt P --caffemodel M \
+    python tools/benchmarks/opencv4_dnn.py --opencv4 DIR --prototxt P --caffemodel M \
         --images resized.npy --mean 104 177 123 --net-outputs mbox_loc mbox_conf_flatten ...
 """
 

@@ -6,7 +6,7 @@ names and paths from Caffe files are always quoted string literals, never code.
 
 import math
 import pprint
-from typing import Any, Dict, Sequence
+from typing import Any, Dict, Sequence, Tuple
 
 __all__ = ['detector_config', 'write_config']
 
@@ -48,22 +48,8 @@ def _palette(num_classes: int) -> list:
     ]
 
 
-def detector_config(
-    model: dict,
-    classes: Sequence[str],
-    input_hw: Sequence[int],
-    mean_bgr: Sequence[float],
-    data_root: str = 'data/coco/',
-) -> Dict[str, Any]:
-    """The config variables around a converted ``model``: pipelines, data, schedule, runtime.
-
-    The test pipeline resizes to the input size without keeping the aspect ratio (Caffe's
-    ``WARP``); the train pipeline is the plugin's SSD augmentation (ZoomOut filled with the mean),
-    so a config inheriting this one fine-tunes with the plugin's recipe. Data settings are COCO
-    placeholders for a child config (or ``--cfg-options``) to replace.
-    """
-    h, w = (int(v) for v in input_hw)
-    metainfo = dict(classes=tuple(classes), palette=_palette(len(classes)))
+def _pipelines(h: int, w: int, mean_bgr: Sequence[float]) -> Tuple[list, list]:
+    """``(test_pipeline, train_pipeline)``: Caffe's WARP resize; the plugin's augmentation."""
     test_pipeline = [
         dict(type='LoadImageFromFile'),
         dict(type='Resize', scale=(w, h), keep_ratio=False),
@@ -83,6 +69,13 @@ def detector_config(
         dict(type='PhotometricDistort'),
         dict(type='PackDetInputs'),
     ]
+    return test_pipeline, train_pipeline
+
+
+def _dataloaders(
+    metainfo: dict, test_pipeline: list, train_pipeline: list, data_root: str
+) -> Tuple[dict, dict]:
+    """``(train_dataloader, val_dataloader)`` on COCO placeholders."""
 
     def dataset(split: str, pipeline: list, test_mode: bool) -> dict:
         return dict(
@@ -96,6 +89,14 @@ def detector_config(
             pipeline=pipeline,
         )
 
+    train_loader = dict(
+        batch_size=8,
+        num_workers=2,
+        persistent_workers=True,
+        sampler=dict(type='DefaultSampler', shuffle=True),
+        batch_sampler=dict(type='AspectRatioBatchSampler'),
+        dataset=dataset('train', train_pipeline, False),
+    )
     val_loader = dict(
         batch_size=8,
         num_workers=2,
@@ -104,6 +105,27 @@ def detector_config(
         sampler=dict(type='DefaultSampler', shuffle=False),
         dataset=dataset('val', test_pipeline, True),
     )
+    return train_loader, val_loader
+
+
+def detector_config(
+    model: dict,
+    classes: Sequence[str],
+    input_hw: Sequence[int],
+    mean_bgr: Sequence[float],
+    data_root: str = 'data/coco/',
+) -> Dict[str, Any]:
+    """The config variables around a converted ``model``: pipelines, data, schedule, runtime.
+
+    The test pipeline resizes to the input size without keeping the aspect ratio (Caffe's
+    ``WARP``); the train pipeline is the plugin's SSD augmentation (ZoomOut filled with the mean),
+    so a config inheriting this one fine-tunes with the plugin's recipe. Data settings are COCO
+    placeholders for a child config (or ``--cfg-options``) to replace.
+    """
+    h, w = (int(v) for v in input_hw)
+    metainfo = dict(classes=tuple(classes), palette=_palette(len(classes)))
+    test_pipeline, train_pipeline = _pipelines(h, w, mean_bgr)
+    train_loader, val_loader = _dataloaders(metainfo, test_pipeline, train_pipeline, data_root)
     evaluator = dict(
         type='CocoMetric', ann_file=f'{data_root}annotations/instances_val2017.json', metric='bbox'
     )
@@ -114,14 +136,7 @@ def detector_config(
         model=model,
         test_pipeline=test_pipeline,
         train_pipeline=train_pipeline,
-        train_dataloader=dict(
-            batch_size=8,
-            num_workers=2,
-            persistent_workers=True,
-            sampler=dict(type='DefaultSampler', shuffle=True),
-            batch_sampler=dict(type='AspectRatioBatchSampler'),
-            dataset=dataset('train', train_pipeline, False),
-        ),
+        train_dataloader=train_loader,
         val_dataloader=val_loader,
         test_dataloader=val_loader,
         val_evaluator=evaluator,

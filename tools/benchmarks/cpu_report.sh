@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# The CPU report in one command: this CPU's ISA flags and load, then the whole-detector table
+# (SSD300, SSDLite-MobileNetV2, SSDLite320-MobileNetV3; batch 1 and 8; ms per batch): ours in
+# PyTorch float32, bf16 where the CPU has it natively, ONNX Runtime float32 and int8, OpenVINO
+# float32 and int8 (NNCF), against mmdet's and torchvision's float32, with ratios.
+#
+#   bash tools/benchmarks/cpu_report.sh                         # --repeats 3 --warmup 1
+#   bash tools/benchmarks/cpu_report.sh --repeats 1 --warmup 0 --batches 1   # proves it runs
+#
+# Other options go to bench_inference.py (--families, --batches, --int8-target, --no-openvino,
+# --checkpoint CFG CKPT, ...). Python: $PYTHON, else the repository's .venv, else python3.
+# Report figures only from a run whose header shows a load average below 0.5, and label them
+# with the flags line: figures from one CPU kind are never another's.
+set -u
+here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+repo="$(dirname "$(dirname "$here")")"
+case "${1:-}" in -h|--help) sed -n '2,13p' "${BASH_SOURCE[0]}"; exit 0 ;; esac
+if [ -z "${PYTHON:-}" ]; then
+    if [ -x "$repo/.venv/bin/python" ]; then PYTHON="$repo/.venv/bin/python"; else PYTHON=python3; fi
+fi
+echo "# CPU report ($(date -u '+%Y-%m-%d %H:%M UTC'))"
+echo "cpu: $(grep -m1 'model name' /proc/cpuinfo 2>/dev/null | cut -d: -f2- | sed 's/^ *//'), $(nproc) logical CPUs, $(uname -m)"
+# the flags that pick the kernels: SIMD width, int8 dot products (VNNI), bf16, AMX
+flags="$(grep -m1 -E '^(flags|Features)' /proc/cpuinfo 2>/dev/null | cut -d: -f2- | tr ' ' '\n' \
+    | grep -E '^(avx2|fma|avx512f|avx512bw|avx512_vnni|avx_vnni|avx512_bf16|avx512_fp16|amx_[a-z0-9]+|asimd|asimddp|bf16|i8mm|sve)$' \
+    | sort -u | tr '\n' ' ')"
+echo "ISA flags: ${flags:-none of avx2/avx512/vnni/bf16/amx}"
+echo "oneDNN cap: ONEDNN_MAX_CPU_ISA=${ONEDNN_MAX_CPU_ISA:-unset}"
+echo "load: $(uptime)"
+cd "$repo" && exec "$PYTHON" "$here/bench_inference.py" --device cpu --families ssd300 ssdlite \
+    --repeats 3 --warmup 1 "$@"
