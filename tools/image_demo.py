@@ -38,9 +38,9 @@ import ssd_plugin  # noqa: F401  (registers the components: configs need no cust
 from ssd_plugin.engine.amp import autocast_network, choose_amp
 from ssd_plugin.engine.amp_cli import add_amp_args
 from ssd_plugin.engine.checkpoint import weights_only_checkpoint_loading
+from ssd_plugin.engine.cli_errors import run_tool
 from ssd_plugin.engine.data_root import load_config_with_data_root
 from ssd_plugin.visualization import border_safe
-from ssd_plugin.engine.cli_errors import run_tool
 
 IMG_EXTENSIONS = ('.jpg', '.jpeg', '.png', '.ppm', '.bmp', '.pgm', '.tif', '.tiff', '.webp')
 

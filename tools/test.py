@@ -24,6 +24,7 @@ import ssd_plugin  # noqa: F401  (registers the components: configs need no cust
 from ssd_plugin.engine import QuietRunner
 from ssd_plugin.engine.amp_cli import add_amp_args, apply_amp_cfg
 from ssd_plugin.engine.checkpoint import weights_only_checkpoint_loading
+from ssd_plugin.engine.cli_errors import run_tool
 from ssd_plugin.engine.launch import (
     add_launch_args,
     add_run_hooks,
@@ -31,7 +32,6 @@ from ssd_plugin.engine.launch import (
     setup_cpu_distributed,
 )
 from ssd_plugin.visualization import border_safe
-from ssd_plugin.engine.cli_errors import run_tool
 
 
 def parse_args(argv=None) -> argparse.Namespace:

@@ -76,5 +76,5 @@ class CaffeMultiBoxHead(MultiBoxHead):
                 f'CaffeMultiBoxHead: the network gives feature maps {sizes} on a {hw[0]}x{hw[1]} '
                 f'input; the Caffe net was converted for {self.featmap_sizes} on '
                 f'{want_hw[0]}x{want_hw[1]} (its PriorBox steps hold only there): resize the '
-                f'images to {want_hw[1]}x{want_hw[0]}, as the converted config\'s pipeline does'
+                f"images to {want_hw[1]}x{want_hw[0]}, as the converted config's pipeline does"
             )

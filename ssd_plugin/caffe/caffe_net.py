@@ -1,8 +1,8 @@
 """MODELS ``CaffeNet``: a backbone built from a Caffe net's layer list, as Caffe computes it.
 
 The converter writes the layers that compute the SSD feature maps into the config as plain
-dicts (:func:`ssd_plugin.caffe.converter.backbone_spec.layer_dicts`); this module turns each into a torch
-module with Caffe's arithmetic and runs them in prototxt order over named blobs.
+dicts (:func:`ssd_plugin.caffe.converter.backbone_spec.layer_dicts`); this module turns each
+into a torch module with Caffe's arithmetic and runs them in prototxt order over named blobs.
 """
 
 import re
@@ -147,8 +147,8 @@ class CaffeNet(BaseModule):
 
     Each layer is a dict ``dict(name, type, bottom=[...], top=[...], **options)`` with
     ``type`` one of :data:`SUPPORTED_LAYERS`; the options are those the converter writes
-    (:func:`ssd_plugin.caffe.converter.backbone_spec.layer_dicts`). Layers run in list order, reading and
-    writing blobs by name (in-place layers overwrite their blob, as in Caffe).
+    (:func:`ssd_plugin.caffe.converter.backbone_spec.layer_dicts`). Layers run in list order,
+    reading and writing blobs by name (in-place layers overwrite their blob, as in Caffe).
 
     State-dict keys: ``layers.<key>.<param>`` with ``<key>`` = :func:`module_key` of the layer
     name (``conv1.weight``, ``bn1.running_mean``, ``scale1.weight``, ``conv4_3_norm.weight``).

@@ -160,6 +160,46 @@ def _onednn_ready(x: Tensor, conv: nn.Conv2d, relu: Optional[nn.Module]) -> bool
     )
 
 
+def _cached_fold(
+    key: str,
+    sources: List[Tensor],
+    layers: Tuple[nn.Module, Optional[nn.Module], Optional[nn.Module]],
+    x: Tensor,
+    cache: DerivedWeights,
+    channels_last: bool,
+    packed: bool,
+) -> Tuple[Tensor, Tensor]:
+    """The folded ``(weight, bias)`` of a run's ``(conv, bn, scale)``, cached under ``key``
+    until the sources change (prepacked for oneDNN, or channels-last, as the call needs)."""
+    conv = layers[0]
+    version = (version_key(sources), channels_last, torch.is_inference_mode_enabled(),
+               tuple(x.shape) if packed else None)  # fmt: skip
+    hit = cache.get(key)
+    if hit is None or hit[0] != version:
+        weight, bias = fold_conv_bn_scale(*layers)
+        if packed:
+            weight = torch.ops.mkldnn._reorder_convolution_weight(
+                weight, list(conv.padding), list(conv.stride), list(conv.dilation),
+                conv.groups, list(x.shape))  # fmt: skip
+        elif channels_last:
+            weight = weight.contiguous(memory_format=torch.channels_last)
+        hit = cache[key] = (version, weight, bias)
+    return hit[1], hit[2]
+
+
+def _onednn_conv(x: Tensor, weight: Tensor, bias: Tensor, conv: nn.Conv2d, relu) -> Tensor:
+    """oneDNN's convolution with prepacked weights and the ReLU as its post-op, as OpenCV fuses
+    it: one pass over the output instead of two."""
+    attr, scalars = 'none', []
+    if isinstance(relu, nn.LeakyReLU):
+        attr, scalars = 'leaky_relu', [relu.negative_slope]
+    elif relu is not None:
+        attr = 'relu'
+    return torch.ops.mkldnn._convolution_pointwise(
+        x, weight, bias, list(conv.padding), list(conv.stride),
+        list(conv.dilation), conv.groups, attr, scalars, '')  # fmt: skip
+
+
 def run_fused(
     run: FusedRun,
     modules: Dict[str, nn.Module],
@@ -191,30 +231,11 @@ def run_fused(
             weight, bias = fold_conv_bn_scale(conv, bn, scale)
         else:
             packed = channels_last and _onednn_ready(x, conv, relu)
-            key = (version_key(sources), channels_last, torch.is_inference_mode_enabled(),
-                   tuple(x.shape) if packed else None)  # fmt: skip
-            hit = cache.get(run.keys[0])
-            if hit is None or hit[0] != key:
-                weight, bias = fold_conv_bn_scale(conv, bn, scale)
-                if packed:
-                    weight = torch.ops.mkldnn._reorder_convolution_weight(
-                        weight, list(conv.padding), list(conv.stride), list(conv.dilation),
-                        conv.groups, list(x.shape))  # fmt: skip
-                elif channels_last:
-                    weight = weight.contiguous(memory_format=torch.channels_last)
-                hit = cache[run.keys[0]] = (key, weight, bias)
-            weight, bias = hit[1], hit[2]
+            weight, bias = _cached_fold(
+                run.keys[0], sources, (conv, bn, scale), x, cache, channels_last, packed
+            )
             if packed:
-                # oneDNN with the weights reordered once and the ReLU as its post-op, as
-                # OpenCV fuses it: one pass over the output instead of two.
-                attr, scalars = 'none', []
-                if isinstance(relu, nn.LeakyReLU):
-                    attr, scalars = 'leaky_relu', [relu.negative_slope]
-                elif relu is not None:
-                    attr = 'relu'
-                return torch.ops.mkldnn._convolution_pointwise(
-                    x, weight, bias, list(conv.padding), list(conv.stride),
-                    list(conv.dilation), conv.groups, attr, scalars, '')  # fmt: skip
+                return _onednn_conv(x, weight, bias, conv, relu)
         out = conv._conv_forward(x, weight, bias)
     else:
         gamma = beta = None

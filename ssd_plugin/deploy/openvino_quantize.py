@@ -19,7 +19,10 @@ import numpy as np
 from .onnx_eval import OPENVINO_METADATA
 from .quantize import NETWORK_SCOPES
 
-__all__ = ['quantize_openvino']
+__all__ = ['FLOAT_TYPES', 'quantize_openvino']
+
+#: OpenVINO operator types whose inputs stay float32 (L2Norm: x / sqrt(sum(x ** 2)) * w)
+FLOAT_TYPES = ('Power', 'ReduceSum', 'ReduceL2', 'Sqrt', 'Divide', 'Multiply')
 
 
 def quantize_openvino(model_path: str, out_path: str, calibration: Iterable[np.ndarray],
@@ -51,12 +54,16 @@ def quantize_openvino(model_path: str, out_path: str, calibration: Iterable[np.n
         model,
         nncf.Dataset(images),
         subset_size=len(images),
-        # everything outside the network stays float32 (a regex of node names)
-        ignored_scope=nncf.IgnoredScope(patterns=[f'^(?!/({scopes})/).*'], validate=False),
+        # everything outside the network stays float32 (a regex of node names), and inside it
+        # the L2Norm arithmetic (a sum of squares spans far more than 8 bits): the operators
+        # ONNX Runtime's quantiser leaves alone as well (QUANT_OPS)
+        ignored_scope=nncf.IgnoredScope(
+            patterns=[f'^(?!/({scopes})/).*'], types=list(FLOAT_TYPES), validate=False
+        ),
     )
     props = {p.key: p.value for p in onnx.load(model_path, load_external_data=False).metadata_props}
     props['quantization'] = (
-        f'int8 NNCF post-training quantisation (nncf {nncf.__version__}, min-max, '
+        f'int8 NNCF post-training quantisation (nncf {nncf.__version__}, its default ranges, '
         f'{len(images)} images{", " + note if note else ""})'
     )
     quantized.set_rt_info(json.dumps(props), list(OPENVINO_METADATA))

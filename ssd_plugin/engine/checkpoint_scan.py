@@ -26,6 +26,7 @@ _ZIP_MAGIC = b'PK\x03\x04'
 _LEGACY_MAGIC = 0x1950A86A20F9469CFC6C  # torch.serialization.MAGIC_NUMBER
 _LEGACY_PICKLES = 5  # magic number, protocol version, sys info, the object, storage keys
 _TAR_MEMBERS = ('sys_info', 'pickle', 'storages', 'tensors')
+_MAX_GLOBALS = 10000
 
 
 class CheckpointScan(NamedTuple):
@@ -79,6 +80,13 @@ class _DryRun(pickle.Unpickler):
         super().__init__(file, encoding='latin1')
         self.allowed, self.foreign = allowed, foreign
         self.storages: dict = {}  # legacy: key -> dotted name of the storage class
+        self.classes: dict = {}  # dotted name -> its inert stand-in class
+        self.noted = set(foreign)
+
+    def _note(self, what: str) -> None:
+        if what not in self.noted:
+            self.noted.add(what)
+            self.foreign.append(what)
 
     def find_class(self, module: str, name: str):
         # Python 2 names (pickle protocols 0-2), mapped as pickle's own find_class does
@@ -87,14 +95,18 @@ class _DryRun(pickle.Unpickler):
         full = f'{module}.{name}'
         if full == 'builtins.getattr':  # mmengine's HistoryBuffer methods, public ones only
             return self._getattr
+        if full not in self.classes:
+            if len(self.classes) >= _MAX_GLOBALS:  # a checkpoint names a few dozen
+                raise pickle.UnpicklingError(f'more than {_MAX_GLOBALS} different globals')
+            self.classes[full] = type('Inert', (_Inert,), {'_name': full})
         if full not in self.allowed:
-            self.foreign.append(full)
-        return type('Inert', (_Inert,), {'_name': full})
+            self._note(full)
+        return self.classes[full]
 
     def _getattr(self, owner, name) -> _Inert:
         owner_name = getattr(owner, '_name', type(owner).__name__)
         if not (owner_name.endswith('.HistoryBuffer') and not str(name).startswith('_')):
-            self.foreign.append(f'getattr({owner_name}, {name!r})')
+            self._note(f'getattr({owner_name}, {name!r})')
         return _Inert()
 
     def persistent_load(self, pid) -> _Inert:
@@ -111,7 +123,9 @@ def _dry_run(stream: BinaryIO, allowed: Set[str], foreign: List[str]) -> _DryRun
 
 
 def _stream_damage(err: BaseException) -> str:
-    return f'is truncated or corrupt: its pickle stream does not parse ({type(err).__name__}: {err})'
+    return (
+        f'is truncated or corrupt: its pickle stream does not parse ({type(err).__name__}: {err})'
+    )
 
 
 _STREAM_ERRORS = (pickle.UnpicklingError, EOFError, ValueError, TypeError, AttributeError,
@@ -160,14 +174,18 @@ def _scan_pickles(f: BinaryIO, size: int, allowed: Set[str], foreign: List[str])
             storages.update(unpickler.storages)
     except _STREAM_ERRORS as err:
         return CheckpointScan('legacy', _stream_damage(err), foreign)
-    return CheckpointScan('legacy', _legacy_tail_damage(f, unpickler.result, storages, size), foreign)
+    return CheckpointScan(
+        'legacy', _legacy_tail_damage(f, unpickler.result, storages, size), foreign
+    )
 
 
 def _scan_zip(filename: str, allowed: Set[str], foreign: List[str]) -> CheckpointScan:
     with zipfile.ZipFile(filename) as archive:
         names = [n for n in archive.namelist() if n.endswith('data.pkl')]
         if not names:
-            return CheckpointScan('zip', 'is not a torch checkpoint: its zip archive has no data.pkl', foreign)
+            return CheckpointScan(
+                'zip', 'is not a torch checkpoint: its zip archive has no data.pkl', foreign
+            )
         with archive.open(names[0]) as stream:
             try:
                 _dry_run(io.BytesIO(stream.read()), allowed, foreign)
@@ -179,12 +197,18 @@ def _scan_zip(filename: str, allowed: Set[str], foreign: List[str]) -> Checkpoin
 def _scan_tar(filename: str, allowed: Set[str], foreign: List[str]) -> CheckpointScan:
     try:
         with tarfile.open(filename, mode='r:') as archive:
-            data = {m.name: archive.extractfile(m).read() for m in archive.getmembers() if m.isfile()}
+            data = {
+                m.name: archive.extractfile(m).read() for m in archive.getmembers() if m.isfile()
+            }
     except (tarfile.TarError, OSError, EOFError) as err:
-        return CheckpointScan('tar', f'is truncated or corrupt: its tar archive is incomplete ({err})', foreign)
+        return CheckpointScan(
+            'tar', f'is truncated or corrupt: its tar archive is incomplete ({err})', foreign
+        )
     missing = [m for m in _TAR_MEMBERS if m not in data]
     if missing:
-        return CheckpointScan('tar', f'is truncated or corrupt: its tar archive lacks {missing}', foreign)
+        return CheckpointScan(
+            'tar', f'is truncated or corrupt: its tar archive lacks {missing}', foreign
+        )
     try:
         _dry_run(io.BytesIO(data['pickle']), allowed, foreign)
     except _STREAM_ERRORS as err:

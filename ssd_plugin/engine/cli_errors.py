@@ -2,10 +2,10 @@
 
 The plugin's tools end with ``sys.exit(run_tool(main))``: an exception that stops ``main``
 (a missing file, a damaged or unsafe checkpoint, a Caffe file the converter refuses) prints
-``error: <message>`` on one line and the tool exits with status 1. Its traceback goes to the log file of
-the run when one was started (mmengine's ``work_dir/<timestamp>/<timestamp>.log``); ``--debug``
-on the command line (or ``SSD_PLUGIN_DEBUG=1``) lets the exception through, traceback and all,
-as Python would print it.
+``error: <message>`` on one line and the tool exits with status 1. Its traceback goes to the
+log file of the run when one was started (mmengine's ``work_dir/<timestamp>/<timestamp>.log``);
+``--debug`` on the command line (or ``SSD_PLUGIN_DEBUG=1``) lets the exception through,
+traceback and all, as Python would print it.
 """
 
 import logging

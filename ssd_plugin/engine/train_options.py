@@ -71,7 +71,7 @@ def check_sync_bn(cfg: Config) -> None:
         raise ValueError(f'sync_bn must be one of {SYNC_BN_IMPLEMENTATIONS}, got {sync_bn!r}')
     if cfg.get('launcher', 'none') != 'none' and get_device() == 'cpu':
         raise ValueError(
-            f"sync_bn={sync_bn!r} (--sync-bn) needs GPUs: SyncBatchNorm cannot run on the CPU, "
-            f"and this distributed run has no accelerator. Train without it (BatchNorm then "
-            f"normalises over each process's own images)."
+            f'sync_bn={sync_bn!r} (--sync-bn) needs GPUs: SyncBatchNorm cannot run on the CPU, '
+            'and this distributed run has no accelerator. Train without it (BatchNorm then '
+            'normalises over the images of each process).'
         )

@@ -101,7 +101,9 @@ def test_missing_and_empty_annotation_files_are_named(tmp_path):
     with pytest.raises(FileNotFoundError, match='nope.json'):
         load_ground_truths(load_config(tiny_config(missing)))
     empty = _coco(tmp_path / 'empty.json', [{'id': 1, 'width': 10, 'height': 10}], [])
-    with pytest.raises(ValueError, match=r"no box of the classes \['a', 'b', 'c'\] in .*empty.json"):
+    with pytest.raises(
+        ValueError, match=r"no box of the classes \['a', 'b', 'c'\] in .*empty.json"
+    ):
         load_ground_truths(load_config(tiny_config(empty)))
     other = _coco(
         tmp_path / 'other.json',
@@ -109,7 +111,9 @@ def test_missing_and_empty_annotation_files_are_named(tmp_path):
         [_ann(1, 1, 10, [0, 0, 5, 5])],
         names=('z',),
     )
-    with pytest.raises(ValueError, match=r"no box of the classes \['a', 'b', 'c'\] in .*other.json"):
+    with pytest.raises(
+        ValueError, match=r"no box of the classes \['a', 'b', 'c'\] in .*other.json"
+    ):
         load_ground_truths(load_config(tiny_config(other)))
 
 

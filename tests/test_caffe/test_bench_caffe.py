@@ -8,7 +8,10 @@ import sys
 
 import pytest
 
-from ssd_plugin.caffe.converter.face_detector_files import FaceDetectorFileError, face_detector_files
+from ssd_plugin.caffe.converter.face_detector_files import (
+    FaceDetectorFileError,
+    face_detector_files,
+)
 
 sys.path.insert(0, osp.join(osp.dirname(osp.dirname(__file__)), 'test_tools'))
 from tool_runner import TOOLS, load_tool  # noqa: E402

@@ -9,8 +9,8 @@ from mmdet.registry import MODELS
 from mmengine.config import Config
 from tiny_ssd import LEVELS, write_net
 
-from ssd_plugin.caffe.converter import convert
 from ssd_plugin.caffe.caffe_net import CaffeNet, module_key
+from ssd_plugin.caffe.converter import convert
 
 pytestmark = pytest.mark.filterwarnings('ignore::UserWarning')
 
@@ -141,3 +141,19 @@ def test_names_never_become_code(tmp_path):
     assert module_key(evil_name) in dict(
         CaffeNet(cfg.model.backbone.layers, ['norm']).layers.named_children()
     )
+
+
+def test_the_head_checks_the_maps_the_net_was_converted_for(tmp_path):
+    """Caffe's steps hold for the feature-map sizes at the converted input size only (tiny_ssd's
+    LEVELS: 10x10, 5x5 and 3x3 on 40x40); another input size is an error naming both."""
+    prototxt, caffemodel, _ = write_net(tmp_path)
+    config_path, _ = convert(prototxt, caffemodel, tmp_path / 'out', log=lambda line: None)
+    cfg = Config.fromfile(config_path)
+    assert cfg.model.bbox_head.featmap_sizes == [list(hw) for _, _, hw, *_ in LEVELS]
+    head = MODELS.build(cfg.model).bbox_head
+    feats = [torch.zeros(1, c, h, w) for _, c, (h, w), *_ in LEVELS]
+    head.check_featmap_sizes(feats, (40, 40))
+    with pytest.raises(
+        ValueError, match=r'converted for \[\(10, 10\), \(5, 5\), \(3, 3\)\] on 40x40'
+    ):
+        head.check_featmap_sizes(feats, (48, 48))

@@ -82,9 +82,7 @@ def test_legacy_blob_dims_convert(tmp_path):
     np.testing.assert_array_equal(state[f'{key}.bias'].numpy(), blobs['conv1'][1])
     # BatchNorm's running sums over its scale factor (2: tiny_ssd.random_blobs), exact in fp32
     assert blobs['conv1_bn'][2].tolist() == [2.0]
-    np.testing.assert_array_equal(
-        state[f'{key}_bn.running_mean'].numpy(), blobs['conv1_bn'][0] / 2
-    )
+    np.testing.assert_array_equal(state[f'{key}_bn.running_mean'].numpy(), blobs['conv1_bn'][0] / 2)
     np.testing.assert_array_equal(state[f'{key}_bn.running_var'].numpy(), blobs['conv1_bn'][1] / 2)
 
 

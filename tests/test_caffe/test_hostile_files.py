@@ -54,10 +54,18 @@ def _names(message: str, *parts: str) -> None:
         (CONV1, CONV1.replace('kernel_size: 3', 'kernel_size: 0'), 'conv1', 'kernel_size'),
         (CONV1, CONV1.replace('num_output: 8', 'num_output: 0'), 'conv1', 'num_output'),
         ('pool: MAX kernel_size: 3', 'pool: MAX kernel_size: 500', 'pool1', 'kernel_size'),
-        ('pool: MAX kernel_size: 3 stride: 2', 'pool: MAX kernel_size: 3 stride: 0', 'pool1',
-         'pooling_param.stride'),  # fmt: skip
-        ('pool: MAX kernel_size: 3 stride: 2', 'pool: MAX kernel_size: 3 stride: 2 pad: 2',
-         'pool1', 'pooling_param.pad'),  # fmt: skip
+        (
+            'pool: MAX kernel_size: 3 stride: 2',
+            'pool: MAX kernel_size: 3 stride: 0',
+            'pool1',
+            'pooling_param.stride',
+        ),  # fmt: skip
+        (
+            'pool: MAX kernel_size: 3 stride: 2',
+            'pool: MAX kernel_size: 3 stride: 2 pad: 2',
+            'pool1',
+            'pooling_param.pad',
+        ),  # fmt: skip
         ('min_size: 8', 'min_size: -8', 'l0_mbox_priorbox', 'prior_box_param.min_size'),
         ('aspect_ratio: 2', 'aspect_ratio: 0', 'l0_mbox_priorbox', 'prior_box_param.aspect_ratio'),
         ('max_size: 16', 'max_size: 4', 'l0_mbox_priorbox', 'prior_box_param.max_size'),
@@ -102,8 +110,10 @@ def test_duplicate_layer_names(tmp_path):
     'old, new',
     [
         # a head predictor with 10^9 outputs: 10^9 x 8 x 3 x 3 weights
-        ('num_output: 16 pad: 1 kernel_size: 3 stride: 1', 'num_output: 1000000000 pad: 1 '
-         'kernel_size: 3 stride: 1'),  # fmt: skip
+        (
+            'num_output: 16 pad: 1 kernel_size: 3 stride: 1',
+            'num_output: 1000000000 pad: 1 kernel_size: 3 stride: 1',
+        ),  # fmt: skip
         ('dim: 40 dim: 40', 'dim: 100000 dim: 100000'),  # 3 x 10^10 input values
     ],
 )
@@ -143,7 +153,7 @@ def test_the_estimate_counts_every_parameter(tmp_path):
 def test_messages_nested_deeper_than_any_caffe_net(tmp_path):
     deep = tmp_path / 'deep.prototxt'
     deep.write_text('layer { name: "x" ' + 'fancy_param { ' * 100000 + '}' * 100001)
-    with pytest.raises(CaffeFormatError, match=r"deep\.prototxt.*nested too deep"):
+    with pytest.raises(CaffeFormatError, match=r'deep\.prototxt.*nested too deep'):
         read_prototxt(deep)
     # a caffemodel of 100000 nested groups (field 7, wire types 3 and 4)
     nested = tmp_path / 'deep.caffemodel'

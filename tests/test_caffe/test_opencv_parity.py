@@ -34,7 +34,10 @@ from mmdet.apis import inference_detector, init_detector
 from mmengine.config import Config
 
 from ssd_plugin.caffe.converter import convert
-from ssd_plugin.caffe.converter.face_detector_files import FaceDetectorFileError, face_detector_files
+from ssd_plugin.caffe.converter.face_detector_files import (
+    FaceDetectorFileError,
+    face_detector_files,
+)
 
 sys.path.insert(0, str(Path(__file__).parents[1] / 'test_tools'))
 from tool_runner import load_tool  # noqa: E402

@@ -6,7 +6,11 @@ from caffe_prior_box import caffe_prior_box
 from google.protobuf import text_format
 from mmdet.registry import TASK_UTILS
 
-from ssd_plugin.caffe.converter.head_spec import class_permutation, detection_cfg, prior_generator_cfg
+from ssd_plugin.caffe.converter.head_spec import (
+    class_permutation,
+    detection_cfg,
+    prior_generator_cfg,
+)
 from ssd_plugin.caffe.converter.proto import CaffeFormatError, LayerParameter
 
 

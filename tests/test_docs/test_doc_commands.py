@@ -29,6 +29,7 @@ OWN_DATA = 'tests/test_tools/test_readme_own_data.py'
 TRAIN_TEST = 'tests/test_tools/test_train_test.py'
 EXPORT = 'tests/test_tools/test_export_onnx.py'
 MIM = 'tests/test_tools/test_mim.py::test_mim_train_distributed_and_test'
+DEMO = 'tests/test_tools/test_demo.py::test_run_demo_end_to_end'
 AMP = 'tests/test_engine/test_amp.py'
 COVERAGE = 'tests/test_tools/test_default_box_coverage.py'
 CONVERTERS = 'tests/test_tools/test_model_converters'
@@ -36,8 +37,7 @@ DIST = 'tests/test_tools/test_dist_train.py'
 
 COVERED = {
     # README.md
-    'make demo': (f'{ME}::test_make_targets_run_the_documented_steps',
-                  'tests/test_tools/test_demo.py::test_run_demo_end_to_end'),
+    'make demo': (f'{ME}::test_make_targets_run_the_documented_steps', DEMO),
     'make test': (f'{ME}::test_make_targets_run_the_documented_steps',),
     # docs/analysis.md
     'python tools/analysis/default_box_coverage.py CONFIG [--data-root DIR] [--optimize] '
@@ -67,7 +67,9 @@ COVERED = {
         ('tests/test_caffe/test_face_detector_files.py::test_fetch_tool_prints_the_paths',),
     'python tools/model_converters/caffe_ssd_to_plugin.py deploy.prototxt '
     'res10_300x300_ssd_iter_140000.caffemodel --out-dir work_dirs/face --classes face '
-    '--mean 104 177 123': ('tests/test_caffe/test_opencv_parity.py::test_face_detector_matches_opencv',),
+    '--mean 104 177 123':
+        ('tests/test_caffe/test_opencv_parity.py::test_face_detector_matches_opencv',
+         'tests/test_caffe/test_cli.py::test_cli_writes_config_and_prints_assumptions'),
     "python tools/image_demo.py work_dirs/face/config.py work_dirs/face/model.pth 'photos/*.jpg' "
     '--out-dir faces --score-thr 0.5':
         (f'{ME}::test_converted_caffe_model_runs_in_the_tools_as_written',
@@ -143,10 +145,11 @@ COVERED = {
     'python tools/train.py CONFIG --amp --amp-dtype float16':
         (f'{AMP}::test_float16_on_the_cpu_and_unknown_dtypes_are_refused',
          'tests/test_engine/test_amp_cli.py::test_apply_amp_cfg_on_a_simulated_gpu'),
-    'python tools/test.py CONFIG CKPT --amp': ('tests/test_tools/test_demo.py::test_run_demo_end_to_end',),
+    'python tools/test.py CONFIG CKPT --amp':
+        (f'{TRAIN_TEST}::test_test_amp_runs_the_network_in_the_logged_precision',),
     'python tools/image_demo.py CONFIG CKPT IMAGES --amp':
         (f'{AMP}::test_image_demo_amp_runs_the_network_in_bf16',),
-    'mim train ssd_plugin CONFIG --amp': ('tests/test_tools/test_demo.py::test_run_demo_end_to_end',),
+    'mim train ssd_plugin CONFIG --amp': (DEMO,),
     # docs/distributed.md: the same launches on CPUs (gloo), a tiny config, 1-2 processes
     'python tools/train.py configs/ssd300_vgg16_8xb8-120e_coco.py':
         (f'{DIST}::test_each_launch_states_and_records_its_global_batch',),
@@ -167,7 +170,8 @@ COVERED = {
     'python tools/train.py CONFIG --seed 0 --deterministic':
         (f'{TRAIN_TEST}::test_seed_and_deterministic_give_identical_checkpoints',),
     'python tools/benchmarks/dist_memory.py --synthetic-coco 118287 860001 --processes 2 '
-    '--workers 2': ('tests/test_tools/test_benchmarks.py::test_dist_memory_measures_both_datasets',),
+    '--workers 2':
+        ('tests/test_tools/test_benchmarks.py::test_dist_memory_measures_both_datasets',),
 }  # fmt: skip
 
 
@@ -251,7 +255,9 @@ def _tiny_val2017(root: str, classes) -> list:
 
     Returns the options that point a tool's config at it, one image per batch, no workers.
     """
-    make_coco_dataset(root, classes, {'instances_val2017': [1000, 3]})
+    make_coco_dataset(
+        root, classes, {'instances_val2017': [1000, 3]}, num_labels=min(3, len(classes))
+    )
     os.rename(osp.join(root, 'instances_val2017'), osp.join(root, 'val2017'))
     loader = ('batch_size=1', 'num_workers=0', 'persistent_workers=False')
     return ['--data-root', root, '--cfg-options', *(f'test_dataloader.{o}' for o in loader)]
@@ -284,7 +290,9 @@ def _mmdet_checkpoint(path: str) -> None:
     torch.save(dict(state_dict=model.state_dict(), meta=dict()), path)
 
 
-@pytest.mark.parametrize('heading', ["## mmdet's SSD checkpoints", "## torchvision's SSD checkpoints"])
+@pytest.mark.parametrize(
+    'heading', ["## mmdet's SSD checkpoints", "## torchvision's SSD checkpoints"]
+)
 def test_converted_checkpoints_test_as_written(heading, tmp_path, monkeypatch):
     """docs/pretrained.md: each converter's output tests in its config, every weight loaded.
 
@@ -316,7 +324,9 @@ def test_converted_checkpoints_test_as_written(heading, tmp_path, monkeypatch):
             (metrics,) = work_dir.glob('*/*.json')
             assert 'coco/bbox_mAP' in metrics.read_text()
             (log,) = work_dir.glob('*/*.log')
-            assert 'do not match exactly' not in log.read_text()  # every weight loaded
+            log = log.read_text()
+            assert f'Load checkpoint from {argv[3]}' in log
+            assert 'do not match exactly' not in log  # every weight loaded, none left over
 
 
 def test_converted_caffe_model_runs_in_the_tools_as_written(tmp_path, monkeypatch):
@@ -334,20 +344,20 @@ def test_converted_caffe_model_runs_in_the_tools_as_written(tmp_path, monkeypatc
     os.rename(caffemodel, 'model.caffemodel')
     (block, face) = fenced_blocks('docs/caffe_models.md', '# Caffe SSD models', 'bash')
     convert, test, demo, export = shell_commands(block)
-    classes = [f'c{i}' for i in range(NUM_CLASSES)]
+    classes = [f'c{i}' for i in range(NUM_CLASSES - 1)]  # NUM_CLASSES counts the background
     usage = convert.split(' [', 1)[0]  # the line without its optional parts
     _run_as_written(usage, ['--classes', *classes])
     _run_as_written(test, _tiny_val2017(str(tmp_path / 'coco'), classes))
     os.makedirs('photos')
-    make_coco_dataset(str(tmp_path / 'images'), classes, {'photos': [5, 6]})
+    make_coco_dataset(str(tmp_path / 'images'), classes, {'photos': [5, 6]}, num_labels=2)
     for image in (tmp_path / 'images' / 'photos').iterdir():
         shutil.copy(image, tmp_path / 'photos' / image.name)
     _run_as_written(demo)
-    assert len(list((tmp_path / 'outputs').glob('*.png'))) == 2
+    assert len(list((tmp_path / 'outputs' / 'vis').glob('*.png'))) == 2
     _run_as_written(export)
     assert (tmp_path / 'model.onnx').stat().st_size > 0
     # the face detector's demo line, on this model in the face detector's folder
     *_, face_demo = shell_commands(face)
     shutil.copytree(tmp_path / 'work_dirs' / 'caffe_ssd', tmp_path / 'work_dirs' / 'face')
     _run_as_written(face_demo)
-    assert len(list((tmp_path / 'faces').glob('*.png'))) == 2
+    assert len(list((tmp_path / 'faces' / 'vis').glob('*.png'))) == 2

@@ -102,9 +102,6 @@ def test_gpu_without_bf16_refuses_bfloat16():
         choose_amp('cuda', 'bfloat16', cuda_bf16=False)
 
 
-@pytest.mark.parametrize('cuda_bf16, expected', [(True, 'bfloat16 autocast + channels_last. '),
-                                                 (False, 'float16 autocast + channels_last + '
-                                                  'dynamic loss scaler')])  # fmt: skip
 def _runner_on(param):
     """A runner stand-in whose model's parameter is ``param``; its logger records
     ``(level, message)``."""
@@ -131,6 +128,9 @@ def test_the_hook_refuses_an_unknown_dtype_when_built():
         MixedPrecisionHook(dtype='half')
 
 
+@pytest.mark.parametrize('cuda_bf16, expected', [(True, 'bfloat16 autocast + channels_last. '),
+                                                 (False, 'float16 autocast + channels_last + '
+                                                  'dynamic loss scaler')])  # fmt: skip
 def test_the_hook_logs_the_gpu_choice_once(monkeypatch, cuda_bf16, expected):
     monkeypatch.setattr(torch.cuda, 'is_bf16_supported', lambda *a, **k: cuda_bf16)
     param = SimpleNamespace(device=torch.device('cuda', 0))  # a CUDA model, simulated

@@ -380,7 +380,9 @@ def test_a_plain_resume_on_a_malicious_file_does_not_suggest_resume(tmp_path):
 def test_a_truncated_file_is_damaged_in_every_layout(tmp_path, layout):
     """Cut inside the pickle stream, or (legacy) inside the tensor data after it."""
     if layout == 'legacy':
-        torch.save(dict(w=torch.randn(64)), tmp_path / 'full.pth', _use_new_zipfile_serialization=False)
+        torch.save(
+            dict(w=torch.randn(64)), tmp_path / 'full.pth', _use_new_zipfile_serialization=False
+        )
         data = (tmp_path / 'full.pth').read_bytes()
     else:
         data = _layouts(tmp_path, pickle.dumps(dict(w=list(range(100))), protocol=2))[layout]
@@ -390,8 +392,21 @@ def test_a_truncated_file_is_damaged_in_every_layout(tmp_path, layout):
         path.write_bytes(data[:cut])
         damage = checkpoint_damage(str(path))
         assert damage is not None and damage.startswith(('is truncated', 'is corrupt')), damage
-        with pytest.raises(RuntimeError, match=f'^Checkpoint {re.escape(str(path))} is (truncated|corrupt)'):
+        with pytest.raises(
+            RuntimeError, match=f'^Checkpoint {re.escape(str(path))} is (truncated|corrupt)'
+        ):
             load_local_checkpoint(str(path))
+
+
+def test_a_flood_of_globals_is_bounded_and_unsafe(tmp_path):
+    """20000 different globals: the scan stops at its bound and names the first three."""
+    path = tmp_path / 'flood.pth'
+    path.write_bytes(b'\x80\x02' + b''.join(b'cm%d\nf\n0' % i for i in range(20000)) + b'N.')
+    with pytest.raises(RuntimeError) as info:
+        load_local_checkpoint(str(path))
+    assert str(info.value).startswith(
+        f'Checkpoint {path} {FOREIGN} (m0.f, m1.f, m2.f and 9997 more)'
+    )
 
 
 def test_a_bare_pickle_of_plain_data_is_named_as_such(tmp_path):
@@ -444,7 +459,14 @@ def test_fuzzed_checkpoints_load_or_are_refused_by_name(tmp_path, trained):
         tar=_tar(pickle.dumps(dict(w=[0.5] * 16), protocol=2)),
         pickle=pickle.dumps(dict(w=[0.5] * 16), protocol=2),
     )
-    verdicts = ('is unsafe', 'is truncated', 'is corrupt', 'is empty', 'is a bare pickle', 'could not be loaded')
+    verdicts = (
+        'is unsafe',
+        'is truncated',
+        'is corrupt',
+        'is empty',
+        'is a bare pickle',
+        'could not be loaded',
+    )
     deadline = time.monotonic() + _FUZZ_SECONDS
     for layout, data in sources.items():
         rng = random.Random(f'ssd_plugin-{layout}')

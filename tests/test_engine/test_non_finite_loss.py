@@ -157,9 +157,9 @@ def test_a_loss_scaler_skips_an_overflowed_step_and_the_run_goes_on(tmp_path, op
     # the scale survives a resume: a fresh scaler would start again from 2 ** 16
     # after train(), runner.iter counts the finished iterations (the default meta adds one)
     runner.save_checkpoint(str(tmp_path), 'scaled.pth', by_epoch=False, meta=dict(iter=4))
-    resumed, resumed_snaps = _runner(tmp_path / 'resumed', [], dict(type='NonFiniteLossHook'), max_iters=5,
-                         optim_type=optim_type, resume=True,
-                         load_from=str(tmp_path / 'scaled.pth'))  # fmt: skip
+    resumed, resumed_snaps = _runner(
+        tmp_path / 'resumed', [], dict(type='NonFiniteLossHook'), max_iters=5,
+        optim_type=optim_type, resume=True, load_from=str(tmp_path / 'scaled.pth'))  # fmt: skip
     with weights_only_checkpoint_loading():
         resumed.train()  # iteration 5: finite, below the growth interval: the scale stays
     assert len(resumed_snaps.params) == 1 and resumed.iter == 5

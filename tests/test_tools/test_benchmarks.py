@@ -224,8 +224,9 @@ def test_score_regimes():
 
 def test_dist_memory_measures_both_datasets(tmp_path):
     """dist_memory.py: both datasets under one launch of 2 processes, each with a worker."""
-    out = run([sys.executable, osp.join(BENCH, 'dist_memory.py'), '--synthetic-coco', '40', '300',
-               '--processes', '2', '--workers', '1', '--batches', '2'], cwd=str(tmp_path))  # fmt: skip
+    out = run([sys.executable, osp.join(BENCH, 'dist_memory.py'), '--synthetic-coco', '40',
+               '300', '--processes', '2', '--workers', '1', '--batches', '2'],
+              cwd=str(tmp_path))  # fmt: skip
     assert 'uptime: ' in out and 'CPU flags: ' in out
     assert '2 processes x 1 data loader workers, 2 batches of 8 each' in out
     header, rows = table(out, 'Memory (MiB)')

@@ -149,19 +149,23 @@ def pseudo_ground_truth(model, ann_file: str, gap: float = 1e-3) -> float:
     return float(thr)
 
 
-def pycocotools_map(path, ann_file: str) -> float:
-    """bbox mAP of the graph at ``path`` scored by pycocotools alone: the images read and
-    resized with OpenCV, detections divided by the resize factor, COCO's xywh boxes."""
+def pycocotools_map(path, ann_file: str, runtime: str = 'onnxruntime') -> float:
+    """bbox mAP of the graph at ``path`` (in ``runtime``) scored by pycocotools alone: the
+    images read and resized with OpenCV, detections divided by the resize factor, COCO's xywh
+    boxes."""
     from pycocotools.coco import COCO
     from pycocotools.cocoeval import COCOeval
 
+    from ssd_plugin.deploy.runtimes import load_runtime
+
+    run = load_runtime(str(path), runtime)
     gt = COCO(ann_file)
     root = osp.dirname(osp.dirname(ann_file))
     dets_all = []
     for img in gt.dataset['images']:
         pixels = cv2.imread(osp.join(root, 'val', img['file_name']))  # BGR, as mmcv loads
         resized = cv2.resize(pixels, (SIZE, SIZE), interpolation=cv2.INTER_LINEAR)
-        dets, labels = session(path).run(None, {'input': nchw([resized])})
+        dets, labels = run(nchw([resized]))
         scale = np.array([SIZE / img['width'], SIZE / img['height']] * 2, np.float32)
         cat_ids = sorted(gt.getCatIds())
         for det, label in zip(dets[0], labels[0]):
@@ -176,24 +180,31 @@ def pycocotools_map(path, ann_file: str) -> float:
     return float(evaluator.stats[0])
 
 
-def test_quantize_int8_end_to_end(tmp_path, checkpoint, model, capsys):
+@pytest.fixture
+def pseudo_demo(tmp_path, model):
+    """A 3-image demo val set whose ground truths are ``model``'s detections (mAP 1.0)."""
+    from ssd_plugin.datasets.demo_shapes import make_demo_dataset
+
+    root = tmp_path / 'demo_shapes'
+    make_demo_dataset(str(root), seed=0, num_train=1, num_val=3, image_size=96)
+    ann_file = str(root / 'annotations' / 'instances_val.json')
+    pseudo_ground_truth(model, ann_file)
+    return str(root), ann_file
+
+
+def test_quantize_int8_end_to_end(tmp_path, checkpoint, pseudo_demo, capsys):
     """tools/deploy/quantize_onnx.py --target avx2 --eval on the demo checkpoint, calibrated on 2
     of 3 val images whose ground truths are the float32 model's own detections: the float32
     graph scores mAP 1.0 (known by construction), the int8 graph what pycocotools alone gives
     for its detections; the settings are printed and stored, and each COCO table is headed by
     the graph it scores. (That the int8 kernels compute what the int8 graph defines, on any
     CPU for the avx2 target, is tests/test_deploy/test_quantize.py's.)"""
-    from ssd_plugin.datasets.demo_shapes import make_demo_dataset
-
     quantize_tool = load_tool('deploy/quantize_onnx.py')
-    root = tmp_path / 'demo_shapes'
-    make_demo_dataset(str(root), seed=0, num_train=1, num_val=3, image_size=96)
-    ann_file = str(root / 'annotations' / 'instances_val.json')
-    pseudo_ground_truth(model, ann_file)
+    root, ann_file = pseudo_demo
     fp32, int8 = tmp_path / 'model.onnx', tmp_path / 'model_int8.onnx'
     export_tool.main([DEMO_CONFIG, checkpoint, str(fp32), '--with-nms'])
     capsys.readouterr()
-    argv = ['--calib-images', '2', '--batch-size', '2', '--eval', '--data-root', str(root),
+    argv = ['--calib-images', '2', '--batch-size', '2', '--eval', '--data-root', root,
             '--target', 'avx2']  # fmt: skip
     maps = quantize_tool.main([DEMO_CONFIG, str(fp32), str(int8), *argv])
     captured = capsys.readouterr()
@@ -229,3 +240,32 @@ def test_quantize_int8_end_to_end(tmp_path, checkpoint, model, capsys):
         'quantization']  # fmt: skip
     settings = json.loads(props['int8_settings'])
     assert settings['target'] == 'avx2' and settings['reduce_range'] is True
+
+
+def test_every_runtime_scored_next_to_pytorch(tmp_path, checkpoint, pseudo_demo, capsys):
+    """tools/deploy/quantize_openvino.py, then tools/deploy/eval_runtimes.py on the float32
+    graph (ONNX Runtime, OpenVINO, OpenCV) and the OpenVINO int8 IR: PyTorch and every float32
+    runtime score the pseudo ground truth's 1.0 (each gives PyTorch's detections); the int8 IR
+    scores what pycocotools alone gives for its detections."""
+    root, ann_file = pseudo_demo
+    fp32, ov_int8 = str(tmp_path / 'model.onnx'), str(tmp_path / 'model_ov_int8.xml')
+    export_tool.main([DEMO_CONFIG, checkpoint, fp32, '--with-nms'])
+    load_tool('deploy/quantize_openvino.py').main(
+        [DEMO_CONFIG, fp32, ov_int8, '--calib-images', '2', '--data-root', root]
+    )
+    assert f'wrote {ov_int8}: int8 (NNCF) for OpenVINO' in capsys.readouterr().out
+    rows = load_tool('deploy/eval_runtimes.py').main(
+        [DEMO_CONFIG, checkpoint, fp32, ov_int8, '--data-root', root, '--batch-size', '2']
+    )
+    out = capsys.readouterr().out
+    scores = {(row['model'], row['runtime']): row['mAP'] for row in rows}
+    assert list(scores) == [(checkpoint, 'pytorch'), (fp32, 'onnxruntime'), (fp32, 'openvino'),
+                            (fp32, 'opencv'), (ov_int8, 'openvino')]  # fmt: skip
+    for key in list(scores)[:4]:  # CocoMetric rounds to 3 decimals
+        assert scores[key] == pytest.approx(1.0, abs=5e-4), key
+    int8 = scores[(ov_int8, 'openvino')]
+    assert 0 < int8 == pytest.approx(pycocotools_map(ov_int8, ann_file, 'openvino'), abs=5e-4)
+    for heading in ('PyTorch float32', f'{fp32} in opencv', f'{ov_int8} in openvino'):
+        assert f'==== val set, {heading}' in out
+    assert f'| {fp32} | openvino | 1.0000 | +0.0000 |' in out
+    assert f'| {ov_int8} | openvino | {int8:.4f} | {int8 - 1:+.4f} |' in out

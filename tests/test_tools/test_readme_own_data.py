@@ -17,7 +17,7 @@ import pytest
 from data_factory import make_voc_dataset
 from doc_blocks import config_blocks, fenced_blocks, shell_commands
 from mmdet.registry import DATASETS
-from tool_runner import CONFIGS, REPO, load_tool
+from tool_runner import CONFIGS, load_tool
 
 from ssd_plugin.engine.data_root import load_config_with_data_root
 

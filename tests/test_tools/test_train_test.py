@@ -265,6 +265,44 @@ def test_train_output_has_no_noise(tmp_path):
                   '"HardDiskBackend" is the alias', 'Failed to search registry',
                   *(() if gpus else ('GPU number',))):  # fmt: skip
         assert noise not in output
+    # the config and the hooks table stay off the console; the log file keeps the config
+    assert 'train_cfg = dict(' not in output and 'Hooks will be executed' not in output
+    (log,) = glob.glob(str(tmp_path / 'work_dir' / '*' / '*.log'))
+    assert (
+        f'Config: {tmp_path / "work_dir" / "ssd_demo_shapes.py"} (also at the head of the '
+        f'log file {log})' in output
+    )
+    assert 'train_cfg = dict(' in open(log).read()
+
+
+def test_test_amp_runs_the_network_in_the_logged_precision(tmp_path):
+    """tools/test.py --amp: the choice is logged once, the network's convolutions compute in
+    it (bf16 where the CPU has it natively, float32 elsewhere), and the run is scored."""
+    from demo_checkpoint import DEMO_CONFIG, demo_checkpoint
+    from torch.nn.modules.module import register_module_forward_hook
+
+    data = str(tmp_path / 'data')
+    make_demo_dataset(data, num_train=1, num_val=2, image_size=64)
+    checkpoint = demo_checkpoint(str(tmp_path / 'demo.pth'))
+    dtypes = set()
+
+    def record(module, args, output):
+        if isinstance(module, torch.nn.Conv2d):
+            dtypes.add(output.dtype)
+
+    handle = register_module_forward_hook(record)
+    try:
+        test_tool.main([DEMO_CONFIG, checkpoint, '--amp', '--data-root', data, '--work-dir',
+                        str(tmp_path / 'test_dir'), '--cfg-options', 'test_dataloader.num_workers=0',
+                        'test_dataloader.persistent_workers=False'])  # fmt: skip
+    finally:
+        handle.remove()
+    (log,) = glob.glob(str(tmp_path / 'test_dir' / '*' / '*.log'))
+    text = open(log).read()
+    assert text.count('Mixed precision on cpu: ') == 1
+    bf16 = 'bfloat16 autocast + channels_last' in text
+    assert dtypes == {torch.bfloat16 if bf16 else torch.float32}
+    assert 'coco/bbox_mAP' in _test_metrics(str(tmp_path / 'test_dir'))
 
 
 def test_rescore_rejects_empty_results(tmp_path):
@@ -367,8 +405,8 @@ def deterministic_algorithms_restored():
     torch.use_deterministic_algorithms(False)  # mmengine turns it on for the whole process
 
 
-def test_seed_and_deterministic_give_identical_checkpoints(tmp_path,
-                                                           deterministic_algorithms_restored):  # fmt: skip
+@pytest.mark.usefixtures('deterministic_algorithms_restored')
+def test_seed_and_deterministic_give_identical_checkpoints(tmp_path):
     """--seed S --deterministic twice: the same weights and optimiser state, bit for bit, with
     the demo's random flips, colour distortion and shuffling; the seed is in log and meta."""
     config = tiny_config(osp.join(CONFIGS, 'ssd_demo_shapes.py'), str(tmp_path),

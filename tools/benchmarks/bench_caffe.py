@@ -7,11 +7,12 @@ Usage::
     python tools/benchmarks/bench_caffe.py --opencv4 /tmp/cv4 --images a.jpg b.jpg
     python tools/benchmarks/bench_caffe.py --quick        # proves it runs (OpenCV 4 if given)
 
-The face detector's files come from ``ssd_plugin.caffe.converter.face_detector_files`` (downloaded once,
-cached) and are converted with ``ssd_plugin.caffe.converter.convert`` into a temporary directory. Both
-implementations see the same pixels: the images (``--images``, else synthetic 640x480 ones) go
-through the converted config's test pipeline once, untimed, and OpenCV gets those resized
-pixels (so its ``blobFromImage`` resize is a no-op). Batch 1, per-image times, CPU. Stages:
+The face detector's files come from ``ssd_plugin.caffe.converter.face_detector_files``
+(downloaded once, cached) and are converted with ``ssd_plugin.caffe.converter.convert`` into a
+temporary directory. Both implementations see the same pixels: the images (``--images``, else
+synthetic 640x480 ones) go through the converted config's test pipeline once, untimed, and
+OpenCV gets those resized pixels (so its ``blobFromImage`` resize is a no-op). Batch 1, per-image
+times, CPU. Stages:
 
 - ``net``: ours: backbone and head on the preprocessed image, up to the head's outputs; OpenCV:
   ``blobFromImage`` (mean subtraction; the resize is a no-op) and the forward pass up to

@@ -102,8 +102,8 @@ def launch(dataset_type: str, ann_file: str, args: argparse.Namespace, out_dir: 
            '--standalone', osp.abspath(__file__), '--ann-file', ann_file,
            '--rank-run', dataset_type, '--out-dir', out_dir, '--workers', str(args.workers),
            '--batches', str(args.batches)]  # fmt: skip
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, (REPO, os.environ.get('PYTHONPATH')))),
-               OMP_NUM_THREADS='1')  # fmt: skip
+    path = os.pathsep.join(filter(None, (REPO, os.environ.get('PYTHONPATH'))))
+    env = dict(os.environ, PYTHONPATH=path, OMP_NUM_THREADS='1')
     subprocess.run(cmd, check=True, env=env, stdout=subprocess.DEVNULL)
     results = []
     for rank in range(args.processes):
@@ -139,7 +139,7 @@ def main(argv=None) -> None:
     args = parse_args(argv)
     if args.rank_run:
         return rank_run(args.rank_run, args.ann_file, args)
-    print_header('Peak memory of a distributed run\'s datasets', 'cpu')
+    print_header("Peak memory of a distributed run's datasets", 'cpu')
     print(f'uptime: {subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip()}')
     print(f'CPU flags: {cpu_flags()}')
     with tempfile.TemporaryDirectory() as tmp:

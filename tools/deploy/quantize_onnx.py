@@ -29,8 +29,8 @@ from ssd_plugin.deploy.quantize import (
     int8_settings,
     quantize_onnx,
 )
-from ssd_plugin.engine.data_root import add_data_root_arg, load_config_with_data_root
 from ssd_plugin.engine.cli_errors import run_tool
+from ssd_plugin.engine.data_root import add_data_root_arg, load_config_with_data_root
 
 
 def parse_args(argv=None) -> argparse.Namespace:

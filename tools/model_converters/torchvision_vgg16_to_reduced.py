@@ -42,8 +42,8 @@ import torch
 from torch import Tensor
 
 from ssd_plugin.engine.checkpoint_conversion import converter_main
-from ssd_plugin.models.backbones.reduced_vgg16 import VGG16_SEQUENTIAL_INDICES, ReducedVGG16
 from ssd_plugin.engine.cli_errors import run_tool
+from ssd_plugin.models.backbones.reduced_vgg16 import VGG16_SEQUENTIAL_INDICES, ReducedVGG16
 
 FC_KEEP_EVERY = 4  # 4096 -> 1024 filters (fc6 and fc7) and fc7 input channels
 TAP_KEEP_EVERY = 3  # 7x7 -> 3x3 taps 0, 3, 6 (hence dilation 6 at stride 16)

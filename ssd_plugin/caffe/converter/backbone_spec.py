@@ -3,8 +3,8 @@
 import math
 from typing import Dict, List, Sequence, Tuple
 
+from .errors import field_error
 from .head_spec import f32
-from .errors import CaffeFormatError, field_error
 
 __all__ = ['conv_options', 'layer_dicts']
 

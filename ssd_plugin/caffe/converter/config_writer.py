@@ -132,6 +132,7 @@ def detector_config(
     return dict(
         _base_=['mmdet::_base_/default_runtime.py'],
         custom_imports=dict(imports=['ssd_plugin'], allow_failed_imports=False),
+        data_root=data_root,  # what the tools' --data-root replaces
         metainfo=metainfo,
         model=model,
         test_pipeline=test_pipeline,

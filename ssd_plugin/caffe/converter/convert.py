@@ -21,7 +21,12 @@ from .weights import backbone_state, caffemodel_blobs, head_state
 __all__ = [
     'DEFAULT_MAX_MEMORY_GIB',
     'DEFAULT_MAX_PROTOTXT_MIB',
-    'DEFAULT_MEAN', 'ModelPlan', 'build_model_cfg', 'class_names', 'convert']
+    'DEFAULT_MEAN',
+    'ModelPlan',
+    'build_model_cfg',
+    'class_names',
+    'convert',
+]
 
 PathLike = Union[str, os.PathLike]
 DEFAULT_MEAN = (104.0, 117.0, 123.0)  # Caffe SSD's VGG16 mean, BGR
@@ -83,8 +88,7 @@ def _head_convs(spec: NetSpec, in_channels: Sequence[int]) -> List[Tuple[dict, d
                 raise field_error(
                     conv,
                     'convolution_param',
-                    'a head convolution needs a square kernel and padding, stride 1 and '
-                    'dilation 1',
+                    'a head convolution needs a square kernel and padding, stride 1 and dilation 1',
                 )
             if opts['groups'] != 1:
                 raise field_error(conv, 'convolution_param.group', 'must be 1 in a head')
@@ -126,6 +130,24 @@ def _check_head_outputs(spec: NetSpec, num_base: Sequence[int], num_classes: int
                 )
 
 
+def _detector(mean, std, input_order: str, channels: int, backbone, bbox_head, test_cfg) -> dict:
+    """The SingleStageDetector config (the data preprocessor from the assumed preprocessing)."""
+    return dict(
+        type='SingleStageDetector',
+        data_preprocessor=dict(
+            type='DetDataPreprocessor',
+            mean=[float(m) for m in mean],
+            std=[float(s) for s in std] if std is not None else [1.0] * channels,
+            bgr_to_rgb=input_order == 'rgb',
+            pad_size_divisor=1,
+        ),
+        backbone=backbone,
+        bbox_head=bbox_head,
+        train_cfg=None,
+        test_cfg=test_cfg,
+    )
+
+
 def build_model_cfg(
     spec: NetSpec,
     mean: Sequence[float],
@@ -164,30 +186,18 @@ def build_model_cfg(
     background = int(det.detection_output_param.background_label_id)
     _check_head_outputs(spec, num_base, num_classes)
     backbone = dict(type='CaffeNet', layers=layers, out_blobs=out_blobs, input_blob=spec.input_blob)
-    model = dict(
-        type='SingleStageDetector',
-        data_preprocessor=dict(
-            type='DetDataPreprocessor',
-            mean=[float(m) for m in mean],
-            std=[float(s) for s in std] if std is not None else [1.0] * c,
-            bgr_to_rgb=input_order == 'rgb',
-            pad_size_divisor=1,
-        ),
-        backbone=backbone,
-        bbox_head=dict(
-            type='CaffeMultiBoxHead',
-            num_classes=num_classes - 1,
-            in_channels=in_channels,
-            kernel_sizes=[loc['kernel_size'][0] for loc, _ in heads],
-            paddings=[loc['padding'][0] for loc, _ in heads],
-            featmap_sizes=[list(hw) for hw in feature_sizes],
-            prior_generator=prior_cfg,
-            bbox_coder=coder,
-            clip_border=clip,
-        ),
-        train_cfg=None,
-        test_cfg=test_cfg,
+    bbox_head = dict(
+        type='CaffeMultiBoxHead',
+        num_classes=num_classes - 1,
+        in_channels=in_channels,
+        kernel_sizes=[loc['kernel_size'][0] for loc, _ in heads],
+        paddings=[loc['padding'][0] for loc, _ in heads],
+        featmap_sizes=[list(hw) for hw in feature_sizes],
+        prior_generator=prior_cfg,
+        bbox_coder=coder,
+        clip_border=clip,
     )
+    model = _detector(mean, std, input_order, c, backbone, bbox_head, test_cfg)
     notes.append(
         f'{len(spec.levels)} levels, feature maps {feature_sizes}, {num_priors} default boxes, '
         f'{num_classes - 1} class(es) + background (Caffe label {background}, moved last); '

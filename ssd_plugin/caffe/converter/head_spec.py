@@ -9,7 +9,7 @@ to ``int`` as Caffe does; derived steps kept as floats), its variances onto the 
 import math
 from typing import List, Sequence, Tuple
 
-from .errors import CaffeFormatError, field_error
+from .errors import field_error
 
 __all__ = ['prior_generator_cfg', 'detection_cfg', 'class_permutation', 'f32']
 

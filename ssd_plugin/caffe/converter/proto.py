@@ -1,7 +1,7 @@
 """Caffe's message classes (``caffe_pb2``-like) and the readers of prototxt and caffemodel files.
 
-The classes are built at import from :mod:`ssd_plugin.caffe.converter.schema` with protobuf's descriptor
-API in a private descriptor pool (no ``protoc`` build step, and no clash with another
+The classes are built at import from :mod:`ssd_plugin.caffe.converter.schema` with protobuf's
+descriptor API in a private descriptor pool (no ``protoc`` build step, and no clash with another
 ``caffe.proto`` loaded in the same process). Parsing is protobuf's own: ``text_format`` for
 prototxts, ``ParseFromString`` for caffemodels.
 
@@ -132,7 +132,8 @@ def parse_prototxt(text: str, message, source: str = '<text>'):
 
     Raises:
         CaffeFormatError: Malformed text, or an unknown option of a parameter the converter
-            reads (:data:`~ssd_plugin.caffe.converter.schema.READ_MESSAGES`); names ``source`` and the line.
+            reads (:data:`~ssd_plugin.caffe.converter.schema.READ_MESSAGES`); names ``source``
+            and the line.
     """
     parser = _RecordingParser()
     try:

@@ -165,4 +165,3 @@ def check_memory(estimate: MemoryEstimate, limit_gib: float, source: str) -> Non
             f'(max_memory_gib={need}; the converter tool: --max-memory-gib {need})',
             file=source,
         )
-

@@ -12,8 +12,8 @@ import torch
 from torch import Tensor
 
 from ..caffe_net import module_key
-from .head_spec import class_permutation
 from .errors import CaffeFormatError
+from .head_spec import class_permutation
 
 __all__ = ['blob_array', 'caffemodel_blobs', 'backbone_state', 'head_state']
 

@@ -10,8 +10,8 @@ environment)::
 References (``cv2.dnn.readNetFromCaffe`` + ``blobFromImage``, which resizes the uint8 image with
 INTER_LINEAR before subtracting the mean, as mmdet's Resize + data preprocessor do):
 
-- ``face``: OpenCV's res10 face detector (:mod:`ssd_plugin.caffe.converter.face_detector_files`) on photos
-  with and without faces;
+- ``face``: OpenCV's res10 face detector
+  (:mod:`ssd_plugin.caffe.converter.face_detector_files`) on photos with and without faces;
 - ``vgg16_ssd300``, ``mobilenet_ssd``, ``tiny_240x320``: the deploy prototxts in this directory
   with random weights from ``tests/caffe_random_weights.py`` (seed and options recorded here, so
   the tests write the same caffemodel again; its sha1 is recorded too).
@@ -84,7 +84,10 @@ def main(argv=None):
     from caffe_photos import photo_path
     from caffe_random_weights import write_random_caffemodel
 
-    from ssd_plugin.caffe.converter.face_detector_files import FACE_DETECTOR_MEAN, face_detector_files
+    from ssd_plugin.caffe.converter.face_detector_files import (
+        FACE_DETECTOR_MEAN,
+        face_detector_files,
+    )
     from ssd_plugin.caffe.converter.graph import parse_net
     from ssd_plugin.caffe.converter.proto import read_prototxt
 

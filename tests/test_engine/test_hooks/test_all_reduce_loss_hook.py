@@ -80,4 +80,3 @@ def test_single_process_leaves_outputs_untouched():
 def test_runs_before_runtime_info_hook_logs_the_outputs():
     assert get_priority(AllReduceLossHook.priority) < get_priority(RuntimeInfoHook.priority)
     assert isinstance(HOOKS.build(dict(type='mmdet.AllReduceLossHook')), AllReduceLossHook)
-
