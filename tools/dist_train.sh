@@ -13,6 +13,13 @@ MASTER_ADDR=${MASTER_ADDR:-127.0.0.1}
 PYTHON=${PYTHON:-python}
 TOOLS_DIR=$(dirname "$0")
 
+# torchrun and mmengine each set these to 1 with a warning per process when they are unset: one
+# line here instead (export them to choose other counts)
+if [[ -z ${OMP_NUM_THREADS:-} || -z ${MKL_NUM_THREADS:-} ]]; then
+    export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1} MKL_NUM_THREADS=${MKL_NUM_THREADS:-1}
+    echo "dist_train.sh: OMP_NUM_THREADS=$OMP_NUM_THREADS MKL_NUM_THREADS=$MKL_NUM_THREADS per process"
+fi
+
 PYTHONPATH="$TOOLS_DIR/..${PYTHONPATH:+:$PYTHONPATH}" \
 "$PYTHON" -m torch.distributed.run \
     --nnodes="$NNODES" \

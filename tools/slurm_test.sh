@@ -15,6 +15,13 @@ SRUN_ARGS=${SRUN_ARGS:-}
 PYTHON=${PYTHON:-python}
 TOOLS_DIR=$(dirname "$0")
 
+# mmengine sets these to 1 with a warning per process when they are unset: one
+# line here instead (export them to choose other counts)
+if [[ -z ${OMP_NUM_THREADS:-} || -z ${MKL_NUM_THREADS:-} ]]; then
+    export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1} MKL_NUM_THREADS=${MKL_NUM_THREADS:-1}
+    echo "slurm_test.sh: OMP_NUM_THREADS=$OMP_NUM_THREADS MKL_NUM_THREADS=$MKL_NUM_THREADS per process"
+fi
+
 # shellcheck disable=SC2086  # SRUN_ARGS is a list of options
 PYTHONPATH="$TOOLS_DIR/..${PYTHONPATH:+:$PYTHONPATH}" \
 srun -p "$PARTITION" \

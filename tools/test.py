@@ -29,7 +29,7 @@ from ssd_plugin.engine.launch import (
     add_launch_args,
     add_run_hooks,
     load_cfg,
-    setup_cpu_distributed,
+    setup_distributed,
 )
 from ssd_plugin.visualization import border_safe
 
@@ -67,7 +67,7 @@ def main(argv=None) -> None:
     args = parse_args(argv)
     setup_cache_size_limit_of_dynamo()
     cfg = build_cfg(args)
-    setup_cpu_distributed(cfg)
+    setup_distributed(cfg)
     add_run_hooks(cfg)
     runner = QuietRunner.from_cfg(cfg) if 'runner_type' not in cfg else RUNNERS.build(cfg)
     if args.out is not None:

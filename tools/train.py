@@ -27,7 +27,7 @@ from ssd_plugin.engine.launch import (
     add_launch_args,
     add_run_hooks,
     load_cfg,
-    setup_cpu_distributed,
+    setup_distributed,
 )
 from ssd_plugin.engine.resume import resolve_auto_resume
 from ssd_plugin.engine.train_options import add_train_options, apply_train_options, check_sync_bn
@@ -68,7 +68,7 @@ def main(argv=None) -> None:
     # a plain --resume skips a truncated newest checkpoint (killed while saving, disk full)
     resume_note = resolve_auto_resume(cfg) if args.resume == 'auto' else None
     check_sync_bn(cfg)  # before any process waits for another
-    setup_cpu_distributed(cfg)
+    setup_distributed(cfg)
     add_run_hooks(cfg)
     runner = QuietRunner.from_cfg(cfg) if 'runner_type' not in cfg else RUNNERS.build(cfg)
     if resume_note is not None:

@@ -11,7 +11,9 @@ its int8 kernels for the CPU it runs on (VNNI, AMX or AVX2 without saturation), 
 target setting.
 """
 
+import contextlib
 import json
+import logging
 from typing import Iterable
 
 import numpy as np
@@ -50,17 +52,16 @@ def quantize_openvino(model_path: str, out_path: str, calibration: Iterable[np.n
         raise ValueError('no calibration images')
     model = ov.Core().read_model(model_path)
     scopes = '|'.join(scope.strip('/') for scope in NETWORK_SCOPES)
-    quantized = nncf.quantize(
-        model,
-        nncf.Dataset(images),
-        subset_size=len(images),
-        # everything outside the network stays float32 (a regex of node names), and inside it
-        # the L2Norm arithmetic (a sum of squares spans far more than 8 bits): the operators
-        # ONNX Runtime's quantiser leaves alone as well (QUANT_OPS)
-        ignored_scope=nncf.IgnoredScope(
-            patterns=[f'^(?!/({scopes})/).*'], types=list(FLOAT_TYPES), validate=False
-        ),
+    # everything outside the network stays float32 (a regex of node names), and inside it the
+    # L2Norm arithmetic (a sum of squares spans far more than 8 bits): the operators ONNX
+    # Runtime's quantiser leaves alone as well (QUANT_OPS)
+    ignored = nncf.IgnoredScope(
+        patterns=[f'^(?!/({scopes})/).*'], types=list(FLOAT_TYPES), validate=False
     )
+    with _quiet('nncf'):  # NNCF logs every node it leaves alone, thousands of lines
+        quantized = nncf.quantize(
+            model, nncf.Dataset(images), subset_size=len(images), ignored_scope=ignored
+        )
     props = {p.key: p.value for p in onnx.load(model_path, load_external_data=False).metadata_props}
     props['quantization'] = (
         f'int8 NNCF post-training quantisation (nncf {nncf.__version__}, its default ranges, '
@@ -69,3 +70,14 @@ def quantize_openvino(model_path: str, out_path: str, calibration: Iterable[np.n
     quantized.set_rt_info(json.dumps(props), list(OPENVINO_METADATA))
     ov.save_model(quantized, out_path, compress_to_fp16=False)
     return out_path
+
+
+@contextlib.contextmanager
+def _quiet(name: str):
+    logger = logging.getLogger(name)
+    level = logger.level
+    logger.setLevel(logging.WARNING)
+    try:
+        yield
+    finally:
+        logger.setLevel(level)

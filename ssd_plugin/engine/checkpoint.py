@@ -15,11 +15,16 @@ mmengine versions that need it (torch >= 2.6 with mmengine < 0.11).
 Before unpickling, a file in torch's zip format is checked against the CRC-32 checksums its zip
 directory holds (about as fast as reading the file): ``torch.load`` reports a truncated file as
 ``OSError: [Errno 22] Invalid argument`` and loads flipped bytes in tensor data without a word.
+Files in torch's other layouts (legacy stream, tar, bare pickle) have no checksums: their pickle
+streams are read without running anything they name (:mod:`~ssd_plugin.engine.checkpoint_scan`),
+so a refusal says whether the file is damaged (with what to do, by where it lies) or unsafe (it
+names globals outside the allow-list), whatever torch's own message for that layout says.
 """
 
 import contextlib
 import os.path as osp
 import pickle
+import warnings
 import zipfile
 from typing import Callable, Iterator, List, Optional, Set, Tuple, Union
 
@@ -147,7 +152,9 @@ def load_local_checkpoint(
     if damage is not None:
         remedy = '' if _LFS_POINTER in damage else f' {damage_remedy(filename)}'
         raise RuntimeError(f'Checkpoint {filename} {damage}.{remedy}')
-    with torch.serialization.safe_globals(MMENGINE_SAFE_GLOBALS):
+    with torch.serialization.safe_globals(MMENGINE_SAFE_GLOBALS), warnings.catch_warnings():
+        # a bare pickle of protocol 4+: refused below with a message that says what it is
+        warnings.filterwarnings('ignore', message='Detected pickle protocol')
         try:
             return torch.load(filename, map_location=map_location, weights_only=True)
         except Exception as err:  # whatever a hostile or broken file makes torch raise
@@ -170,7 +177,7 @@ def refusal_message(filename: str, err: BaseException) -> str:
     reason = str(err.__context__ or err).strip().split('\n')[0].split(' was not an allowed')[0]
     scan = scan_checkpoint(filename, _allowed_names())
     if scan.foreign:
-        named = ', '.join(dict.fromkeys(scan.foreign[:_NAMED]))
+        named = ', '.join(scan.foreign[:_NAMED])
         more = f' and {len(scan.foreign) - _NAMED} more' if len(scan.foreign) > _NAMED else ''
         return (
             f'Checkpoint {filename} is unsafe: it holds objects that are not weights or mmengine '

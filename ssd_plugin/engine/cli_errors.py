@@ -61,13 +61,19 @@ def run_tool(main: Callable[[List[str]], object], argv: Optional[Sequence[str]] 
 
     Returns:
         int: ``main``'s own status if it returns an int, else 0; 1 after an exception, which
-        is printed as one line (:func:`one_line`) with where its traceback is.
+        is printed as one line (:func:`one_line`) with where its traceback is; 130 after
+        Ctrl-C.
     """
     args = list(sys.argv[1:] if argv is None else argv)
     debug = DEBUG_FLAG in args or os.environ.get(DEBUG_ENV, '') not in ('', '0')
     args = [a for a in args if a != DEBUG_FLAG]
     try:
         status = main(args)
+    except KeyboardInterrupt:
+        if debug:
+            raise
+        print('interrupted', file=sys.stderr)
+        return 130  # as a shell reports SIGINT
     except Exception as err:
         if debug:
             raise

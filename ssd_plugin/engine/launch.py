@@ -7,14 +7,21 @@ Distributed runs on machines without CUDA GPUs use the gloo backend. mmengine 0.
 start one by itself: its ``init_dist`` calls ``torch.cuda.set_device`` for every launcher
 (``pytorch``, ``slurm``, ``mpi``), which raises "Found no NVIDIA driver" on a CPU-only host, and
 ``Runner.wrap_model`` passes ``device_ids=[LOCAL_RANK]`` to DDP, which DDP rejects for a CPU
-module. :func:`setup_cpu_distributed` handles both; on a host with CUDA it does nothing, so NCCL
-and mmengine's own code path stay in charge there.
+module. :func:`setup_distributed` handles both; on a host with CUDA it leaves NCCL and
+mmengine's own code path in charge. On every host it also keeps two warnings of each process
+away that name nothing a user did: mmengine's ``init_dist`` sets the ``spawn`` start method and
+its ``Runner`` then forces its config's (``fork``) with a warning, so the config's method is set
+first; and torch >= 2.13 deprecates the ``broadcast_buffers=False`` that mmengine passes to DDP,
+so the default wrapper says the same (no buffer sync in forward) as ``forward_sync_buffers``.
 """
 
 import argparse
+import inspect
 import os
 import os.path as osp
 from typing import Sequence
+
+import torch.multiprocessing as mp
 
 from mmengine.config import Config, DictAction
 from mmengine.dist import init_dist, is_distributed
@@ -30,7 +37,7 @@ __all__ = [
     'add_launch_args',
     'add_run_hooks',
     'load_cfg',
-    'setup_cpu_distributed',
+    'setup_distributed',
 ]
 
 #: Hooks of every run of the plugin's tools: no checkpoint with non-finite weights, progress
@@ -69,11 +76,25 @@ def load_cfg(config: str, args: argparse.Namespace) -> Config:
     return cfg
 
 
-def setup_cpu_distributed(cfg: Config) -> bool:
-    """Start the gloo process group and a CPU DDP wrapper for a distributed config on CPUs.
+def _ddp_wrapper_cfg(cfg: Config) -> dict:
+    """mmengine's default wrapper (DDP, no buffer sync in forward), in torch's current terms."""
+    # torch >= 2.13 syncs buffers once at init under forward_sync_buffers=False: the ranks'
+    # buffers are equal there anyway (same seed, or broadcast weights)
+    new_name = 'forward_sync_buffers' in inspect.signature(DistributedDataParallel).parameters
+    return {
+        'type': 'MMDistributedDataParallel',
+        'forward_sync_buffers' if new_name else 'broadcast_buffers': False,
+        'find_unused_parameters': cfg.get('find_unused_parameters', False),
+    }
 
-    Does nothing (returns False) when ``cfg.launcher`` is ``'none'`` or CUDA is available.
-    Otherwise sets ``cfg.env_cfg.dist_cfg.backend = 'gloo'``, initialises the process group with
+
+def setup_distributed(cfg: Config) -> bool:
+    """Prepare a distributed config's process start; start it on CPUs (gloo).
+
+    Does nothing (returns False) when ``cfg.launcher`` is ``'none'``. Otherwise sets the start
+    method of ``cfg.env_cfg.mp_cfg`` (mmengine's default ``fork``) unless one is set, and the
+    default DDP wrapper config unless ``cfg.model_wrapper_cfg`` names one. Without CUDA it also
+    sets ``cfg.env_cfg.dist_cfg.backend = 'gloo'``, initialises the process group with
     mmengine's own launcher code (so each launcher's environment is read exactly as mmengine
     reads it) minus the ``torch.cuda.set_device`` call, and sets ``device_ids=None`` in
     ``cfg.model_wrapper_cfg`` when the wrapper is a DDP subclass. The runner then finds the
@@ -85,7 +106,13 @@ def setup_cpu_distributed(cfg: Config) -> bool:
     Returns:
         bool: Whether the CPU setup was applied.
     """
-    if cfg.get('launcher', 'none') == 'none' or cuda.is_available():
+    if cfg.get('launcher', 'none') == 'none':
+        return False
+    if mp.get_start_method(allow_none=True) is None:
+        mp_cfg = cfg.get('env_cfg', {}).get('mp_cfg') or {}
+        mp.set_start_method(mp_cfg.get('mp_start_method', 'fork'))
+    cfg.model_wrapper_cfg = cfg.get('model_wrapper_cfg') or _ddp_wrapper_cfg(cfg)
+    if cuda.is_available():
         return False
     dist_cfg = cfg.setdefault('env_cfg', {}).setdefault('dist_cfg', {})
     dist_cfg['backend'] = 'gloo'
@@ -97,11 +124,7 @@ def setup_cpu_distributed(cfg: Config) -> bool:
         finally:
             cuda.set_device = set_device
 
-    wrapper_cfg = cfg.get('model_wrapper_cfg') or dict(
-        type='MMDistributedDataParallel',
-        broadcast_buffers=False,
-        find_unused_parameters=cfg.get('find_unused_parameters', False),
-    )
+    wrapper_cfg = cfg.model_wrapper_cfg
     wrapper_type = MODEL_WRAPPERS.get(wrapper_cfg.get('type', 'MMDistributedDataParallel'))
     if isinstance(wrapper_type, type) and issubclass(wrapper_type, DistributedDataParallel):
         wrapper_cfg['device_ids'] = None  # a CPU module takes no device ids

@@ -43,3 +43,15 @@ def test_config_without_default_box_generator_is_named():
     del cfg['model']['bbox_head']['prior_generator']
     with pytest.raises(KeyError, match='model.bbox_head.prior_generator'):
         prior_generator_config(load_config(cfg))
+
+
+def test_fpn_config_levels_are_measured_and_checked_as_the_head_checks_them(recwarn):
+    """The SSD + FPN config's levels (38 .. 2 at 300 px) fit its strides; SSD300's are refused."""
+    cfg = load_config('configs/ssd300_r18_fpn_8xb8-120e_coco.py')
+    generator = build_prior_generator(prior_generator_config(cfg))
+    sizes = network_featmap_sizes(cfg, generator)
+    assert sizes == [(s, s) for s in (38, 19, 10, 5, 3, 2)]
+    assert not [w for w in recwarn if 'could not run the model' in str(w.message)]  # measured
+    ssd300 = build_prior_generator(prior_generator_config(cfg), strides=(8, 16, 32, 64, 100, 300))
+    with pytest.raises(ValueError, match='level 5: the network gives 2x2, stride 300 expects 1x1'):
+        network_featmap_sizes(cfg, ssd300)

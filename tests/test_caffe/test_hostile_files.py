@@ -115,6 +115,11 @@ def test_duplicate_layer_names(tmp_path):
             'num_output: 1000000000 pad: 1 kernel_size: 3 stride: 1',
         ),  # fmt: skip
         ('dim: 40 dim: 40', 'dim: 100000 dim: 100000'),  # 3 x 10^10 input values
+        # 10^6 channels out of conv4: its weights, its map and the heads reading them
+        (
+            'num_output: 16 pad: 1 kernel_size: 3 stride: 2',
+            'num_output: 1000000 pad: 1 kernel_size: 3 stride: 2',
+        ),  # fmt: skip
     ],
 )
 def test_a_net_too_large_is_refused_with_the_estimate(tmp_path, old, new):
@@ -174,3 +179,12 @@ def test_a_large_file_of_repeated_layers_converts(tmp_path):
     write_caffemodel(caffemodel, str(prototxt), random_blobs())
     config, _ = convert(str(prototxt), caffemodel, tmp_path / 'out', log=lambda line: None)
     assert 'spare' not in open(config).read()
+
+
+def test_a_prototxt_larger_than_the_limit_is_refused_unparsed(tmp_path):
+    """Parsing text takes about a second per 2 MiB: 9 MiB of repeated layers is refused at the
+    default limit of 8 MiB, before a byte is parsed (it is not even valid text format)."""
+    prototxt = tmp_path / 'deploy.prototxt'
+    prototxt.write_text(prototxt_text() + 'layer { name: "x" }\n' * (9 * 2**20 // 20) + '{{{')
+    message = _refusal(tmp_path, str(prototxt), str(prototxt))
+    _names(message, repr(str(prototxt)), 'MiB, more than the 8 MiB', '--max-prototxt-mib 10')

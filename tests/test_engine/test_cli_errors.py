@@ -46,6 +46,14 @@ def test_the_status_of_main():
     assert run_tool(lambda argv: 'a config path', []) == 0  # tools that return what they wrote
 
 
+def test_ctrl_c_is_one_word_and_status_130(capsys):
+    def interrupted(argv):
+        raise KeyboardInterrupt
+
+    assert run_tool(interrupted, []) == 130
+    assert capsys.readouterr().err == 'interrupted\n'
+
+
 def test_a_bug_keeps_its_type_in_the_line(capsys):
     def broken(argv):
         return {}['missing']
@@ -64,10 +72,11 @@ def test_the_traceback_goes_to_the_runs_log(tmp_path, capsys):
         logged = log_file.read_text()
         assert 'Traceback' in logged and 'in _refuse' in logged and 'x.pth is unsafe' in logged
         assert f'traceback in {log_file}' in capsys.readouterr().err
-    finally:
-        for handler in logger.handlers:
-            if isinstance(handler, logging.FileHandler):
-                handler.close()
+    finally:  # later tests in this process must not find this logger current
+        for handler in list(logger.handlers):
+            handler.close()
+            logger.removeHandler(handler)
+        MMLogger._instance_dict.pop('test_cli_errors', None)
 
 
 def _main_block_calls_run_tool(path: Path) -> bool:

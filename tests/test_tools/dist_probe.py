@@ -22,7 +22,7 @@ class RankProbeHook(Hook):
         self.own_losses = []
 
     def after_train_iter(self, runner, batch_idx, data_batch=None, outputs=None) -> None:
-        self.own_losses.append(float(outputs['loss']))
+        self.own_losses.append(float(outputs['loss'].detach()))
 
     def after_train(self, runner) -> None:
         model = runner.model.module if is_model_wrapper(runner.model) else runner.model

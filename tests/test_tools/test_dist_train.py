@@ -61,7 +61,7 @@ def fake_slurm(bin_dir) -> dict:
 
 @pytest.fixture(scope='module')
 def dist_run(tmp_path_factory):
-    """Two-process training via tools/dist_train.sh; returns (config, work_dir)."""
+    """Two-process training via tools/dist_train.sh; returns (config, work_dir, output)."""
     root = tmp_path_factory.mktemp('dist')
     config = tiny_config(
         SSDLITE, str(root),
@@ -71,13 +71,24 @@ def dist_run(tmp_path_factory):
         log_level='DEBUG',  # every rank writes its own log file
     )  # fmt: skip
     work_dir = str(root / 'work_dir')
-    run(['bash', osp.join(TOOLS, 'dist_train.sh'), config, '2', '--work-dir', work_dir],
-        cwd=str(root), env=dict(PYTHON=sys.executable, PORT=str(free_port())))  # fmt: skip
-    return config, work_dir
+    # no thread counts in the environment, as in a plain shell
+    output = run(['bash', osp.join(TOOLS, 'dist_train.sh'), config, '2', '--work-dir', work_dir],
+                 cwd=str(root), env=dict(PYTHON=sys.executable, PORT=str(free_port()),
+                                         OMP_NUM_THREADS='', MKL_NUM_THREADS=''))  # fmt: skip
+    return config, work_dir, output
+
+
+def test_a_two_process_run_prints_one_line_instead_of_warnings(dist_run):
+    """torchrun's and mmengine's thread-count notices, mmengine's start-method switch and
+    torch's broadcast_buffers deprecation came once per process; one line says the counts."""
+    output = dist_run[2]
+    assert output.count('dist_train.sh: OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 per process') == 1
+    for noise in ('Warning', 'Setting OMP_NUM_THREADS', 'start method', 'broadcast_buffers'):
+        assert noise not in output
 
 
 def test_ranks_log_the_mean_loss_and_end_with_the_same_weights(dist_run):
-    _, work_dir = dist_run
+    _, work_dir, _ = dist_run
     probes = [torch.load(osp.join(work_dir, f'probe_rank{r}.pth')) for r in (0, 1)]
     own = np.array([p['own_losses'] for p in probes])  # (rank, iteration)
     assert own.shape == (2, 2)
@@ -97,7 +108,7 @@ def test_ranks_log_the_mean_loss_and_end_with_the_same_weights(dist_run):
 
 
 def test_slurm_test_matches_single_process_test(dist_run, tmp_path):
-    config, work_dir = dist_run
+    config, work_dir, _ = dist_run
     checkpoint = osp.join(work_dir, 'epoch_2.pth')
     bin_dir = tmp_path / 'bin'
     slurm_env = fake_slurm(bin_dir)

@@ -68,6 +68,9 @@ def test_mim_train_distributed_and_test(tmp_path):
     assert osp.join('ssd_plugin', '.mim', 'configs', CONFIG) in output  # found by name
     log = open(glob.glob(osp.join(work_dir, '*', '*.log'))[0]).read()
     assert 'Distributed training: True' in log and 'AllReduceLossHook' in log
+    # the recipe's lr (0.015) was tuned for 8 x 24 = 192 images: 4 per step take 4 / 192 of it
+    assert ('global batch: 2 processes x 2 images = 4 (base 192): lr x 0.0208333 -> '
+            'lr 0.0003125; seed 0') in log  # fmt: skip
     assert 'coco/bbox_mAP' in log
     checkpoint = osp.join(work_dir, 'epoch_1.pth')
     assert torch.load(checkpoint, weights_only=False)['meta']['iter'] == 1

@@ -292,9 +292,9 @@ def test_test_amp_runs_the_network_in_the_logged_precision(tmp_path):
 
     handle = register_module_forward_hook(record)
     try:
+        loader = ['test_dataloader.num_workers=0', 'test_dataloader.persistent_workers=False']
         test_tool.main([DEMO_CONFIG, checkpoint, '--amp', '--data-root', data, '--work-dir',
-                        str(tmp_path / 'test_dir'), '--cfg-options', 'test_dataloader.num_workers=0',
-                        'test_dataloader.persistent_workers=False'])  # fmt: skip
+                        str(tmp_path / 'test_dir'), '--cfg-options', *loader])  # fmt: skip
     finally:
         handle.remove()
     (log,) = glob.glob(str(tmp_path / 'test_dir' / '*' / '*.log'))

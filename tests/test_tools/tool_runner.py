@@ -42,7 +42,8 @@ def run(cmd: Sequence[str], cwd: str, env: Optional[Dict[str, str]] = None,
     ``checkout``: import ``ssd_plugin`` from this checkout (not the installed copy) and the test
     helpers (e.g. ``dist_probe``) in the command's Python processes.
     """
-    full_env = dict(os.environ, OMP_NUM_THREADS='1', **(env or {}))
+    full_env = dict(os.environ, OMP_NUM_THREADS='1')
+    full_env.update(env or {})  # env may replace OMP_NUM_THREADS too
     if checkout:
         full_env['PYTHONPATH'] = os.pathsep.join(
             p for p in (REPO, HERE, osp.dirname(HERE), full_env.get('PYTHONPATH')) if p

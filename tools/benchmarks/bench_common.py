@@ -26,7 +26,17 @@ from torch import Tensor
 
 REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 LOAD_LIMIT = 0.5
-VERSIONED = ('torch', 'torchvision', 'mmdet', 'mmcv', 'mmengine', 'onnxruntime', 'ssd_plugin')
+VERSIONED = (
+    'torch',
+    'torchvision',
+    'mmdet',
+    'mmcv',
+    'mmengine',
+    'onnxruntime',
+    'openvino',
+    'nncf',
+    'ssd_plugin',
+)
 
 
 def mmdet_config(relpath: str) -> str:

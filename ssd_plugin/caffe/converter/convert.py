@@ -13,7 +13,7 @@ from .config_writer import detector_config, write_config
 from .errors import CaffeFormatError, field_error
 from .graph import NetSpec, parse_net
 from .head_spec import class_permutation, detection_cfg, prior_generator_cfg
-from .proto import DEFAULT_MAX_PROTOTXT_MIB, read_caffemodel, read_labelmap, read_prototxt
+from .proto import BACKEND, DEFAULT_MAX_PROTOTXT_MIB, read_caffemodel, read_labelmap, read_prototxt
 from .shapes import check_memory, conversion_estimate, spatial_sizes
 from .vgg import to_reduced_vgg
 from .weights import backbone_state, caffemodel_blobs, head_state
@@ -279,6 +279,11 @@ def _in_file(source: str) -> Iterator[None]:
 def _convert(prototxt, caffemodel, out_dir, opts: _Options) -> Tuple[str, str]:
     source, weights_source = repr(os.fspath(prototxt)), repr(os.fspath(caffemodel))
     notes: List[str] = []
+    if BACKEND == 'python':
+        opts.log(
+            "protobuf's pure-Python backend: decoding the caffemodel may take minutes (protobuf's "
+            "wheels bring the compiled 'upb' backend; PROTOCOL_BUFFERS_PYTHON_IMPLEMENTATION)"
+        )
     size = os.path.getsize(caffemodel) if os.path.isfile(caffemodel) else 0
     with _in_file(source):
         spec = parse_net(read_prototxt(prototxt, opts.max_prototxt_mib), source)

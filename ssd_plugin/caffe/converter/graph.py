@@ -73,7 +73,9 @@ def _input(net, layers, source: str) -> Tuple[str, Tuple[int, int, int]]:
             )
         name, dims = inputs[0].top[0], list(inputs[0].input_param.shape[0].dim)
     if len(dims) != 4 or min(dims) <= 0:
-        raise CaffeFormatError(f'{source}: input {name!r} needs 4 positive dims, got {dims}')
+        raise CaffeFormatError(
+            f'{source}: input {name!r}: its shape (dim) needs 4 positive values, got {dims}'
+        )
     return name, (int(dims[1]), int(dims[2]), int(dims[3]))
 
 

@@ -16,12 +16,14 @@ import warnings
 from typing import List, Tuple, Union
 
 from google.protobuf import descriptor_pb2, descriptor_pool, message_factory, text_format
+from google.protobuf.internal import api_implementation
 from google.protobuf.message import DecodeError
 
 from .errors import CaffeFormatError
 from .schema import ENUMS, MESSAGES, READ_MESSAGES
 
 __all__ = [
+    'BACKEND',
     'DEFAULT_MAX_PROTOTXT_MIB',
     'CaffeFormatError',
     'NetParameter',
@@ -39,6 +41,8 @@ PathLike = Union[str, os.PathLike]
 
 _PACKAGE = 'ssd_plugin_caffe'  # not 'caffe': never clashes with a real caffe_pb2
 DEFAULT_MAX_PROTOTXT_MIB = 8.0
+# 'upb' (compiled; protobuf's wheels) decodes a caffemodel at C speed; 'python' takes minutes
+BACKEND = api_implementation.Type()
 _FDP = descriptor_pb2.FieldDescriptorProto
 _SCALARS = {
     'int32': _FDP.TYPE_INT32,

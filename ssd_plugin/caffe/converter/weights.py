@@ -5,6 +5,7 @@ does (layers only in the caffemodel, such as a training snapshot's loss and data
 ignored). Every blob a converted layer needs must be present with the expected shape.
 """
 
+import math
 from typing import Dict, Optional, Sequence
 
 import numpy as np
@@ -28,7 +29,7 @@ def blob_array(blob) -> np.ndarray:
         shape = [len(blob.data) or len(blob.double_data)]
     data = blob.data if len(blob.data) else blob.double_data
     values = np.asarray(data, dtype=np.float32)
-    if values.size != int(np.prod(shape)):
+    if min(shape, default=1) < 0 or values.size != math.prod(shape):  # Python ints: no overflow
         raise ValueError(f'{values.size} values for shape {shape}')
     return values.reshape(shape)
 
@@ -55,7 +56,7 @@ class _Blobs:
             array = blob_array(blobs[index])
         except ValueError as err:
             raise CaffeFormatError(f'{self.source}: layer {layer!r} blob {index}: {err}') from err
-        if int(np.prod(array.shape)) != int(np.prod(shape)) or (
+        if array.size != math.prod(shape) or (
             array.ndim == len(shape) and list(array.shape) != list(shape)
         ):
             raise CaffeFormatError(
