@@ -64,15 +64,16 @@ def write_synthetic_coco(
 def use_synthetic_coco(
     cfg: Config, path: str, num_images: int, num_boxes: int, seed: int = 0
 ) -> Tuple[str, ...]:
-    """Write a synthetic COCO file and point every training dataset of ``cfg`` at it.
+    """Write a synthetic COCO file and make it ``cfg``'s training set, in place.
 
     The file has the first training dataset's classes, box sides log-uniform in 3..500 px on
     images of up to 640 x 480 and 1 % crowd boxes (which the analysis drops, as the matcher
-    ignores them); the datasets keep their pipelines (``Resize``) and filters, and become
-    ``CocoDataset`` where they read another layout (VOC).
+    ignores them). It replaces the whole training set, wrappers included (a ConcatDataset would
+    count it once per part), as the first leaf dataset with its pipeline (``Resize``) and
+    filters, read as ``CocoDataset`` where that leaf reads another layout (VOC).
 
     Args:
-        cfg: Config whose ``train_dataloader.dataset`` leaves are changed in place.
+        cfg: Config whose ``train_dataloader.dataset`` is replaced.
         path: Where to write the json.
         num_images: Images of the file.
         num_boxes: Annotations of the file, crowd ones included.
@@ -81,14 +82,16 @@ def use_synthetic_coco(
     Returns:
         The class names written.
     """
-    leaves = [dataset_cfg for dataset_cfg, _ in find_datasets(cfg)]
-    classes = tuple(dataset_classes(leaves[0]) or ('object',))
+    leaf, pipeline = find_datasets(cfg)[0]
+    classes = tuple(dataset_classes(leaf) or ('object',))
     write_synthetic_coco(
         path, num_images, num_boxes, side_range=(3, 500), classes=classes, seed=seed,
         crowd_share=0.01,
     )  # fmt: skip
-    for leaf in leaves:
-        leaf.update(ann_file=path, data_root='', metainfo=dict(classes=classes))
-        if not issubclass(DATASETS.get(leaf.get('type')), CocoDataset):  # e.g. a VOC config
-            leaf.update(type='CocoDataset', data_prefix=dict(img=''))
+    dataset = dict(leaf, ann_file=path, data_root='', metainfo=dict(classes=classes))
+    dataset['pipeline'] = pipeline
+    if not issubclass(DATASETS.get(leaf.get('type')), CocoDataset):  # e.g. a VOC config
+        dataset.update(type='CocoDataset', data_prefix=dict(img=''))
+    cfg.train_dataloader.pop('dataset')
+    cfg.train_dataloader.dataset = dataset
     return classes

@@ -220,7 +220,6 @@ def quantize_onnx(
         and ``int8_settings`` (JSON of ``settings``).
     """
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
-
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
     settings = settings or int8_settings()

@@ -50,8 +50,8 @@ def load_runtime(model_path: str, runtime: str = 'onnxruntime',
         raise ValueError(f'runtime must be one of {", ".join(RUNTIMES)}, got {runtime!r}')
     if not model_path.endswith('.onnx') and not (runtime == 'openvino' and
                                                  model_path.endswith('.xml')):  # fmt: skip
-        raise ValueError(f'{model_path}: {runtime} reads .onnx files'
-                         f'{" (and OpenVINO IR .xml)" if runtime == "openvino" else ""}')  # fmt: skip
+        also = ' (and OpenVINO IR .xml)' if runtime == 'openvino' else ''
+        raise ValueError(f'{model_path}: {runtime} reads .onnx files{also}')
     if not osp.isfile(model_path):
         raise FileNotFoundError(f'model file not found: {model_path}')
     return dict(onnxruntime=_onnxruntime, openvino=_openvino, opencv=_opencv)[runtime](

@@ -29,7 +29,8 @@ def _log_files() -> List[logging.FileHandler]:
     if not getattr(MMLogger, '_instance_dict', None):  # none yet: do not make one
         return []
     logger = MMLogger.get_current_instance()
-    return [h for h in logger.handlers if isinstance(h, logging.FileHandler)]
+    handlers = [h for h in logger.handlers if isinstance(h, logging.FileHandler)]
+    return [h for h in handlers if os.path.isdir(os.path.dirname(h.baseFilename))]
 
 
 def _traceback_to_log(err: BaseException) -> Optional[str]:
@@ -38,7 +39,7 @@ def _traceback_to_log(err: BaseException) -> Optional[str]:
     if not handlers:
         return None
     record = logging.LogRecord(
-        'ssd_plugin', logging.ERROR, __file__, 0, 'the traceback of the error above', None,
+        'ssd_plugin', logging.ERROR, __file__, 0, f'stopped: {one_line(err)}', None,
         (type(err), err, err.__traceback__),
     )  # fmt: skip
     for handler in handlers:

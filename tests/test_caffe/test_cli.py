@@ -66,7 +66,7 @@ def test_cli_prototxt_size_limit(tmp_path, capsys):
     argv = [prototxt, caffemodel, '--out-dir', str(tmp_path / 'o'), '--max-prototxt-mib', '0.001']
     assert run_tool(_tool().main, argv) == 1
     err = capsys.readouterr().err
-    assert 'more than the 0.001 MiB a deploy prototxt is allowed' in err
+    assert 'more than the 0.001 MiB a Caffe text file is allowed' in err
     assert '--max-prototxt-mib 1' in err
 
 

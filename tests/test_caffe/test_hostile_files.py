@@ -187,4 +187,9 @@ def test_a_prototxt_larger_than_the_limit_is_refused_unparsed(tmp_path):
     prototxt = tmp_path / 'deploy.prototxt'
     prototxt.write_text(prototxt_text() + 'layer { name: "x" }\n' * (9 * 2**20 // 20) + '{{{')
     message = _refusal(tmp_path, str(prototxt), str(prototxt))
-    _names(message, repr(str(prototxt)), 'MiB, more than the 8 MiB', '--max-prototxt-mib 10')
+    _names(
+        message,
+        repr(str(prototxt)),
+        'MiB, more than the 8 MiB a Caffe text file is allowed',
+        '--max-prototxt-mib 10',
+    )

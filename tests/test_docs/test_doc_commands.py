@@ -130,7 +130,7 @@ COVERED = {
     'mim test ssd_plugin ssd300_vgg16_8xb8-120e_coco.py --checkpoint ckpt.pth '
     '--launcher pytorch --gpus 8': (MIM,),
     'python tools/train.py CONFIG [--work-dir D] [--data-root DIR] [--resume [CKPT]] '
-    '[--amp [--amp-dtype bfloat16|float16]] [--auto-scale-lr] [--cfg-options k=v ...]':
+    '[--amp [--amp-dtype bfloat16|float16]] [--[no-]auto-scale-lr] [--cfg-options k=v ...]':
         (f'{TRAIN_TEST}::test_command_line_to_config',
          f'{TRAIN_TEST}::test_train_resume_test_and_rescore'),
     'python tools/test.py CONFIG CKPT [--data-root DIR] [--out results.pkl] [--show-dir vis] '
@@ -178,7 +178,7 @@ COVERED = {
 def _evidence(command: str) -> str:
     """What a test file that runs ``command`` mentions: its script's name, or the docs reader."""
     words = shlex.split(command.replace('[', ' ').replace(']', ' '))
-    scripts = [osp.splitext(osp.basename(w))[0] for w in words if w.startswith('tools/')]
+    scripts = [osp.basename(w) for w in words if w.startswith('tools/')]
     if scripts:
         return scripts[0]
     return {'mim': 'mim', 'make': 'make'}.get(words[0], 'doc_blocks')
@@ -196,15 +196,17 @@ def test_every_documented_command_is_run_by_a_test():
             path, _, name = test.partition('::')
             texts.append(open(osp.join(REPO, path)).read())
             assert re.search(rf'^def {name}\(', texts[-1], re.M), f'{command!r}: no {test}'
-        run_by = 'run_demo' if command == 'make demo' else _evidence(command)
+        run_by = 'run_demo.sh' if command == 'make demo' else _evidence(command)
         assert any(run_by in text for text in texts), f'{command!r}: {tests} never name {run_by!r}'
 
 
 def _make_dry_run(target: str) -> str:
     make = shutil.which('make')
     assert make, 'make is not installed: `make demo` and `make test` need it'
-    proc = subprocess.run([make, '-n', target], cwd=REPO, capture_output=True, text=True,
-                          timeout=120)  # fmt: skip
+    # as from a shell: not the variables of a `make test` this suite may be running under
+    env = {k: v for k, v in os.environ.items() if k not in ('MAKEFLAGS', 'MFLAGS', 'MAKELEVEL')}
+    proc = subprocess.run([make, '-n', target], cwd=REPO, env=env, capture_output=True,
+                          text=True, timeout=120)  # fmt: skip
     assert proc.returncode == 0, proc.stdout + proc.stderr
     return proc.stdout
 

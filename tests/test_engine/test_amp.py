@@ -17,9 +17,9 @@ from mmdet.registry import MODELS
 from mmengine.config import Config
 from mmengine.dataset import Compose
 from mmengine.runner import load_checkpoint
+from test_tools.demo_checkpoint import DEMO_CONFIG, demo_checkpoint
 from torch import nn
 from torch.nn.modules.module import register_module_forward_hook
-from test_tools.demo_checkpoint import DEMO_CONFIG, demo_checkpoint
 
 from ssd_plugin.datasets.demo_shapes import make_demo_dataset
 from ssd_plugin.engine import amp as amp_module
@@ -113,7 +113,7 @@ def _runner_on(param):
 
 def test_the_hook_warns_about_emulated_bf16(monkeypatch):
     """``--amp-dtype bfloat16`` on a CPU without native bf16 (simulated): the one log line is a
-    warning, as the README says."""
+    warning, as docs/train_test.md says."""
     monkeypatch.setattr(amp_module, 'cpu_bf16_flags', lambda *a: frozenset())
     runner, records = _runner_on(torch.zeros(1))
     MixedPrecisionHook(dtype='bfloat16').before_run(runner)
@@ -311,9 +311,12 @@ def _conv_output_dtypes():
         handle.remove()
 
 
-@pytest.mark.skipif(not NATIVE, reason='needs a CPU that computes bf16 natively (avx512_bf16, '
-                    'amx_bf16 or Arm bf16): elsewhere --amp trains in float32, which '
-                    'test_train_amp_on_a_cpu_without_bf16_falls_back_and_says_so checks')  # fmt: skip
+@pytest.mark.skipif(
+    not NATIVE,
+    reason='needs a CPU that computes bf16 natively (avx512_bf16, amx_bf16 or Arm bf16), with '
+    'oneDNN uncapped: elsewhere --amp trains in float32, which '
+    'test_train_amp_on_a_cpu_without_bf16_falls_back_and_says_so checks',
+)
 def test_train_amp_on_the_cpu_lowers_the_loss_and_saves_float32(tiny_demo, tmp_path):
     work_dir = tmp_path / 'amp'
     with _conv_output_dtypes() as dtypes:

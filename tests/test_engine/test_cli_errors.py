@@ -1,7 +1,6 @@
 """run_tool: a tool's refusal is one line and exit status 1; the traceback in the log or --debug."""
 
 import ast
-import logging
 import os
 import subprocess
 import sys

@@ -74,6 +74,8 @@ def test_report_has_every_table_and_passes(report):
     assert 'mmdet ssdlite_mobilenetv2-scratch_8xb24-600e_coco' in names
     assert 'torchvision ssdlite320_mobilenet_v3_large' in names
     assert 'onnxruntime ours ssdlite_mobilenetv2_8xb24-600e_coco' in names
+    for runtime in ('onnxruntime int8', 'openvino', 'openvino int8'):  # CPU only
+        assert f'{runtime} ours ssdlite_mobilenetv2_8xb24-600e_coco' in names
     assert all(r[-1] != '-' for r in rows)  # every full-pipeline ratio was computed
 
     header, rows = table(report, 'Training step, ssdlite, batch 2')
@@ -227,7 +229,7 @@ def test_dist_memory_measures_both_datasets(tmp_path):
     out = run([sys.executable, osp.join(BENCH, 'dist_memory.py'), '--synthetic-coco', '40',
                '300', '--processes', '2', '--workers', '1', '--batches', '2'],
               cwd=str(tmp_path))  # fmt: skip
-    assert 'uptime: ' in out and 'CPU flags: ' in out
+    assert 'uptime: ' in out and '; flags: ' in out and 'versions: python' in out
     assert '2 processes x 1 data loader workers, 2 batches of 8 each' in out
     header, rows = table(out, 'Memory (MiB)')
     assert header[1] == 'dataset' and [r[1] for r in rows] == ['CocoDataset', 'CheckedCocoDataset']

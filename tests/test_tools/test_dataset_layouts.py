@@ -162,3 +162,17 @@ def test_draw_predictions_and_rescore_read_every_layout(layout, tmp_path, checkp
     prefix = 'coco/' if layout in ('coco', 'repeat') else 'pascal_voc/'
     assert offline and all(k.startswith(prefix) for k in offline)
     np.testing.assert_equal(offline, {k: v for k, v in online.items() if k.startswith(prefix)})
+
+
+@pytest.mark.parametrize('layout', ['repeat', 'concat'])
+def test_synthetic_coco_replaces_any_training_set_once(layout, tmp_path):
+    """--synthetic-coco on a wrapped (and a VOC) training set: the file is analysed once."""
+    config = _layout_config(layout, str(tmp_path))
+    coverage_tool.main(
+        [config, '--out-dir', str(tmp_path / 'out'), '--synthetic-coco', '30', '200']
+    )
+    coco = json.loads((tmp_path / 'out' / 'synthetic_coco.json').read_text())
+    assert [c['name'] for c in coco['categories']] == list(CLASSES)
+    crowd = sum(a['iscrowd'] for a in coco['annotations'])
+    report = json.loads((tmp_path / 'out' / 'coverage.json').read_text())['report']
+    assert (report['num_images'], report['overall']['num_gts']) == (30, 200 - crowd)

@@ -141,9 +141,10 @@ def pseudo_ground_truth(model, ann_file: str, gap: float = 1e-3) -> float:
     for img_id, result in results.items():
         keep = result.pred_instances[result.pred_instances.scores > thr]
         for (x1, y1, x2, y2), label in zip(keep.bboxes.tolist(), keep.labels.tolist()):
+            box = [x1, y1, x2 - x1, y2 - y1]
             coco['annotations'].append(dict(
                 id=len(coco['annotations']) + 1, image_id=img_id, category_id=cat_ids[label],
-                bbox=[x1, y1, x2 - x1, y2 - y1], area=(x2 - x1) * (y2 - y1), iscrowd=0))  # fmt: skip
+                bbox=box, area=box[2] * box[3], iscrowd=0))  # fmt: skip
     assert len(coco['annotations']) >= len(results)
     json.dump(coco, open(ann_file, 'w'))
     return float(thr)
@@ -171,8 +172,9 @@ def pycocotools_map(path, ann_file: str, runtime: str = 'onnxruntime') -> float:
         for det, label in zip(dets[0], labels[0]):
             if label >= 0:
                 x1, y1, x2, y2 = (det[:4] / scale).tolist()
-                dets_all.append(dict(image_id=img['id'], category_id=cat_ids[label],
-                                     bbox=[x1, y1, x2 - x1, y2 - y1], score=float(det[4])))  # fmt: skip
+                box = [x1, y1, x2 - x1, y2 - y1]
+                dets_all.append(dict(image_id=img['id'], category_id=cat_ids[label], bbox=box,
+                                     score=float(det[4])))  # fmt: skip
     evaluator = COCOeval(gt, gt.loadRes(dets_all), 'bbox')
     evaluator.evaluate()
     evaluator.accumulate()

@@ -1,5 +1,5 @@
 """Whole-detector inference: ours (float32, bf16) against mmdet's and torchvision's SSDs and our
-ONNX export (float32, int8), like with like.
+ONNX export (float32, int8) in ONNX Runtime and OpenVINO, like with like.
 
 Usage::
 
@@ -139,7 +139,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument('--no-int8', action='store_true', help='skip the int8 rows')
     parser.add_argument('--no-openvino', action='store_true', help='skip the OpenVINO rows')
     parser.add_argument('--int8-target', default='auto', choices=['auto', *INT8_TARGETS],
-                        help="ONNX Runtime int8 settings' target CPU (default: this one)")  # fmt: skip
+                        help='ONNX Runtime int8 target CPU (default: this one)')  # fmt: skip
     parser.add_argument('--no-bf16', action='store_true', help='skip the bf16 rows')
     parser.add_argument('--quick', action='store_true',
                         help="SSDLite's first config, batch 1, one timed round: proves the "
@@ -540,8 +540,8 @@ def peer_rows(fulls: List) -> List[List[str]]:
 def main(argv=None) -> int:
     args = parse_args(argv)
     torch.manual_seed(args.seed)
-    common.begin('Whole-detector inference: ours vs mmdet vs torchvision vs ONNX Runtime',
-                 args.device, __file__, argv)  # fmt: skip
+    common.begin('Whole-detector inference: ours (PyTorch, ONNX Runtime, OpenVINO) vs mmdet vs '
+                 'torchvision', args.device, __file__, argv)  # fmt: skip
     print(f'repeats {args.repeats} (best reported) after {args.warmup} warm-up round(s), '
           f'interleaved; batches {args.batches}; seed {args.seed}')  # fmt: skip
     print("mmdet SSDHead: head.loss_cls set to an empty object (mmdet 3.3's predict reads it "

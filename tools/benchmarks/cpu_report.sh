@@ -4,8 +4,8 @@
 # PyTorch float32, bf16 where the CPU has it natively, ONNX Runtime float32 and int8, OpenVINO
 # float32 and int8 (NNCF), against mmdet's and torchvision's float32, with ratios.
 #
-#   bash tools/benchmarks/cpu_report.sh                         # --repeats 3 --warmup 1
-#   bash tools/benchmarks/cpu_report.sh --repeats 1 --warmup 0 --batches 1   # proves it runs
+#   bash tools/benchmarks/cpu_report.sh            # both families, batch 1 and 8, best of 3
+#   bash tools/benchmarks/cpu_report.sh --quick    # SSDLite-MobileNetV2, batch 1: proves it runs
 #
 # Other options go to bench_inference.py (--families, --batches, --int8-target, --no-openvino,
 # --checkpoint CFG CKPT, ...). Python: $PYTHON, else the repository's .venv, else python3.
@@ -14,7 +14,13 @@
 set -u
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 repo="$(dirname "$(dirname "$here")")"
-case "${1:-}" in -h|--help) sed -n '2,13p' "${BASH_SOURCE[0]}"; exit 0 ;; esac
+defaults=(--families ssd300 ssdlite --repeats 3 --warmup 1)
+for arg in "$@"; do
+    case "$arg" in
+        -h|--help) sed -n '2,13p' "${BASH_SOURCE[0]}"; exit 0 ;;
+        --quick) defaults=() ;;  # bench_inference.py's tiny settings instead
+    esac
+done
 if [ -z "${PYTHON:-}" ]; then
     if [ -x "$repo/.venv/bin/python" ]; then PYTHON="$repo/.venv/bin/python"; else PYTHON=python3; fi
 fi
@@ -27,5 +33,4 @@ flags="$(grep -m1 -E '^(flags|Features)' /proc/cpuinfo 2>/dev/null | cut -d: -f2
 echo "ISA flags: ${flags:-none of avx2/avx512/vnni/bf16/amx}"
 echo "oneDNN cap: ONEDNN_MAX_CPU_ISA=${ONEDNN_MAX_CPU_ISA:-unset}"
 echo "load: $(uptime)"
-cd "$repo" && exec "$PYTHON" "$here/bench_inference.py" --device cpu --families ssd300 ssdlite \
-    --repeats 3 --warmup 1 "$@"
+cd "$repo" && exec "$PYTHON" "$here/bench_inference.py" --device cpu ${defaults[@]+"${defaults[@]}"} "$@"

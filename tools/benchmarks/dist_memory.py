@@ -19,13 +19,14 @@ import argparse
 import json
 import os
 import os.path as osp
+import shlex
 import subprocess
 import sys
 import tempfile
 from typing import Dict, List
 
 sys.path.insert(0, osp.dirname(osp.abspath(__file__)))
-from bench_common import REPO, print_header, print_table  # noqa: E402
+from bench_common import REPO, cpu_name, print_table, versions  # noqa: E402
 
 DATASETS = ('CocoDataset', 'CheckedCocoDataset')
 CLASSES = ('a', 'b', 'c')  # write_synthetic_coco's default classes
@@ -139,9 +140,12 @@ def main(argv=None) -> None:
     args = parse_args(argv)
     if args.rank_run:
         return rank_run(args.rank_run, args.ann_file, args)
-    print_header("Peak memory of a distributed run's datasets", 'cpu')
+    # a memory figure: the load does not change it (no load warning, unlike the speed figures)
+    print("# Peak memory of a distributed run's datasets")
+    print(f'command: {shlex.join(["python", osp.relpath(__file__, REPO), *sys.argv[1:]])}')
     print(f'uptime: {subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip()}')
-    print(f'CPU flags: {cpu_flags()}')
+    print(f'CPU: {os.cpu_count()} logical CPUs, {cpu_name()}; flags: {cpu_flags()}')
+    print('versions: ' + ', '.join(f'{k} {v}' for k, v in versions().items()))
     with tempfile.TemporaryDirectory() as tmp:
         ann_file = args.ann_file
         if ann_file is None:

@@ -193,14 +193,7 @@ def read_prototxt(path: PathLike, max_mib: float = DEFAULT_MAX_PROTOTXT_MIB):
         CaffeFormatError: The file is larger than ``max_mib``, not text, not a prototxt or
             nested deeper than Python's recursion allows (naming the file).
     """
-    if os.path.isfile(path) and os.path.getsize(path) > max_mib * 2**20:
-        size = os.path.getsize(path) / 2**20
-        raise CaffeFormatError(
-            f'{os.fspath(path)!r} is {size:.1f} MiB, more than the {max_mib:g} MiB a deploy '
-            f'prototxt is allowed (SSD nets take well under 1 MiB); refused before parsing. If '
-            f'it is one, raise the limit (max_prototxt_mib={int(size) + 1}; the converter '
-            f'tool: --max-prototxt-mib {int(size) + 1})'
-        )
+    _check_size(path, max_mib)
     data = _read_bytes(path, 'Caffe prototxt')
     try:
         text = data.decode('utf-8')
@@ -212,8 +205,24 @@ def read_prototxt(path: PathLike, max_mib: float = DEFAULT_MAX_PROTOTXT_MIB):
     return parse_prototxt(text, NetParameter(), repr(os.fspath(path)))
 
 
-def read_labelmap(path: PathLike):
-    """SSD's ``labelmap.prototxt`` (``item { name label display_name }``) as a ``LabelMap``."""
+def _check_size(path: PathLike, max_mib: float) -> None:
+    """Refuse a text file larger than ``max_mib`` before parsing it (naming the limit's flag)."""
+    if os.path.isfile(path) and os.path.getsize(path) > max_mib * 2**20:
+        size = os.path.getsize(path) / 2**20
+        raise CaffeFormatError(
+            f'{os.fspath(path)!r} is {size:.1f} MiB, more than the {max_mib:g} MiB a Caffe text '
+            f'file is allowed (SSD deploy nets and label maps take well under 1 MiB); refused '
+            f'before parsing. If it is one, raise the limit (max_prototxt_mib={int(size) + 1}; '
+            f'the converter tool: --max-prototxt-mib {int(size) + 1})'
+        )
+
+
+def read_labelmap(path: PathLike, max_mib: float = DEFAULT_MAX_PROTOTXT_MIB):
+    """SSD's ``labelmap.prototxt`` (``item { name label display_name }``) as a ``LabelMap``.
+
+    Files larger than ``max_mib`` are refused before parsing, as by :func:`read_prototxt`.
+    """
+    _check_size(path, max_mib)
     text = _read_bytes(path, 'label map').decode('utf-8', errors='replace')
     return parse_prototxt(text, LabelMap(), repr(os.fspath(path)))
 

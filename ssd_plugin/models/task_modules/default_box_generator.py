@@ -207,8 +207,9 @@ class DefaultBoxGenerator:
     def expected_featmap_sizes(self, input_shape: Sequence[int]) -> Optional[List[Tuple[int, int]]]:
         """``(H, W)`` per level that the strides place on an ``(h, w)`` input, ``ceil(h / s)``.
 
-        The grid of stride ``s`` covers the input and its last centre, ``(H - 0.5) * s``, lies on
-        it only with these sizes. None with ``strides=None``: centres follow any map's size.
+        A grid of stride ``s`` covers the input with ``ceil(h / s)`` cells: with fewer its far
+        side gets no default box, with more the extra cells are centred off the image (at
+        ``(H - 0.5) * s > h``). None with ``strides=None``: centres follow any map's size.
         """
         if self.strides is None:
             return None
