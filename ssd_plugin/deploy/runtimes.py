@@ -6,7 +6,7 @@ becomes one function from an input batch ``(B, 3, H, W)`` float32 to the graph's
 graph's order (``dets, labels`` for a ``--with-nms`` export).
 
 - ``onnxruntime``: ``CPUExecutionProvider``, all graph optimisations (int8 QDQ graphs run in its
-  int8 kernels).
+  int8 kernels; a graph quantised for VNNI CPUs warns on a CPU without VNNI).
 - ``openvino``: the ``CPU`` device with ``INFERENCE_PRECISION_HINT=f32``: OpenVINO otherwise runs
   float32 graphs in bf16 on CPUs with native bf16, which is another precision, not the same
   graph faster. Quantised graphs (ONNX QDQ, or NNCF's IR) still run their int8 parts in int8.
@@ -14,12 +14,14 @@ graph's order (``dets, labels`` for a ``--with-nms`` export).
   graph's batch is fixed.
 """
 
+import json
 import os.path as osp
+import warnings
 from typing import Callable, List, Optional
 
 import numpy as np
 
-__all__ = ['RUNTIMES', 'load_runtime', 'runtime_version']
+__all__ = ['RUNTIMES', 'int8_target_warning', 'load_runtime', 'runtime_version']
 
 RUNTIMES = ('onnxruntime', 'openvino', 'opencv')
 Runner = Callable[[np.ndarray], List[np.ndarray]]
@@ -59,8 +61,28 @@ def load_runtime(model_path: str, runtime: str = 'onnxruntime',
     )
 
 
+def int8_target_warning(model_path: str) -> Optional[str]:
+    """The warning for an int8 graph quantised for CPUs with VNNI (``int8_settings`` metadata)
+    run on one without, where ONNX Runtime's kernels saturate; else None."""
+    import onnx
+
+    from .quantize import METADATA_KEY, cpu_int8_target
+
+    props = {p.key: p.value for p in onnx.load(model_path, load_external_data=False).metadata_props}
+    target = json.loads(props.get(METADATA_KEY, '{}')).get('target')
+    if target in (None, 'avx2') or cpu_int8_target() != 'avx2':
+        return None
+    return (f'{model_path} was quantised for {target} CPUs (8-bit weights); this CPU has no VNNI, '
+            "so ONNX Runtime's int8 kernels may saturate and lose accuracy: quantise with "
+            '--target avx2 for it')  # fmt: skip
+
+
 def _onnxruntime(model_path: str, threads: Optional[int]) -> Runner:
     import onnxruntime as ort
+
+    warning = int8_target_warning(model_path)
+    if warning:
+        warnings.warn(warning, stacklevel=3)
 
     options = ort.SessionOptions()
     if threads:

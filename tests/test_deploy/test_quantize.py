@@ -133,3 +133,16 @@ def test_constants_become_initializers_and_values_stay(raw_graph):
     after = session.run(None, {'input': images(1).numpy()})
     for a, b in zip(after, before):
         np.testing.assert_allclose(a, b, rtol=0, atol=1e-5)
+
+
+def test_a_vnni_graph_warns_on_a_cpu_without_vnni(raw_graph, tmp_path, monkeypatch):
+    from ssd_plugin.deploy import quantize, runtimes
+
+    vnni, avx2 = (quantized(raw_graph, tmp_path, t) for t in ('vnni', 'avx2'))
+    monkeypatch.setattr(quantize, 'cpu_int8_target', lambda flags=None: 'avx2')
+    with pytest.warns(UserWarning, match='quantised for vnni CPUs .* --target avx2'):
+        runtimes.load_runtime(vnni, 'onnxruntime')
+    assert runtimes.int8_target_warning(avx2) is None  # holds everywhere
+    assert runtimes.int8_target_warning(raw_graph) is None  # float32
+    monkeypatch.setattr(quantize, 'cpu_int8_target', lambda flags=None: 'vnni')
+    assert runtimes.int8_target_warning(vnni) is None

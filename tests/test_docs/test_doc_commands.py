@@ -86,6 +86,21 @@ COVERED = {
     'python tools/deploy/quantize_onnx.py configs/ssd_demo_shapes.py work_dirs/demo/model.onnx '
     'work_dirs/demo/model_int8.onnx --calib-images 200 --eval':
         (f'{EXPORT}::test_quantize_int8_end_to_end',),
+    # docs/cpu_runtimes.md
+    'python tools/deploy/quantize_onnx.py configs/ssd_demo_shapes.py work_dirs/demo/model.onnx '
+    'work_dirs/demo/model_int8.onnx --calib-images 200 --target avx2 --eval':
+        (f'{EXPORT}::test_quantize_int8_end_to_end',),
+    'python tools/deploy/quantize_openvino.py configs/ssd_demo_shapes.py work_dirs/demo/model.onnx '
+    'work_dirs/demo/model_ov_int8.xml --calib-images 200':
+        (f'{EXPORT}::test_every_runtime_scored_next_to_pytorch',),
+    'python tools/deploy/eval_runtimes.py configs/ssd_demo_shapes.py work_dirs/demo/iter_2000.pth '
+    'work_dirs/demo/model.onnx work_dirs/demo/model_ov_int8.xml':
+        (f'{EXPORT}::test_every_runtime_scored_next_to_pytorch',),
+    'bash tools/benchmarks/cpu_report.sh':
+        ('tests/test_tools/test_cpu_report.py::test_cpu_report_prints_the_flags_load_and_both_tables',),
+    'bash tools/benchmarks/cpu_report.sh --quick':
+        ('tests/test_tools/test_cpu_report.py::test_cpu_report_prints_the_flags_load_and_both_tables',),
+    'make test-isa': (f'{ME}::test_make_test_runs_the_isa_tests_under_the_avx2_cap',),
     # docs/own_data.md
     'python tools/make_demo_dataset.py --out data/my_shapes':
         (f'{OWN_DATA}::test_own_data_example_runs_as_written',),
@@ -220,6 +235,19 @@ def test_make_targets_run_the_documented_steps():
     test = _make_dry_run('test')
     for step in ('-m ruff format --check .', '-m ruff check .', '-m pytest -n 2 tests'):
         assert step in test, f'make test does not run {step!r}:\n{test}'
+
+
+def test_make_test_runs_the_isa_tests_under_the_avx2_cap():
+    """docs/cpu_runtimes.md's `make test-isa`, which `make test` (and so CI) runs after the suite:
+    the instruction-set-sensitive tests with oneDNN and ATen capped to AVX2."""
+    isa = _make_dry_run('test-isa')
+    caps = 'ONEDNN_MAX_CPU_ISA=AVX2 ATEN_CPU_CAPABILITY=avx2'
+    capped = re.search(rf'^{caps} \S+ -m pytest -n 2 (.+)$', isa, re.M)
+    assert capped, isa
+    for path in capped.group(1).split():
+        assert osp.exists(osp.join(REPO, path)), path
+    assert 'tests/test_engine/test_amp.py' in capped.group(1).split()
+    assert capped.group(0) in _make_dry_run('test')
 
 
 def _training_checkpoint(path: str) -> dict:
