@@ -22,8 +22,8 @@ from mmengine.registry import init_default_scope
 from mmengine.runner import set_random_seed
 
 import ssd_plugin  # noqa: F401  (registers the plugin's transforms for configs without imports)
+from ssd_plugin.cli.data_root import add_data_root_arg, load_config_with_data_root
 from ssd_plugin.engine.cli_errors import run_tool
-from ssd_plugin.engine.data_root import add_data_root_arg, load_config_with_data_root
 
 GT_COLOUR = (0, 200, 0)  # BGR
 IGNORED_COLOUR = (0, 0, 230)

@@ -35,11 +35,11 @@ from mmengine.registry import FUNCTIONS
 from mmengine.utils import mkdir_or_exist
 
 import ssd_plugin  # noqa: F401  (registers the components: configs need no custom_imports)
+from ssd_plugin.cli.data_root import load_config_with_data_root
 from ssd_plugin.engine.amp import autocast_network, choose_amp
-from ssd_plugin.engine.amp_cli import add_amp_args
+from ssd_plugin.cli.amp import add_amp_args
 from ssd_plugin.engine.checkpoint import weights_only_checkpoint_loading
 from ssd_plugin.engine.cli_errors import run_tool
-from ssd_plugin.engine.data_root import load_config_with_data_root
 from ssd_plugin.visualization import border_safe
 
 IMG_EXTENSIONS = ('.jpg', '.jpeg', '.png', '.ppm', '.bmp', '.pgm', '.tif', '.tiff', '.webp')

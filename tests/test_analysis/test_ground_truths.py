@@ -135,7 +135,7 @@ def test_voc_layout_boxes_are_the_xml_boxes_resized(tmp_path):
 
     from data_factory import make_voc_dataset
 
-    from ssd_plugin.engine.data_root import load_config_with_data_root
+    from ssd_plugin.cli.data_root import load_config_with_data_root
 
     root = tmp_path / 'VOCdevkit'
     make_voc_dataset(str(root))

@@ -156,10 +156,11 @@ COVERED = {
     'python tools/test.py configs/ssd300_vgg16_8xb8-120e_coco_test-dev.py CKPT':
         (f'{TRAIN_TEST}::test_coco_test_dev_submission',),
     'python tools/train.py CONFIG --amp':
-        (f'{AMP}::test_train_amp_on_the_cpu_lowers_the_loss_and_saves_float32',),
+        (f'{AMP}::test_train_amp_on_the_cpu_lowers_the_loss_and_saves_float32',
+         f'{AMP}::test_train_amp_on_a_cpu_without_bf16_falls_back_and_says_so'),
     'python tools/train.py CONFIG --amp --amp-dtype float16':
         (f'{AMP}::test_float16_on_the_cpu_and_unknown_dtypes_are_refused',
-         'tests/test_engine/test_amp_cli.py::test_apply_amp_cfg_on_a_simulated_gpu'),
+         'tests/test_cli/test_amp_options.py::test_apply_amp_cfg_on_a_simulated_gpu'),
     'python tools/test.py CONFIG CKPT --amp':
         (f'{TRAIN_TEST}::test_test_amp_runs_the_network_in_the_logged_precision',),
     'python tools/image_demo.py CONFIG CKPT IMAGES --amp':

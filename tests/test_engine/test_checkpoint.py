@@ -20,6 +20,7 @@ from mmengine.runner import Runner, load_checkpoint
 from mmengine.runner.checkpoint import CheckpointLoader
 from torch.utils.data import Dataset
 
+from ssd_plugin.cli.resume import find_resume_checkpoint
 from ssd_plugin.engine.checkpoint import (
     MMENGINE_SAFE_GLOBALS,
     checkpoint_damage,
@@ -29,7 +30,6 @@ from ssd_plugin.engine.checkpoint import (
     weights_only_checkpoint_loading,
 )
 from ssd_plugin.engine.checkpoint_scan import scan_checkpoint, weights_only_names
-from ssd_plugin.engine.resume import find_resume_checkpoint
 
 REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 TRUNCATED = 'is truncated or corrupt'

@@ -19,7 +19,7 @@ from doc_blocks import config_blocks, fenced_blocks, shell_commands
 from mmdet.registry import DATASETS
 from tool_runner import CONFIGS, load_tool
 
-from ssd_plugin.engine.data_root import load_config_with_data_root
+from ssd_plugin.cli.data_root import load_config_with_data_root
 
 DOC = 'docs/own_data.md'
 WORKFLOW = '## Worked example: COCO-format data'

@@ -18,16 +18,16 @@ import sys
 sys.path.insert(0, osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__)))))
 
 import ssd_plugin  # noqa: E402,F401  (registers the components)
+from ssd_plugin.cli.data_root import (  # noqa: E402
+    add_data_root_arg,
+    load_config_with_data_root,
+)
 from ssd_plugin.datasets.dataset_check import (  # noqa: E402
     SPLITS,
     check_datasets,
     format_reports,
 )
 from ssd_plugin.engine.cli_errors import run_tool  # noqa: E402
-from ssd_plugin.engine.data_root import (  # noqa: E402
-    add_data_root_arg,
-    load_config_with_data_root,
-)
 
 
 def parse_args(argv=None) -> argparse.Namespace:

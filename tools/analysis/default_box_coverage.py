@@ -35,11 +35,11 @@ from ssd_plugin.analysis import (  # noqa: E402  (the repository root goes on sy
     search_scale_range,
 )
 from ssd_plugin.analysis.synthetic_coco import use_synthetic_coco  # noqa: E402
-from ssd_plugin.engine.cli_errors import run_tool  # noqa: E402
-from ssd_plugin.engine.data_root import (  # noqa: E402
+from ssd_plugin.cli.data_root import (  # noqa: E402
     add_data_root_arg,
     load_config_with_data_root,
 )
+from ssd_plugin.engine.cli_errors import run_tool  # noqa: E402
 
 
 def parse_args(argv=None) -> argparse.Namespace:

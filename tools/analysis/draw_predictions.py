@@ -21,9 +21,9 @@ from mmengine.config import DictAction
 from mmengine.dataset import pseudo_collate
 from mmengine.registry import init_default_scope
 
+from ssd_plugin.cli.data_root import add_data_root_arg, load_config_with_data_root
 from ssd_plugin.engine.checkpoint import weights_only_checkpoint_loading
 from ssd_plugin.engine.cli_errors import run_tool
-from ssd_plugin.engine.data_root import add_data_root_arg, load_config_with_data_root
 from ssd_plugin.visualization import border_safe
 
 

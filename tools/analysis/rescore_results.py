@@ -23,8 +23,8 @@ from mmengine.evaluator import Evaluator
 from mmengine.registry import init_default_scope
 
 import ssd_plugin  # noqa: F401  (registers the components: configs need no custom_imports)
+from ssd_plugin.cli.data_root import add_data_root_arg, load_config_with_data_root
 from ssd_plugin.engine.cli_errors import run_tool
-from ssd_plugin.engine.data_root import add_data_root_arg, load_config_with_data_root
 
 
 def rescore(cfg: Config, results_file: str, split: str = 'test') -> Dict[str, float]:

@@ -20,11 +20,11 @@ from mmdet.apis import init_detector
 from mmengine.registry import init_default_scope
 
 import ssd_plugin  # noqa: F401  (registers the components: configs need no custom_imports)
+from ssd_plugin.cli.data_root import add_data_root_arg, load_config_with_data_root
 from ssd_plugin.deploy.onnx_eval import bbox_map, evaluate_onnx, evaluate_pytorch
 from ssd_plugin.deploy.runtimes import RUNTIMES, runtime_version
 from ssd_plugin.engine.checkpoint import weights_only_checkpoint_loading
 from ssd_plugin.engine.cli_errors import run_tool
-from ssd_plugin.engine.data_root import add_data_root_arg, load_config_with_data_root
 
 
 def parse_args(argv=None) -> argparse.Namespace:

@@ -32,10 +32,10 @@ from mmdet.apis import init_detector
 from mmengine.config import Config
 
 import ssd_plugin  # noqa: F401  (registers the components: configs need no custom_imports)
+from ssd_plugin.cli.data_root import load_config_with_data_root
 from ssd_plugin.deploy import export_onnx
 from ssd_plugin.engine.checkpoint import weights_only_checkpoint_loading
 from ssd_plugin.engine.cli_errors import run_tool
-from ssd_plugin.engine.data_root import load_config_with_data_root
 
 
 def parse_args(argv=None) -> argparse.Namespace:

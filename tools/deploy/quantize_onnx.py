@@ -21,6 +21,7 @@ import os.path as osp
 from mmengine.registry import init_default_scope
 
 import ssd_plugin  # noqa: F401  (registers the components: configs need no custom_imports)
+from ssd_plugin.cli.data_root import add_data_root_arg, load_config_with_data_root
 from ssd_plugin.deploy.onnx_eval import bbox_map, evaluate_onnx
 from ssd_plugin.deploy.quantize import (
     INT8_TARGETS,
@@ -30,7 +31,6 @@ from ssd_plugin.deploy.quantize import (
     quantize_onnx,
 )
 from ssd_plugin.engine.cli_errors import run_tool
-from ssd_plugin.engine.data_root import add_data_root_arg, load_config_with_data_root
 
 
 def parse_args(argv=None) -> argparse.Namespace:

@@ -28,7 +28,7 @@ from typing import Dict, Tuple
 import torch
 from torch import Tensor
 
-from ssd_plugin.engine.checkpoint_conversion import converter_main
+from ssd_plugin.cli.checkpoint_conversion import converter_main
 from ssd_plugin.engine.cli_errors import run_tool
 from ssd_plugin.models.backbones.reduced_vgg16 import VGG16_SEQUENTIAL_INDICES, ReducedVGG16
 

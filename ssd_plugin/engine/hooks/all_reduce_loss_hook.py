@@ -7,8 +7,8 @@ share, and every rank's log a different number. DDP averages the *gradients* ove
 loss that belongs to the update that is applied is the mean over ranks; this hook replaces the
 scalar outputs with that mean, in one all-reduce, before anything else reads them. With
 ``MultiBoxLoss``'s global normaliser (each rank's sum divided by the global batch's positives
-over the world size) that mean is the loss of the global batch, as one process computes it. Every rank then
-also takes the same decision in hooks that inspect the loss (e.g. mmdet's
+over the world size) that mean is the loss of the global batch, as one process computes it.
+Every rank then also takes the same decision in hooks that inspect the loss (e.g. mmdet's
 ``CheckInvalidLossHook``), so none stops while the others wait in a collective.
 """
 

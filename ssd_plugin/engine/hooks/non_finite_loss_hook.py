@@ -25,8 +25,8 @@ from mmengine.hooks import Hook
 from mmengine.optim import OptimWrapper, OptimWrapperDict
 from torch import Tensor
 
-from ..rank_agreement import any_rank
 from ..method_wrap import unwrap_method, wrap_method
+from ..rank_agreement import any_rank
 
 __all__ = ['NonFiniteLossHook']
 

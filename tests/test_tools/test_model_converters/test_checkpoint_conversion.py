@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from ssd_plugin.engine.checkpoint_conversion import convert_checkpoint_file, converter_main
+from ssd_plugin.cli.checkpoint_conversion import convert_checkpoint_file, converter_main
 
 
 def _rename(state_dict, source):

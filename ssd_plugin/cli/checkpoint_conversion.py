@@ -11,7 +11,7 @@ from typing import Callable, Dict, Optional, Sequence, Tuple
 import torch
 from torch import Tensor
 
-from .checkpoint import load_state_dict_file
+from ..engine.checkpoint import load_state_dict_file
 
 __all__ = ['StateDictConverter', 'convert_checkpoint_file', 'converter_main']
 

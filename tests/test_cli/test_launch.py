@@ -4,7 +4,7 @@ import os.path as osp
 
 from mmengine.config import Config
 
-from ssd_plugin.engine.launch import RUN_HOOKS, add_run_hooks
+from ssd_plugin.cli.launch import RUN_HOOKS, add_run_hooks
 
 CONFIGS = osp.join(osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__)))), 'configs')
 

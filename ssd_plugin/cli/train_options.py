@@ -16,7 +16,7 @@ import argparse
 from mmengine.config import Config
 from mmengine.device import get_device
 
-from .global_batch import auto_scale_lr_cfg
+from ..engine.global_batch import auto_scale_lr_cfg
 
 __all__ = ['add_train_options', 'apply_train_options', 'check_sync_bn']
 

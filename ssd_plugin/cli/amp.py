@@ -11,7 +11,7 @@ from typing import Optional
 import torch
 from mmengine.config import Config
 
-from .amp import AMP_DTYPES, AmpChoice, choose_amp
+from ..engine.amp import AMP_DTYPES, AmpChoice, choose_amp
 
 __all__ = ['add_amp_args', 'apply_amp_cfg']
 

@@ -15,7 +15,7 @@ from typing import List, NamedTuple, Optional
 
 from mmengine.config import Config
 
-from .checkpoint import checkpoint_damage
+from ..engine.checkpoint import checkpoint_damage
 
 __all__ = ['ResumePoint', 'find_resume_checkpoint', 'resolve_auto_resume']
 

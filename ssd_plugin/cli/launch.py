@@ -22,7 +22,6 @@ import os.path as osp
 from typing import Sequence
 
 import torch.multiprocessing as mp
-
 from mmengine.config import Config, DictAction
 from mmengine.dist import init_dist, is_distributed
 from mmengine.registry import MODEL_WRAPPERS

@@ -10,7 +10,7 @@ from mmengine.model import convert_sync_batchnorm
 from mmengine.registry import init_default_scope
 from torch import nn
 
-from ssd_plugin.engine.train_options import check_sync_bn
+from ssd_plugin.cli.train_options import check_sync_bn
 
 CONFIGS = osp.join(osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__)))), 'configs')
 # the shipped configs whose networks hold BatchNorm (the VGG16 ones hold none)
@@ -43,12 +43,12 @@ def test_sync_bn_converts_every_batchnorm(name):
 
 
 def test_sync_bn_without_an_accelerator_stops_before_the_run(monkeypatch):
-    monkeypatch.setattr('ssd_plugin.engine.train_options.get_device', lambda: 'cpu')
+    monkeypatch.setattr('ssd_plugin.cli.train_options.get_device', lambda: 'cpu')
     with pytest.raises(ValueError, match=r"sync_bn='torch' \(--sync-bn\) needs GPUs"):
         check_sync_bn(Config(dict(sync_bn='torch', launcher='pytorch')))
     check_sync_bn(Config(dict(sync_bn='torch', launcher='none')))  # one process: mmengine reverts
     check_sync_bn(Config(dict(launcher='pytorch')))  # not asked for
-    monkeypatch.setattr('ssd_plugin.engine.train_options.get_device', lambda: 'cuda')
+    monkeypatch.setattr('ssd_plugin.cli.train_options.get_device', lambda: 'cuda')
     check_sync_bn(Config(dict(sync_bn='mmcv', launcher='slurm')))
     with pytest.raises(ValueError, match="sync_bn must be one of .* got 'apex'"):
         check_sync_bn(Config(dict(sync_bn='apex', launcher='slurm')))

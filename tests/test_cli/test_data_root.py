@@ -6,7 +6,7 @@ import os.path as osp
 import pytest
 from mmengine.config import Config
 
-from ssd_plugin.engine.data_root import (
+from ssd_plugin.cli.data_root import (
     add_data_root_arg,
     load_config_with_data_root,
     move_data_root,

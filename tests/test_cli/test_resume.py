@@ -7,8 +7,8 @@ import pytest
 import torch
 from mmengine.config import Config
 
+from ssd_plugin.cli.resume import find_resume_checkpoint, resolve_auto_resume
 from ssd_plugin.engine.checkpoint import load_local_checkpoint
-from ssd_plugin.engine.resume import find_resume_checkpoint, resolve_auto_resume
 
 
 def _checkpoint(work_dir, name, mtime, truncate=False):
