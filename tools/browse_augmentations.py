@@ -22,6 +22,7 @@ from mmengine.registry import init_default_scope
 from mmengine.runner import set_random_seed
 
 import ssd_plugin  # noqa: F401  (registers the plugin's transforms for configs without imports)
+from ssd_plugin.analysis.ground_truths import dataset_metainfo
 from ssd_plugin.cli.data_root import add_data_root_arg, load_config_with_data_root
 from ssd_plugin.engine.cli_errors import run_tool
 
@@ -110,7 +111,7 @@ def main(argv=None) -> str:
     dataset = DATASETS.build(cfg.train_dataloader.dataset)
     if len(dataset) == 0:
         raise ValueError(f'the train dataset of {args.config} is empty')
-    classes = dataset.metainfo.get('classes', ())
+    classes = dataset_metainfo(dataset, 'train_dataloader.dataset').get('classes') or ()
     indices = np.random.default_rng(args.seed).integers(0, len(dataset), args.num)
     tiles = [draw_sample(dataset[int(i)], classes) for i in indices]
     out_dir = osp.dirname(osp.abspath(args.out))

@@ -35,11 +35,11 @@ from mmengine.registry import FUNCTIONS
 from mmengine.utils import mkdir_or_exist
 
 import ssd_plugin  # noqa: F401  (registers the components: configs need no custom_imports)
+from ssd_plugin.cli.amp import add_amp_args
 from ssd_plugin.cli.data_root import load_config_with_data_root
 from ssd_plugin.engine.amp import autocast_network, choose_amp
-from ssd_plugin.cli.amp import add_amp_args
 from ssd_plugin.engine.checkpoint import weights_only_checkpoint_loading
-from ssd_plugin.engine.cli_errors import run_tool
+from ssd_plugin.engine.cli_errors import add_debug_arg, run_tool
 from ssd_plugin.visualization import border_safe
 
 IMG_EXTENSIONS = ('.jpg', '.jpeg', '.png', '.ppm', '.bmp', '.pgm', '.tif', '.tiff', '.webp')
@@ -57,6 +57,7 @@ def parse_args(argv=None) -> argparse.Namespace:
                         help='device, e.g. cpu or cuda:0 (default: cuda if available)')  # fmt: skip
     parser.add_argument('--batch-size', type=int, default=1, help='images per forward pass')
     add_amp_args(parser)
+    add_debug_arg(parser)
     args = parser.parse_args(argv)
     for key in ('config', 'checkpoint'):
         if not osp.isfile(getattr(args, key)):

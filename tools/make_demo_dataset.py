@@ -12,7 +12,7 @@ import json
 import time
 
 from ssd_plugin.datasets.demo_shapes import make_demo_dataset
-from ssd_plugin.engine.cli_errors import run_tool
+from ssd_plugin.engine.cli_errors import add_debug_arg, run_tool
 
 
 def _int_at_least(low: int):
@@ -54,6 +54,7 @@ def parse_args(argv=None) -> argparse.Namespace:
         metavar=('LOW', 'HIGH'),
         help='longest box side as a fraction of the image side',
     )
+    add_debug_arg(parser)
     return parser.parse_args(argv)
 
 

@@ -21,6 +21,7 @@ from mmengine.evaluator import DumpResults
 from mmengine.registry import RUNNERS
 
 import ssd_plugin  # noqa: F401  (registers the components: configs need no custom_imports)
+from ssd_plugin.cli.amp import add_amp_args, apply_amp_cfg
 from ssd_plugin.cli.launch import (
     add_launch_args,
     add_run_hooks,
@@ -28,7 +29,6 @@ from ssd_plugin.cli.launch import (
     setup_distributed,
 )
 from ssd_plugin.engine import QuietRunner
-from ssd_plugin.cli.amp import add_amp_args, apply_amp_cfg
 from ssd_plugin.engine.checkpoint import weights_only_checkpoint_loading
 from ssd_plugin.engine.cli_errors import run_tool
 from ssd_plugin.visualization import border_safe

@@ -18,6 +18,7 @@ from mmengine.config import Config
 from mmengine.registry import RUNNERS
 
 import ssd_plugin  # noqa: F401  (registers the components: configs need no custom_imports)
+from ssd_plugin.cli.amp import add_amp_args, apply_amp_cfg
 from ssd_plugin.cli.launch import (
     add_hooks,
     add_launch_args,
@@ -28,7 +29,6 @@ from ssd_plugin.cli.launch import (
 from ssd_plugin.cli.resume import resolve_auto_resume
 from ssd_plugin.cli.train_options import add_train_options, apply_train_options, check_sync_bn
 from ssd_plugin.engine import QuietRunner
-from ssd_plugin.cli.amp import add_amp_args, apply_amp_cfg
 from ssd_plugin.engine.checkpoint import weights_only_checkpoint_loading
 from ssd_plugin.engine.cli_errors import run_tool
 

@@ -11,6 +11,7 @@ from .grid_layout import GridLayout, grid_layouts, nearest_candidates, threshold
 from .ground_truths import (
     GroundTruths,
     dataset_classes,
+    dataset_metainfo,
     find_datasets,
     load_ground_truths,
     resized_shapes,
@@ -40,6 +41,7 @@ __all__ = [
     'network_featmap_sizes',
     'find_datasets',
     'dataset_classes',
+    'dataset_metainfo',
     'resized_shapes',
     'load_ground_truths',
     'prepare_coverage',

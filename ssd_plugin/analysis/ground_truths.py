@@ -22,7 +22,14 @@ from torch import Tensor
 
 from ssd_plugin.datasets.image_loading import ImageFileCheckMixin
 
-__all__ = ['GroundTruths', 'find_datasets', 'resized_shapes', 'load_ground_truths']
+__all__ = [
+    'GroundTruths',
+    'find_datasets',
+    'resized_shapes',
+    'dataset_classes',
+    'dataset_metainfo',
+    'load_ground_truths',
+]
 
 
 @dataclass
@@ -130,6 +137,32 @@ def dataset_classes(dataset_cfg: dict) -> Optional[Sequence[str]]:
         return metainfo['classes']
     dataset_cls = DATASETS.get(dataset_cfg.get('type', 'CocoDataset'))
     return getattr(dataset_cls, 'METAINFO', {}).get('classes')
+
+
+def dataset_metainfo(dataset, key: str) -> dict:
+    """A built dataset's metainfo (class names, palette, VOC year), whatever wraps it.
+
+    mmdet's ``ConcatDataset`` (and a ``RepeatDataset`` around one) keeps a *list* of its parts'
+    metainfo when they differ in any key not in its ``ignore_keys``: VOC2007 + VOC2012 differ in
+    ``dataset_type``. The tools draw and score with one: the first part's, once every part has
+    the same classes (the labels mean the same in each).
+
+    Args:
+        dataset: A dataset built from a config.
+        key: Its config key, for the error (``test_dataloader.dataset``).
+
+    Raises:
+        ValueError: Parts with different classes.
+    """
+    metainfo = dataset.metainfo
+    if isinstance(metainfo, dict):
+        return metainfo
+    classes = [tuple(m.get('classes') or ()) for m in metainfo]
+    if len(set(classes)) > 1:
+        listed = '; '.join(f'part {i}: {list(c)}' for i, c in enumerate(classes))
+        raise ValueError(f'{key}: the ConcatDataset parts have different classes ({listed}); '
+                         'give every part the same metainfo.classes')  # fmt: skip
+    return metainfo[0]
 
 
 def _build(dataset_cfg: dict, key: str):

@@ -12,6 +12,7 @@ import torch
 from torch import Tensor
 
 from ..engine.checkpoint import load_state_dict_file
+from ..engine.cli_errors import add_debug_arg
 
 __all__ = ['StateDictConverter', 'convert_checkpoint_file', 'converter_main']
 
@@ -70,6 +71,7 @@ def converter_main(
     parser = argparse.ArgumentParser(description=description)
     parser.add_argument('src', help=src_help)
     parser.add_argument('dst', help=dst_help)
+    add_debug_arg(parser)
     args = parser.parse_args(argv)
 
     state_dict, converted = convert_checkpoint_file(args.src, args.dst, convert, keep_wrapper)

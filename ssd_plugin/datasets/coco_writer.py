@@ -46,18 +46,11 @@ def write_coco(
         ``path``.
     """
     bboxes = np.asarray(bboxes, dtype=np.float64).reshape(-1, 4)
-    num = len(bboxes)
-    if not len(image_ids) == len(category_ids) == num:
+    if not len(image_ids) == len(category_ids) == len(bboxes):
         raise ValueError(
             f'write_coco: {len(image_ids)} image ids, {len(category_ids)} category ids and '
-            f'{num} boxes; one of each per annotation'
+            f'{len(bboxes)} boxes; one of each per annotation'
         )
-    area_list = (bboxes[:, 2] * bboxes[:, 3]).tolist() if areas is None else list(areas)
-    crowd = [0] * num if iscrowd is None else [int(c) for c in iscrowd]
-    box_list = bboxes.tolist()
-    if decimals is not None:
-        box_list = [[round(v, decimals) for v in box] for box in box_list]
-        area_list = [round(a, decimals) for a in area_list]
     cats = [dict(id=int(c), name=n) for c, n in categories]
     if supercategory is not None:
         cats = [dict(cat, supercategory=supercategory) for cat in cats]
@@ -65,7 +58,22 @@ def write_coco(
     coco['images'] = [
         dict(id=int(i), file_name=name, width=int(w), height=int(h)) for i, name, w, h in images
     ]
-    coco['annotations'] = [
+    coco['annotations'] = _annotations(image_ids, category_ids, bboxes, areas, iscrowd, decimals)
+    coco['categories'] = cats
+    with open(path, 'w', encoding='utf-8') as f:
+        json.dump(coco, f)
+    return path
+
+
+def _annotations(image_ids, category_ids, bboxes: np.ndarray, areas, iscrowd, decimals):
+    """The ``annotations`` list of :func:`write_coco` (its arguments of the same names)."""
+    area_list = (bboxes[:, 2] * bboxes[:, 3]).tolist() if areas is None else list(areas)
+    crowd = [0] * len(bboxes) if iscrowd is None else [int(c) for c in iscrowd]
+    box_list = bboxes.tolist()
+    if decimals is not None:
+        box_list = [[round(v, decimals) for v in box] for box in box_list]
+        area_list = [round(a, decimals) for a in area_list]
+    return [
         dict(
             id=k + 1, image_id=int(img), category_id=int(cat), bbox=box, area=float(area), iscrowd=c
         )  # fmt: skip
@@ -73,7 +81,3 @@ def write_coco(
             zip(image_ids, category_ids, box_list, area_list, crowd)
         )
     ]
-    coco['categories'] = cats
-    with open(path, 'w', encoding='utf-8') as f:
-        json.dump(coco, f)
-    return path

@@ -173,39 +173,64 @@ def render_image(
     for _ in range(int(rng.integers(1, max_objects + 1))):
         label = int(rng.integers(len(DEMO_CLASSES)))
         side = float(rng.uniform(*size_range)) * size
-        for _attempt in range(10):
-            pts = _outline(rng, DEMO_CLASSES[label], side, size)
-            x0, y0 = np.floor(pts.min(0)).astype(int)
-            x1, y1 = np.ceil(pts.max(0)).astype(int) + 1
-            fixed = np.round((pts - (x0, y0)) * (1 << _SUBPIXEL_BITS)).astype(np.int32)
-            alpha = np.zeros((y1 - y0, x1 - x0), dtype=np.uint8)
-            cv2.fillPoly(alpha, [fixed], 255, cv2.LINE_AA, _SUBPIXEL_BITS)
-            mask = alpha > 127
-            covered = np.bincount(owner[y0:y1, x0:x1][mask] + 1, minlength=len(labels) + 1)[1:]
-            if mask.any() and np.all(visible - covered >= min_visible * full_areas):
-                break
-        else:
+        placed = _place(rng, label, side, owner, visible, min_visible * full_areas)
+        if placed is None:
             continue  # no placement keeps the shapes below visible enough: leave this one out
-        roi = img[y0:y1, x0:x1]
-        colour = _object_colour(rng, label, roi[mask].mean(0))
-        # linear shading across the shape, so its fill is not flat
-        ramp = np.linspace(-1, 1, x1 - x0, dtype=np.float32)
-        shade = 1 + rng.uniform(-0.25, 0.25) * ramp
-        fill = np.clip(colour * shade[None, :, None], 0, 255)
-        a = (alpha.astype(np.float32) / 255)[..., None]
-        img[y0:y1, x0:x1] = roi * (1 - a) + fill * a
+        (x0, y0, x1, y1), alpha, mask, covered = placed
+        _paint(rng, img[y0:y1, x0:x1], label, alpha, mask)
         owner[y0:y1, x0:x1][mask] = len(labels)
         visible = np.append(visible - covered, mask.sum())
         full_areas = np.append(full_areas, mask.sum())
         rois.append((x0, y0, x1, y1))
         labels.append(label)
+    image = np.clip(np.round(img), 0, 255).astype(np.uint8)
+    boxes = _visible_boxes(owner, rois)
+    return image, boxes, np.array(labels, dtype=np.int64), visible.astype(np.float32)
 
-    boxes = np.zeros((len(labels), 4), dtype=np.float32)
-    for i, (x0, y0, x1, y1) in enumerate(rois):  # a shape's visible pixels lie in its roi
+
+def _place(rng: np.random.Generator, label: int, side: float, owner: np.ndarray,
+           visible: np.ndarray, least: np.ndarray, attempts: int = 10):  # fmt: skip
+    """A placement of a new shape that leaves each earlier one ``least`` visible pixels.
+
+    ``visible``: the pixels each earlier shape shows now.
+
+    Returns ``(roi, alpha, mask, covered)``: the shape's ``xyxy`` pixel roi, its anti-aliased
+    coverage (uint8) and mask there, and the pixels of each earlier shape it covers; or None
+    when every attempt hides too much.
+    """
+    for _attempt in range(attempts):
+        pts = _outline(rng, DEMO_CLASSES[label], side, owner.shape[0])
+        x0, y0 = np.floor(pts.min(0)).astype(int)
+        x1, y1 = np.ceil(pts.max(0)).astype(int) + 1
+        fixed = np.round((pts - (x0, y0)) * (1 << _SUBPIXEL_BITS)).astype(np.int32)
+        alpha = np.zeros((y1 - y0, x1 - x0), dtype=np.uint8)
+        cv2.fillPoly(alpha, [fixed], 255, cv2.LINE_AA, _SUBPIXEL_BITS)
+        mask = alpha > 127
+        covered = np.bincount(owner[y0:y1, x0:x1][mask] + 1, minlength=len(visible) + 1)[1:]
+        if mask.any() and np.all(visible - covered >= least):
+            return (x0, y0, x1, y1), alpha, mask, covered
+    return None
+
+
+def _paint(rng: np.random.Generator, roi: np.ndarray, label: int, alpha: np.ndarray,
+           mask: np.ndarray) -> None:  # fmt: skip
+    """Blend the shape into ``roi`` (float32, in place) with its class colour, shaded."""
+    colour = _object_colour(rng, label, roi[mask].mean(0))
+    # linear shading across the shape, so its fill is not flat
+    ramp = np.linspace(-1, 1, roi.shape[1], dtype=np.float32)
+    shade = 1 + rng.uniform(-0.25, 0.25) * ramp
+    fill = np.clip(colour * shade[None, :, None], 0, 255)
+    a = (alpha.astype(np.float32) / 255)[..., None]
+    roi[...] = roi * (1 - a) + fill * a
+
+
+def _visible_boxes(owner: np.ndarray, rois: Sequence[Tuple[int, int, int, int]]) -> np.ndarray:
+    """``(N, 4)`` float32 ``xyxy`` boxes of the pixels each shape shows (inside its roi)."""
+    boxes = np.zeros((len(rois), 4), dtype=np.float32)
+    for i, (x0, y0, x1, y1) in enumerate(rois):
         ys, xs = np.nonzero(owner[y0:y1, x0:x1] == i)
         boxes[i] = (x0 + xs.min(), y0 + ys.min(), x0 + xs.max() + 1, y0 + ys.max() + 1)
-    image = np.clip(np.round(img), 0, 255).astype(np.uint8)
-    return image, boxes, np.array(labels, dtype=np.int64), visible.astype(np.float32)
+    return boxes
 
 
 def make_split(
@@ -240,36 +265,40 @@ def make_split(
     os.makedirs(img_dir, exist_ok=True)
     os.makedirs(osp.join(out_dir, 'annotations'), exist_ok=True)
     digits = max(6, int(math.log10(num_images)) + 1)
-    images, boxes, labels, areas, image_ids = [], [], [], [], []
+    images, boxes, labels, areas = [], [], [], []
     for index in range(num_images):
         rng = np.random.default_rng([seed, _SPLIT_IDS[split], index])
         image, img_boxes, img_labels, img_areas = render_image(
             rng, image_size, size_range, max_objects, min_visible
         )
         file_name = f'{index:0{digits}d}.jpg'
-        ok, data = cv2.imencode('.jpg', image, [cv2.IMWRITE_JPEG_QUALITY, 92])
-        if not ok:
-            raise RuntimeError(f'OpenCV could not encode {file_name} as JPEG')
-        with open(osp.join(img_dir, file_name), 'wb') as f:
-            f.write(data.tobytes())
+        _write_jpeg(osp.join(img_dir, file_name), image)
         images.append((index + 1, file_name, image_size, image_size))
         boxes.append(img_boxes)
-        labels += img_labels.tolist()
-        areas += img_areas.tolist()
-        image_ids += [index + 1] * len(img_labels)
+        labels.append(img_labels)
+        areas.append(img_areas)
+    image_ids = np.repeat([i for i, *_ in images], [len(lab) for lab in labels])
     xyxy = np.concatenate(boxes).astype(np.float64)
-    ann_file = write_coco(
+    return write_coco(
         osp.join(out_dir, 'annotations', f'instances_{split}.json'),
         images,
         categories=[(i + 1, name) for i, name in enumerate(DEMO_CLASSES)],
         image_ids=image_ids,
-        category_ids=[label + 1 for label in labels],
+        category_ids=np.concatenate(labels) + 1,
         bboxes=np.concatenate([xyxy[:, :2], xyxy[:, 2:] - xyxy[:, :2]], axis=1),
-        areas=areas,
+        areas=np.concatenate(areas).tolist(),
         supercategory='shape',
         info=dict(description='ssd_plugin demo shapes', split=split, seed=int(seed)),
     )
-    return ann_file
+
+
+def _write_jpeg(path: str, image: np.ndarray) -> None:
+    """``image`` as a JPEG file at quality 92 (OpenCV's encoder: the same bytes every run)."""
+    ok, data = cv2.imencode('.jpg', image, [cv2.IMWRITE_JPEG_QUALITY, 92])
+    if not ok:
+        raise RuntimeError(f'OpenCV could not encode {osp.basename(path)} as JPEG')
+    with open(path, 'wb') as f:
+        f.write(data.tobytes())
 
 
 def make_demo_dataset(

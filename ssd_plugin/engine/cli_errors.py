@@ -5,15 +5,17 @@ The plugin's tools end with ``sys.exit(run_tool(main))``: an exception that stop
 ``error: <message>`` on one line and the tool exits with status 1. Its traceback goes to the
 log file of the run when one was started (mmengine's ``work_dir/<timestamp>/<timestamp>.log``);
 ``--debug`` on the command line (or ``SSD_PLUGIN_DEBUG=1``) lets the exception through,
-traceback and all, as Python would print it.
+traceback and all, as Python would print it. A tool's parser lists that flag in its ``--help``
+through :func:`add_debug_arg`.
 """
 
+import argparse
 import logging
 import os
 import sys
 from typing import Callable, List, Optional, Sequence
 
-__all__ = ['DEBUG_ENV', 'DEBUG_FLAG', 'one_line', 'run_tool']
+__all__ = ['DEBUG_ENV', 'DEBUG_FLAG', 'add_debug_arg', 'one_line', 'run_tool']
 
 DEBUG_FLAG = '--debug'
 DEBUG_ENV = 'SSD_PLUGIN_DEBUG'
@@ -45,6 +47,19 @@ def _traceback_to_log(err: BaseException) -> Optional[str]:
     for handler in handlers:
         handler.handle(record)
     return handlers[0].baseFilename
+
+
+def add_debug_arg(parser: argparse.ArgumentParser) -> None:
+    """List ``--debug`` in a tool's ``--help``.
+
+    :func:`run_tool` takes the flag off the arguments before the parser sees them; the entry
+    is there so that ``--help`` says the flag exists and what it does.
+    """
+    parser.add_argument(
+        DEBUG_FLAG,
+        action='store_true',
+        help=f'on an error, print the traceback instead of one line (or set {DEBUG_ENV}=1)',
+    )
 
 
 def one_line(err: BaseException) -> str:

@@ -7,12 +7,13 @@ scaling rule, Goyal et al. 2017: mmengine's ``Runner.scale_lr``) unless the user
 off. mmengine makes scaling opt-in and silent; here it is on wherever the config names its base
 batch, and every run states its global batch in one log line (:func:`describe`), with a warning
 when the learning rate does not follow it (:func:`lr_warning`). The same figures go into the
-checkpoints' meta (:meth:`GlobalBatch.meta`).
+checkpoints' meta (:meth:`GlobalBatch.meta`); a run resumed with another global batch than its
+checkpoint's is warned that the learning rate comes from the checkpoint (:func:`resume_warning`).
 """
 
 from typing import Dict, NamedTuple, Optional, Sequence
 
-__all__ = ['GlobalBatch', 'auto_scale_lr_cfg', 'describe', 'lr_warning']
+__all__ = ['GlobalBatch', 'auto_scale_lr_cfg', 'describe', 'lr_warning', 'resume_warning']
 
 
 class GlobalBatch(NamedTuple):
@@ -91,4 +92,28 @@ def lr_warning(batch: GlobalBatch) -> Optional[str]:
         f'the learning rate is not scaled to the global batch: {batch.total} images per step, '
         f'but the config tuned it for {batch.base} (auto_scale_lr.enable=False or '
         f'--no-auto-scale-lr); scaling would multiply it by {batch.total / batch.base:g}'
+    )
+
+
+def resume_warning(recorded: Optional[Dict], batch: GlobalBatch, checkpoint: str) -> Optional[str]:
+    """A warning when a run resumes a checkpoint trained with another global batch, else None.
+
+    mmengine's resume restores the optimiser's state, its learning rate included, and the
+    schedule from the checkpoint: the lr stays the one scaled for the checkpoint's batch, not
+    the one :func:`describe` states for this run.
+
+    Args:
+        recorded (dict, optional): The checkpoint's ``meta['global_batch']`` (None where it was
+            written without one, e.g. by mmdet's runner: nothing to compare).
+        batch (GlobalBatch): This run's global batch.
+        checkpoint (str): The checkpoint resumed, named in the warning.
+    """
+    if not recorded or recorded.get('total_batch') in (None, batch.total):
+        return None
+    return (
+        f'{checkpoint} was trained with a global batch of {recorded["total_batch"]} images '
+        f'({recorded["world_size"]} x {recorded["batch_per_process"]}, lr x '
+        f'{recorded["lr_factor"]:g}); this run has {batch.total} ({batch.processes} x '
+        f"{batch.per_process}): the resumed optimiser keeps the checkpoint's learning rate and "
+        f'schedule, not the lr stated above. Resume with the global batch the run started with'
     )

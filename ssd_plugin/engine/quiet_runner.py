@@ -16,7 +16,8 @@ the log file of the work dir (and mmengine's copy, ``work_dir/<config name>``); 
 gets one line naming both (:class:`ConsoleConfigFilter` on the console handler only).
 It also states every training run's global batch and learning rate in one line, in place of
 mmengine's line that appears only when the lr is scaled (:mod:`ssd_plugin.engine.global_batch`),
-and records them in each checkpoint's ``meta['global_batch']``.
+and records them in each checkpoint's ``meta['global_batch']``; resuming a checkpoint of another
+global batch warns that the optimiser's learning rate is the checkpoint's.
 ``tools/train.py`` and ``tools/test.py`` build it (unless the config names a ``runner_type``).
 """
 
@@ -32,7 +33,7 @@ from mmengine.runner import Runner
 from torch import cuda
 from torch.utils.data import DataLoader
 
-from .global_batch import GlobalBatch, describe, lr_warning
+from .global_batch import GlobalBatch, describe, lr_warning, resume_warning
 
 __all__ = ['QuietRunner', 'QuietLogFilter', 'ConsoleConfigFilter']
 
@@ -76,6 +77,8 @@ class QuietRunner(Runner):
     """mmengine's ``Runner`` with a :class:`QuietLogFilter` that states its global batch."""
 
     global_batch: Optional[GlobalBatch] = None
+    #: ``meta['global_batch']`` of the checkpoint loaded last (None: none, or written without it)
+    _loaded_global_batch: Optional[Dict] = None
 
     def build_logger(self, *args, **kwargs) -> MMLogger:
         logger = super().build_logger(*args, **kwargs)
@@ -115,6 +118,21 @@ class QuietRunner(Runner):
         warning = lr_warning(self.global_batch)
         if warning is not None:
             self.logger.warning(warning)
+
+    def load_checkpoint(self, filename: str, *args, **kwargs) -> Dict:
+        """mmengine's loading; keeps the checkpoint's ``meta['global_batch']`` (:meth:`resume`)."""
+        checkpoint = super().load_checkpoint(filename, *args, **kwargs)
+        self._loaded_global_batch = (checkpoint.get('meta') or {}).get('global_batch')
+        return checkpoint
+
+    def resume(self, filename: str, *args, **kwargs) -> None:
+        """mmengine's resume, then a warning if the checkpoint's global batch is not this run's."""
+        self._loaded_global_batch = None
+        super().resume(filename, *args, **kwargs)
+        if self.global_batch is not None:
+            warning = resume_warning(self._loaded_global_batch, self.global_batch, filename)
+            if warning is not None:
+                self.logger.warning(warning)
 
     def save_checkpoint(self, *args, meta: Optional[Dict] = None, **kwargs) -> None:
         """mmengine's checkpoint, its meta with the run's global batch (``global_batch``)."""

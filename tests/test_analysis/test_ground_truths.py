@@ -161,3 +161,42 @@ def test_voc_layout_boxes_are_the_xml_boxes_resized(tmp_path):
     torch.testing.assert_close(gts.bboxes, torch.tensor([b for b, _, _ in expected]))
     assert [gts.classes[i] for i in gts.labels] == [n for _, n, _ in expected]
     assert gts.img_index.tolist() == [i for _, _, i in expected]
+
+
+def test_metainfo_of_a_concat_of_two_voc_years(tmp_path):
+    """Without ``ignore_keys`` mmdet keeps a list (VOC2007 and VOC2012 differ in dataset_type):
+    the tools take the first part's once the classes agree, and name the parts when they do not."""
+    from data_factory import make_voc_dataset
+    from mmdet.registry import DATASETS
+    from mmengine.registry import init_default_scope
+
+    from ssd_plugin.analysis import dataset_metainfo
+
+    init_default_scope('mmdet')
+    make_voc_dataset(str(tmp_path))
+
+    def part(year, classes):
+        return dict(type='VOCDataset', data_root=str(tmp_path),
+                    ann_file=f'{year}/ImageSets/Main/trainval.txt',
+                    data_prefix=dict(sub_data_root=f'{year}/'), metainfo=dict(classes=classes),
+                    pipeline=[])  # fmt: skip
+
+    voc = DATASETS.get('VOCDataset').METAINFO['classes']
+    both = DATASETS.build(
+        dict(
+            type='RepeatDataset',
+            times=2,
+            dataset=dict(
+                type='ConcatDataset', datasets=[part('VOC2007', voc), part('VOC2012', voc)]
+            ),
+        )
+    )
+    assert [m['dataset_type'] for m in both.metainfo] == ['VOC2007', 'VOC2012']
+    meta = dataset_metainfo(both, 'train_dataloader.dataset')
+    assert meta['dataset_type'] == 'VOC2007' and meta['classes'] == voc
+    odd = DATASETS.build(
+        dict(type='ConcatDataset', datasets=[part('VOC2007', voc), part('VOC2012', voc[:3])])
+    )
+    with pytest.raises(ValueError, match=r"train_dataloader.dataset: .* part 1: \['aeroplane', "
+                                         r"'bicycle', 'bird'\]"):  # fmt: skip
+        dataset_metainfo(odd, 'train_dataloader.dataset')

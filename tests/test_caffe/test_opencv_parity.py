@@ -30,6 +30,7 @@ import onnxruntime as ort
 import pytest
 from caffe_photos import photo_path
 from caffe_random_weights import write_random_caffemodel
+from doc_blocks import fenced_blocks
 from mmdet.apis import inference_detector, init_detector
 from mmengine.config import Config
 
@@ -47,6 +48,7 @@ REFS = json.loads((DATA / 'opencv4_references.json').read_text())
 SCORE_THR = 0.05
 SCORE_TOL = 1e-4
 BOX_TOL = 0.5
+FACE_LOG = []  # what the face detector's conversion printed (the face_model fixture's)
 
 
 def match_detections(ref_rows, labels, scores, boxes, keep_top_k):
@@ -140,7 +142,19 @@ def face_model(tmp_path_factory):
         raise
     out = tmp_path_factory.mktemp('face')
     ref = REFS['models']['face']
-    return convert(prototxt, caffemodel, out, classes=['face'], mean=ref['mean'])
+    FACE_LOG.clear()
+    return convert(prototxt, caffemodel, out, classes=['face'], mean=ref['mean'],
+                   log=FACE_LOG.append)  # fmt: skip
+
+
+def test_face_detector_conversion_prints_what_the_docs_show(face_model):
+    """docs/caffe_models.md's sample output is the converter's, line for line (the memory
+    estimate included); only the output folder differs."""
+    (shown,) = fenced_blocks('docs/caffe_models.md', '## Worked example: OpenCV\'s face detector',
+                             'text')  # fmt: skip
+    out_dir = str(Path(face_model[0]).parent)
+    printed = [line.replace(out_dir, 'work_dirs/face') for line in FACE_LOG]
+    assert printed == shown.splitlines()
 
 
 def test_face_detector_matches_opencv(face_model):

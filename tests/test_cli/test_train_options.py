@@ -19,6 +19,7 @@ BN_CONFIGS = (
     'ssdlite_mobilenetv2_8xb24-600e_coco.py',
     'ssdlite320_mobilenetv3-large_torchvision_coco.py',
     'ssd300_r50_8xb8-120e_coco.py',
+    'ssd300_r18_fpn_8xb8-120e_coco.py',
 )
 
 

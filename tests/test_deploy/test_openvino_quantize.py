@@ -61,11 +61,14 @@ def test_the_network_is_int8_and_close_to_float32(graphs, tmp_path):
     inputs = images(4).numpy()
     reference = load_runtime(raw, 'onnxruntime')(inputs)
     int8 = load_runtime(xml, 'openvino')(inputs)
+    # the avx2 target: its integer sums are the same on every CPU (a vnni graph's saturate on
+    # CPUs without VNNI, and the yardstick would then measure the CPU, not the quantisation)
     ort_int8 = quantize_onnx(raw, str(tmp_path / 'ort_int8.onnx'), calibration,
-                             int8_settings('vnni'))  # fmt: skip
+                             int8_settings('avx2'))  # fmt: skip
     for out, ort_out, ref in zip(int8, load_runtime(ort_int8, 'onnxruntime')(inputs), reference):
         assert out.shape == ref.shape and np.abs(out - ref).max() > 0  # int8, not float32
         assert snr_db(out, ref) >= MIN_SNR_DB
+        print("SNR", snr_db(out, ref), snr_db(ort_out, ref))
         assert snr_db(ort_out, ref) >= MIN_SNR_DB  # the yardstick holds for ONNX Runtime's too
 
 

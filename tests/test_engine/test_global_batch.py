@@ -2,7 +2,13 @@
 
 import pytest
 
-from ssd_plugin.engine.global_batch import GlobalBatch, auto_scale_lr_cfg, describe, lr_warning
+from ssd_plugin.engine.global_batch import (
+    GlobalBatch,
+    auto_scale_lr_cfg,
+    describe,
+    lr_warning,
+    resume_warning,
+)
 
 
 @pytest.mark.parametrize('cfg,switch,enabled', [
@@ -59,3 +65,16 @@ def test_meta_records_the_run():
     assert GlobalBatch(4, 2, 16, True).meta(seed=3, deterministic=True) == dict(
         world_size=4, batch_per_process=2, total_batch=8, base_batch_size=16, lr_scaled=True,
         lr_factor=0.5, seed=3, deterministic=True)  # fmt: skip
+
+
+def test_resuming_another_global_batch_warns_naming_both():
+    run = GlobalBatch(processes=2, per_process=8, base=64, scaled=True)
+    recorded = GlobalBatch(8, 8, 64, True).meta(seed=0, deterministic=False)
+    assert resume_warning(recorded, run, 'w/epoch_3.pth') == (
+        'w/epoch_3.pth was trained with a global batch of 64 images (8 x 8, lr x 1); this run has '
+        "16 (2 x 8): the resumed optimiser keeps the checkpoint's learning rate and schedule, not "
+        'the lr stated above. Resume with the global batch the run started with'
+    )
+    # the same total from another split: the same lr, nothing to say
+    assert resume_warning(GlobalBatch(4, 4, 64, True).meta(0, False), run, 'c.pth') is None
+    assert resume_warning(None, run, 'mmdet.pth') is None  # a checkpoint without the record

@@ -28,10 +28,17 @@ def test_cpu_report_prints_the_flags_load_and_both_tables():
     out = run(['bash', osp.join(TOOLS, 'benchmarks', 'cpu_report.sh'), '--quick', '--repeats',
                '1', '--warmup', '0', '--no-onnx'], cwd=osp.dirname(TOOLS),
               env=dict(PYTHON=sys.executable), timeout=600)  # fmt: skip
-    flags_line = next(line for line in out.splitlines() if line.startswith('ISA flags: '))
-    printed = set(flags_line.split(': ', 1)[1].split())
+    lines = out.splitlines()
+    # the machine first, in this order: CPU, ISA flags, oneDNN cap, `uptime` (the load)
+    assert lines[0].startswith('# CPU report') and lines[1].startswith('cpu: ')
+    assert lines[2].startswith('ISA flags: ') and lines[3].startswith('oneDNN cap: ')
+    assert lines[4].startswith('load: ') and 'load average' in lines[4]
+    printed = set(lines[2].split(': ', 1)[1].split())
     assert {f for f in FLAGS if f in cpuinfo_flags()} <= printed <= cpuinfo_flags()
-    assert 'load average before the run (1/5/15 min)' in out and out.startswith('# CPU report')
+    assert 'load average before the run (1/5/15 min)' in out
+    # the report's defaults give way to the options given (each named once in the command)
+    command = next(line for line in lines if line.startswith('command: '))
+    assert command.endswith('--device cpu --quick --repeats 1 --warmup 0 --no-onnx'), command
     _, rows = table(out, 'Inference (ms per batch')
     names = [r[2] for r in rows]
     native = choose_amp('cpu').dtype == torch.bfloat16

@@ -249,3 +249,21 @@ def test_scaling_off_warns_that_the_lr_does_not_follow_the_batch(tmp_path, switc
     checkpoint = torch.load(osp.join(work_dir, 'iter_1.pth'), weights_only=False)
     assert [g['lr'] for g in checkpoint['optimizer']['param_groups']] == [0.01]
     assert checkpoint['meta']['global_batch']['lr_factor'] == 1.0
+
+
+def test_resuming_with_another_global_batch_warns_that_the_lr_is_the_checkpoints(
+    global_batch_runs, tmp_path
+):
+    """The 1 x 4 run's checkpoint resumed by 1 x 2: the optimiser keeps the lr scaled for 4."""
+    checkpoint = osp.join(global_batch_runs['1x4'], 'iter_3.pth')
+    work_dir = str(tmp_path / 'work_dir')
+    load_tool('train.py').main([_demo_config(tmp_path, 2), '--work-dir', work_dir,
+                                '--resume', checkpoint, '--cfg-options',
+                                'train_cfg.max_iters=4'])  # fmt: skip
+    log = _log(work_dir)
+    assert 'global batch: 1 process x 2 images = 2 (base 8): lr x 0.25 -> lr 0.0025' in log
+    assert (f'WARNING - {checkpoint} was trained with a global batch of 4 images (1 x 4, lr x '
+            f'0.5); this run has 2 (1 x 2): the resumed optimiser keeps the checkpoint\'s '
+            'learning rate') in log  # fmt: skip
+    resumed = torch.load(osp.join(work_dir, 'iter_4.pth'), weights_only=False)
+    assert [g['lr'] for g in resumed['optimizer']['param_groups']] == [0.005]

@@ -150,16 +150,16 @@ def pseudo_ground_truth(model, ann_file: str, gap: float = 1e-3) -> float:
     return float(thr)
 
 
-def pycocotools_map(path, ann_file: str, runtime: str = 'onnxruntime') -> float:
-    """bbox mAP of the graph at ``path`` (in ``runtime``) scored by pycocotools alone: the
-    images read and resized with OpenCV, detections divided by the resize factor, COCO's xywh
-    boxes."""
+def pycocotools_map(path, ann_file: str, runtime: str = 'onnxruntime', run=None) -> float:
+    """bbox mAP of the graph at ``path`` (in ``runtime``, or the function ``run``) scored by
+    pycocotools alone: the images read and resized with OpenCV, detections divided by the resize
+    factor, COCO's xywh boxes."""
     from pycocotools.coco import COCO
     from pycocotools.cocoeval import COCOeval
 
     from ssd_plugin.deploy.runtimes import load_runtime
 
-    run = load_runtime(str(path), runtime)
+    run = run or load_runtime(str(path), runtime)
     gt = COCO(ann_file)
     root = osp.dirname(osp.dirname(ann_file))
     dets_all = []
@@ -182,6 +182,47 @@ def pycocotools_map(path, ann_file: str, runtime: str = 'onnxruntime') -> float:
     return float(evaluator.stats[0])
 
 
+def as_written(path):
+    """The graph at ``path`` in ONNX Runtime with no graph optimisation: a QDQ graph then runs
+    node by node (dequantise, float32 convolution, quantise), no int8 kernel, so it computes
+    what the graph defines on any CPU."""
+    options = ort.SessionOptions()
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+    sess = ort.InferenceSession(str(path), options, providers=['CPUExecutionProvider'])
+    return lambda inputs: sess.run(None, {'input': inputs})
+
+
+def class_logits(path, inputs: np.ndarray) -> np.ndarray:
+    """The class logits (the input of the graph's one ``Softmax``) of the graph at ``path``,
+    ``(B, priors, classes + 1)``."""
+    proto = onnx.load(str(path))
+    (softmax,) = [node for node in proto.graph.node if node.op_type == 'Softmax']
+    proto.graph.output.append(
+        onnx.helper.make_tensor_value_info(softmax.input[0], onnx.TensorProto.FLOAT, None)
+    )
+    sess = ort.InferenceSession(proto.SerializeToString(), providers=['CPUExecutionProvider'])
+    logits = sess.run(None, {'input': inputs})[-1]
+    # ONNX Runtime's quantisation pre-processing may move the transpose to the other side
+    return logits if logits.shape[-1] < logits.shape[-2] else logits.swapaxes(-1, -2)
+
+
+def val_inputs(ann_file: str) -> np.ndarray:
+    """The val images as the graph takes them (OpenCV-resized BGR pixels, as pycocotools_map)."""
+    root = osp.dirname(osp.dirname(ann_file))
+    files = [img['file_name'] for img in json.load(open(ann_file))['images']]
+    return nchw([cv2.resize(cv2.imread(osp.join(root, 'val', name)), (SIZE, SIZE))
+                 for name in files])  # fmt: skip
+
+
+#: The lowest signal-to-noise ratio (dB) of 8-bit quantised class logits against float32's:
+#: rounding to 8 bits costs ~6 dB per bit (~50 dB for one tensor at full range), ~20 quantised
+#: tensors in series add their noise (-13 dB), min-max ranges use a fraction of the 256 levels
+#: (-10 to -15 dB) and the avx2 target's 7-bit weights lose up to 6 dB more: ~20 dB is what
+#: quantising this network costs, where a wrong scale or a saturating kernel falls to 0 dB or
+#: below (tests/test_deploy/test_openvino_quantize.py uses the same yardstick).
+MIN_SNR_DB = 20.0
+
+
 @pytest.fixture
 def pseudo_demo(tmp_path, model):
     """A 3-image demo val set whose ground truths are ``model``'s detections (mAP 1.0)."""
@@ -199,8 +240,16 @@ def test_quantize_int8_end_to_end(tmp_path, checkpoint, pseudo_demo, capsys):
     of 3 val images whose ground truths are the float32 model's own detections: the float32
     graph scores mAP 1.0 (known by construction), the int8 graph what pycocotools alone gives
     for its detections; the settings are printed and stored, and each COCO table is headed by
-    the graph it scores. (That the int8 kernels compute what the int8 graph defines, on any
-    CPU for the avx2 target, is tests/test_deploy/test_quantize.py's.)"""
+    the graph it scores.
+
+    What the int8 graph is worth, on any CPU: its class logits stay within the 8-bit noise of
+    float32's (:data:`MIN_SNR_DB`), and the mAP of ONNX Runtime's int8 kernels on this CPU is
+    the mAP of the graph as written (run node by node in float32, no int8 kernel): the avx2
+    target's 7-bit weights cannot saturate an int16 pair sum, so AVX2-only and VNNI CPUs
+    compute the same integers, and both checks hold on either. The demo checkpoint is untrained
+    (its scores tie near 1 and fill the 100-detection cap), so int8's mAP against float32's own
+    detections measures ties broken differently (~0.75 with 7-bit weights), not the 0.01 of a
+    trained model: docs/cpu_runtimes.md has those figures."""
     quantize_tool = load_tool('deploy/quantize_onnx.py')
     root, ann_file = pseudo_demo
     fp32, int8 = tmp_path / 'model.onnx', tmp_path / 'model_int8.onnx'
@@ -222,7 +271,18 @@ def test_quantize_int8_end_to_end(tmp_path, checkpoint, pseudo_demo, capsys):
     # CocoMetric reports mAP rounded to 3 decimals: equal within half of 0.001
     assert maps['float32'] == pytest.approx(1.0, abs=5e-4)
     assert maps['int8'] == pytest.approx(pycocotools_map(int8, ann_file), abs=5e-4)
-    assert maps['int8'] > 0
+    # this CPU's int8 kernels against the graph as written: they differ only where float32's
+    # rounding of a sum lands across a requantisation half-step (single steps of a few
+    # activations, test_quantize.py), which moves a few of the ~300 detections' scores by one
+    # step: far within the issue's 0.01 (the int8-vs-float32 target); a saturating kernel
+    # moves whole channels
+    assert maps['int8'] == pytest.approx(
+        pycocotools_map(int8, ann_file, run=as_written(int8)), abs=0.01
+    )
+    inputs = val_inputs(ann_file)
+    reference, logits = class_logits(fp32, inputs), class_logits(int8, inputs)
+    snr_db = 10 * np.log10((reference**2).mean() / ((logits - reference) ** 2).mean())
+    assert np.abs(logits - reference).max() > 0 and snr_db >= MIN_SNR_DB  # int8, and close
 
     proto = onnx.load(str(int8))
     ops = [node.op_type for node in proto.graph.node]

@@ -1,5 +1,5 @@
 """README "SSD + FPN": its config, read out of README, trains and predicts; SSD300's strides on the
-same network stop the run at the first forward with the fix in the message.
+same network stop the run at the first forward with the fix in the message (the one README quotes).
 
 The config is written to a ``configs/`` folder next to links to the repository's configs (its
 ``_base_``), given tiny generated COCO data (``tool_runner.tiny_config``: 3 classes, 5 training
@@ -13,7 +13,7 @@ import os.path as osp
 
 import pytest
 import torch
-from doc_blocks import config_blocks
+from doc_blocks import config_blocks, fenced_blocks
 from mmdet.apis import inference_detector, init_detector
 from tool_runner import CONFIGS, REPO, load_tool, tiny_config
 
@@ -73,3 +73,7 @@ def test_ssd300_strides_on_the_fpn_stop_the_run_and_say_what_to_set(readme_confi
     message = str(err.value)
     assert 'level 5: the network gives 2x2, stride 300 expects 1x1' in message
     assert 'strides=(8, 16, 32, 64, 100, 150)' in message
+    # what README quotes of the message (its parts between '...', lines joined) is in it
+    (quoted,) = fenced_blocks('README.md', SECTION, 'text')
+    for part in ' '.join(quoted.split()).split('...'):
+        assert part.strip() in message

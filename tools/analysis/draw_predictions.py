@@ -1,7 +1,10 @@
 """Draw a trained detector's predictions next to the ground truth on a few test-set images.
 
 Uses the config's test dataset and pipeline and mmdet's ``DetLocalVisualizer``: each PNG shows
-the ground truth on the left and the predictions above ``--score-thr`` on the right.
+the ground truth on the left and the predictions above ``--score-thr`` on the right. Class names
+and colours are the test dataset's (any layout: COCO, VOC, a wrapped or concatenated dataset),
+as ``tools/test.py`` draws them, whatever the checkpoint's meta holds (mmdet's ``init_detector``
+names COCO's classes for a checkpoint without one, and cannot read a ConcatDataset's list).
 
 Example::
 
@@ -15,12 +18,14 @@ import os.path as osp
 
 import mmcv
 import torch
-from mmdet.apis import init_detector
-from mmdet.registry import DATASETS, VISUALIZERS
+from mmdet.registry import DATASETS, MODELS, VISUALIZERS
 from mmengine.config import DictAction
 from mmengine.dataset import pseudo_collate
+from mmengine.model import revert_sync_batchnorm
 from mmengine.registry import init_default_scope
+from mmengine.runner import load_checkpoint
 
+from ssd_plugin.analysis.ground_truths import dataset_metainfo
 from ssd_plugin.cli.data_root import add_data_root_arg, load_config_with_data_root
 from ssd_plugin.engine.checkpoint import weights_only_checkpoint_loading
 from ssd_plugin.engine.cli_errors import run_tool
@@ -48,11 +53,17 @@ def main(argv=None) -> None:
         raise SystemExit(f'draw_predictions.py: error: --num must be >= 1, got {args.num}')
     cfg = load_config_with_data_root(args.config, args.data_root, args.cfg_options)
     init_default_scope(cfg.get('default_scope', 'mmdet'))
-    with weights_only_checkpoint_loading():  # loads mmengine's checkpoints with torch >= 2.6
-        model = init_detector(cfg, args.checkpoint, device=args.device)
     dataset = DATASETS.build(cfg.test_dataloader.dataset)
+    # init_detector's steps, less its reading of the checkpoint's and the dataset's metainfo
+    model = revert_sync_batchnorm(MODELS.build(cfg.model))  # SyncBN: one process here
+    with weights_only_checkpoint_loading():  # loads mmengine's checkpoints with torch >= 2.6
+        load_checkpoint(model, args.checkpoint, map_location='cpu')
+    model.cfg = cfg
+    model.to(args.device).eval()
     visualizer = VISUALIZERS.build(border_safe(cfg.visualizer))  # boxes at edges: no warnings
-    visualizer.dataset_meta = model.dataset_meta
+    visualizer.dataset_meta = model.dataset_meta = dataset_metainfo(
+        dataset, 'test_dataloader.dataset'
+    )
     os.makedirs(args.out_dir, exist_ok=True)
     for idx in range(min(args.num, len(dataset))):
         with torch.no_grad():

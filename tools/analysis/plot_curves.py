@@ -1,8 +1,9 @@
-"""Plot the training loss and the COCO validation mAP of an mmengine work directory.
+"""Plot the training loss and the validation mAP of an mmengine work directory.
 
 Reads every ``<work_dir>/<timestamp>/vis_data/scalars.json`` (a resumed run writes a second one;
 later runs override the steps they repeat) and writes one PNG with two panels: the loss terms
-against the iteration, and the COCO bbox mAP / mAP@0.5 / mAP@0.75 against the iteration.
+against the iteration, and the validation AP against the iteration: COCO's bbox mAP / mAP@0.5 /
+mAP@0.75 (``CocoMetric``) or Pascal VOC's mAP (``VOCMetric``), whichever the run logged.
 
 Example::
 
@@ -21,7 +22,8 @@ matplotlib.use('Agg')  # headless: the demo runs without a display
 import matplotlib.pyplot as plt  # noqa: E402
 
 LOSS_PREFIX = 'loss'
-MAP_KEYS = ('coco/bbox_mAP', 'coco/bbox_mAP_50', 'coco/bbox_mAP_75')
+# mmdet's evaluators' logged keys: CocoMetric's, then VOCMetric's (its mean over iou_thrs)
+MAP_KEYS = ('coco/bbox_mAP', 'coco/bbox_mAP_50', 'coco/bbox_mAP_75', 'pascal_voc/mAP')
 
 Series = Dict[str, Dict[int, float]]
 
@@ -71,8 +73,8 @@ def plot_curves(work_dir: str, out_file: str) -> Dict[str, float]:
     ax_loss.legend()
     for key in MAP_KEYS:
         if key in metrics:
-            ax_map.plot(*_xy(metrics[key]), marker='o', label=key.split('/')[-1])
-    ax_map.set(xlabel='iteration', ylabel='AP', title='COCO bbox AP (val)', ylim=(0, 1))
+            ax_map.plot(*_xy(metrics[key]), marker='o', label=key)
+    ax_map.set(xlabel='iteration', ylabel='AP', title='validation AP', ylim=(0, 1))
     ax_map.grid(alpha=0.3)
     if metrics:
         ax_map.legend()
@@ -85,11 +87,11 @@ def plot_curves(work_dir: str, out_file: str) -> Dict[str, float]:
     return {key: _xy(series)[1][-1] for key, series in metrics.items()}
 
 
-def main() -> None:
+def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description='Plot loss and mAP curves of a work_dir.')
     parser.add_argument('work_dir', help='mmengine work directory (holds <timestamp>/vis_data)')
     parser.add_argument('--out', help='PNG to write; defaults to <work_dir>/curves.png')
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     out_file = args.out or osp.join(args.work_dir, 'curves.png')
     last = plot_curves(args.work_dir, out_file)
     summary = ', '.join(f'{k.split("/")[-1]} {v:.3f}' for k, v in last.items())

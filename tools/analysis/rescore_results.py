@@ -23,6 +23,7 @@ from mmengine.evaluator import Evaluator
 from mmengine.registry import init_default_scope
 
 import ssd_plugin  # noqa: F401  (registers the components: configs need no custom_imports)
+from ssd_plugin.analysis.ground_truths import dataset_metainfo
 from ssd_plugin.cli.data_root import add_data_root_arg, load_config_with_data_root
 from ssd_plugin.engine.cli_errors import run_tool
 
@@ -46,7 +47,7 @@ def rescore(cfg: Config, results_file: str, split: str = 'test') -> Dict[str, fl
     # metainfo (class names, VOC year) only: lazy_init skips loading the annotations
     dataset = DATASETS.build({**cfg[f'{split}_dataloader'].dataset, 'lazy_init': True})
     evaluator = Evaluator(cfg[f'{split}_evaluator'])
-    evaluator.dataset_meta = dataset.metainfo
+    evaluator.dataset_meta = dataset_metainfo(dataset, f'{split}_dataloader.dataset')
     return evaluator.offline_evaluate(results)
 
 

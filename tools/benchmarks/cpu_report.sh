@@ -14,13 +14,19 @@
 set -u
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 repo="$(dirname "$(dirname "$here")")"
-defaults=(--families ssd300 ssdlite --repeats 3 --warmup 1)
+# the report's settings, each unless the command line gives its own (the printed command then
+# names each option once)
+families=(--families ssd300 ssdlite) repeats=(--repeats 3) warmup=(--warmup 1)
 for arg in "$@"; do
     case "$arg" in
         -h|--help) sed -n '2,13p' "${BASH_SOURCE[0]}"; exit 0 ;;
-        --quick) defaults=() ;;  # bench_inference.py's tiny settings instead
+        --quick) families=() repeats=() warmup=() ;;  # bench_inference.py's tiny settings
+        --families|--families=*) families=() ;;
+        --repeats|--repeats=*) repeats=() ;;
+        --warmup|--warmup=*) warmup=() ;;
     esac
 done
+defaults=(${families[@]+"${families[@]}"} ${repeats[@]+"${repeats[@]}"} ${warmup[@]+"${warmup[@]}"})
 if [ -z "${PYTHON:-}" ]; then
     if [ -x "$repo/.venv/bin/python" ]; then PYTHON="$repo/.venv/bin/python"; else PYTHON=python3; fi
 fi

@@ -25,7 +25,7 @@ from ssd_plugin.caffe.converter import (
     DEFAULT_MEAN,
     convert,
 )
-from ssd_plugin.engine.cli_errors import run_tool
+from ssd_plugin.engine.cli_errors import add_debug_arg, run_tool
 
 __all__ = ['main', 'parse_args']
 
@@ -76,6 +76,7 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
         help='refuse a larger prototxt before parsing it (default: '
         f'{DEFAULT_MAX_PROTOTXT_MIB:g} MiB; SSD deploy nets take under 1 MiB)',
     )
+    add_debug_arg(parser)
     return parser.parse_args(argv)
 
 

@@ -201,11 +201,9 @@ def choose_patch(
     """SSD's patch choice: whole image, a patch with min IoU ``t`` for each ``t``, or any patch.
 
     Exactly Caffe's ``GenerateBatchSamples`` with ``ssd_pascal.py``'s samplers: every sampler
-    draws ``max_trials`` patches and keeps its first accepted one; the whole image and the
-    samplers that found a patch form a pool, and one member is picked uniformly. So the 7 modes
-    are uniform whenever every sampler succeeds, and a sampler that fails all its trials hands its
-    share to the others (the whole image is always in the pool). All samplers' trials are drawn
-    and tested in one vectorised pass.
+    draws ``max_trials`` patches and keeps its first accepted one; one member of the pool (the
+    whole image and the samplers that found a patch) is picked uniformly, so a sampler that fails
+    all its trials hands its share to the others. All trials are drawn and tested in one pass.
 
     ``whole_image`` and ``unconstrained`` leave those two members out of the pool (a Caffe
     ``batch_sampler`` list without them, or torchvision's ``RandomIoUCrop`` without the options
@@ -213,13 +211,12 @@ def choose_patch(
     when no batch sampler succeeds (torchvision would retry forever).
 
     Args:
-        width: Image width.
-        height: Image height.
+        width, height: Image size.
         boxes: ``(G, 4)`` ground-truth boxes (may be empty).
         min_ious: IoU bounds of the constrained samplers (paper: 0.1, 0.3, 0.5, 0.7, 0.9).
         max_trials: Candidate patches per sampler (Caffe: 50).
-        scale_range: See :func:`sample_patches` / :func:`sample_torchvision_patches`.
-        aspect_ratio_range: See :func:`sample_patches` / :func:`sample_torchvision_patches`.
+        scale_range, aspect_ratio_range: See :func:`sample_patches` /
+            :func:`sample_torchvision_patches`.
         constraint: ``'any'`` (Caffe) or ``'all'`` (mmdet); see :func:`acceptable_patches`.
         rng: numpy-like RNG (``uniform``, ``randint``).
         whole_image: Keep the whole image in the uniform draw (Caffe's first, empty sampler).
@@ -235,22 +232,21 @@ def choose_patch(
     if patch_mode not in PATCH_MODES:
         raise ValueError(f'patch_mode must be one of {PATCH_MODES}, got {patch_mode!r}')
     bounds = np.array([*min_ious, 0.0] if unconstrained else list(min_ious), dtype=np.float64)
+    sample = sample_torchvision_patches if patch_mode == 'torchvision' else _caffe_trials
     num = len(bounds) * max_trials
-    if patch_mode == 'torchvision':
-        patches, usable = sample_torchvision_patches(
-            num, width, height, scale_range, aspect_ratio_range, rng
-        )
-    else:
-        patches = sample_patches(num, width, height, scale_range, aspect_ratio_range, rng)
-        usable = np.ones(num, dtype=bool)
+    patches, usable = sample(num, width, height, scale_range, aspect_ratio_range, rng)
     accepted = usable & acceptable_patches(
         patches, boxes, np.repeat(bounds, max_trials), constraint
     )
     accepted = accepted.reshape(len(bounds), max_trials)
     pool = np.concatenate([[0] if whole_image else [], 1 + np.flatnonzero(accepted.any(axis=1))])
-    if len(pool) == 0:
-        return 0, None
-    mode = int(pool[rng.randint(len(pool))])
+    mode = int(pool[rng.randint(len(pool))]) if len(pool) else 0  # an empty pool: whole image
     if mode == 0:
         return 0, None
     return mode, patches.reshape(len(bounds), max_trials, 4)[mode - 1, accepted[mode - 1].argmax()]
+
+
+def _caffe_trials(num, width, height, scale_range, aspect_ratio_range, rng):
+    """:func:`sample_patches` as :func:`sample_torchvision_patches` returns: every trial usable."""
+    patches = sample_patches(num, width, height, scale_range, aspect_ratio_range, rng)
+    return patches, np.ones(num, dtype=bool)

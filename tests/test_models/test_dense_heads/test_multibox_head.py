@@ -324,17 +324,19 @@ def test_default_test_cfg_is_what_an_empty_test_cfg_means():
     assert torch.equal(got[0].scores, explicit[0].scores)
 
 
-def _fpn_ssd300(strides=(8, 16, 32, 64, 100, 300)):
-    """The issue's detector, narrow: ResNet-18 C3-C5 -> mmdet's FPN (6 outputs, extra convs on
-    the outputs) -> MultiBoxHead with SSD300's default boxes (``strides``)."""
+def _fpn_ssd300(strides=(8, 16, 32, 64, 100, 300), width=64):
+    """The issue's detector: ResNet-18 C3-C5 -> mmdet's FPN (6 outputs, extra convs on the
+    outputs) -> MultiBoxHead with SSD300's default boxes (``strides``). ``width=64`` is
+    ResNet-18 itself (C3-C5: 128, 256, 512 channels, FPN 256); less is narrower, the same levels."""
+    c3, fpn = 2 * width, 4 * width
     return MODELS.build(
         dict(
             type='SingleStageDetector',
             data_preprocessor=dict(type='DetDataPreprocessor', mean=[0, 0, 0], std=[1, 1, 1]),
-            backbone=dict(type='ResNet', depth=18, base_channels=8, out_indices=(1, 2, 3)),
-            neck=dict(type='FPN', in_channels=[16, 32, 64], out_channels=16, num_outs=6,
+            backbone=dict(type='ResNet', depth=18, base_channels=width, out_indices=(1, 2, 3)),
+            neck=dict(type='FPN', in_channels=[c3, 2 * c3, 4 * c3], out_channels=fpn, num_outs=6,
                       add_extra_convs='on_output'),
-            bbox_head=dict(type='MultiBoxHead', num_classes=3, in_channels=(16,) * 6,
+            bbox_head=dict(type='MultiBoxHead', num_classes=3, in_channels=(fpn,) * 6,
                            prior_generator=dict(type='DefaultBoxGenerator', input_size=300,
                                                 strides=strides, ratios=SSD300_GENERATOR_RATIOS)),
             test_cfg=TEST_CFG,
@@ -363,7 +365,8 @@ def test_fpn_levels_against_ssd300_default_boxes_are_an_error_in_train_predict_a
     from ssd_plugin.deploy import export_onnx
 
     torch.manual_seed(0)
-    model = _fpn_ssd300()
+    model = _fpn_ssd300()  # the issue's exact network
+    assert model.neck.in_channels == [128, 256, 512] and model.neck.out_channels == 256
     data = _fpn_batch(model)
     feats = model.extract_feat(data['inputs'])
     assert [tuple(f.shape[-2:]) for f in feats] == [(s, s) for s in (38, 19, 10, 5, 3, 2)]
@@ -384,7 +387,7 @@ def test_fpn_levels_against_ssd300_default_boxes_are_an_error_in_train_predict_a
 
 def test_fpn_with_strides_from_its_levels_trains_and_predicts():
     torch.manual_seed(0)
-    model = _fpn_ssd300(strides=(8, 16, 32, 64, 100, 150))
+    model = _fpn_ssd300(strides=(8, 16, 32, 64, 100, 150), width=8)
     data = _fpn_batch(model)
     losses = model(**data, mode='loss')
     assert torch.isfinite(losses['loss_cls'] + losses['loss_bbox'])
