@@ -62,7 +62,8 @@ if __name__ == '__main__':
         long_description_content_type='text/markdown',
         license='Apache-2.0',
         python_requires='>=3.10',
-        packages=find_packages(include=('ssd_plugin', 'ssd_plugin.*')),
+        # ssd_plugin_cli: the tools' parsers and error reporting, importable without torch
+        packages=find_packages(include=('ssd_plugin', 'ssd_plugin.*', 'ssd_plugin_cli')),
         include_package_data=True,
         package_data={'ssd_plugin': ['.mim/configs/**/*', '.mim/tools/**/*']},
         install_requires=read_requirements('runtime.txt'),

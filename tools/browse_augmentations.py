@@ -15,16 +15,14 @@ import os
 import os.path as osp
 from typing import List, Optional, Sequence
 
-import cv2
-import numpy as np
+import numpy as np  # already imported by mmengine's DictAction
 from mmengine.config import DictAction
-from mmengine.registry import init_default_scope
-from mmengine.runner import set_random_seed
 
-import ssd_plugin  # noqa: F401  (registers the plugin's transforms for configs without imports)
-from ssd_plugin.analysis.ground_truths import dataset_metainfo
-from ssd_plugin.cli.data_root import add_data_root_arg, load_config_with_data_root
-from ssd_plugin.engine.cli_errors import run_tool
+from ssd_plugin_cli.errors import add_debug_arg, run_tool
+from ssd_plugin_cli.options import add_data_root_arg
+
+# cv2, mmdet and ssd_plugin (torch) are imported where they are used, after the arguments are
+# parsed: --help and a wrong option answer without loading the detection stack
 
 GT_COLOUR = (0, 200, 0)  # BGR
 IGNORED_COLOUR = (0, 0, 230)
@@ -46,6 +44,7 @@ def parse_args(argv=None) -> argparse.Namespace:
         help='override config settings, e.g. train_dataloader.batch_size=4',
     )
     add_data_root_arg(parser)
+    add_debug_arg(parser)
     args = parser.parse_args(argv)
     if args.num < 1:
         parser.error(f'--num must be at least 1, got {args.num}')
@@ -63,6 +62,8 @@ def to_bgr_uint8(inputs) -> np.ndarray:
 
 def draw_sample(packed: dict, classes: Sequence[str]) -> np.ndarray:
     """The packed image with its ground-truth and ignored boxes drawn on it."""
+    import cv2
+
     img = to_bgr_uint8(packed['inputs'])
     sample = packed['data_samples']
     groups = [(sample.gt_instances, GT_COLOUR)]
@@ -103,6 +104,14 @@ def make_grid(tiles: List[np.ndarray], cols: Optional[int] = None, pad: int = 4)
 
 def main(argv=None) -> str:
     args = parse_args(argv)
+    import cv2
+    from mmengine.registry import init_default_scope
+    from mmengine.runner import set_random_seed
+
+    import ssd_plugin  # noqa: F401  (registers the plugin's transforms for configs without imports)
+    from ssd_plugin.analysis.ground_truths import dataset_metainfo
+    from ssd_plugin.cli.data_root import load_config_with_data_root
+
     cfg = load_config_with_data_root(args.config, args.data_root, args.cfg_options)
     init_default_scope(cfg.get('default_scope', 'mmdet'))
     from mmdet.registry import DATASETS

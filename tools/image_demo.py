@@ -18,29 +18,23 @@ Images from different folders are named by their path relative to the inputs' co
     python tools/image_demo.py CONFIG CHECKPOINT 'photos/**/*.jpg' --score-thr 0.5 --device cpu
 """
 
+from __future__ import annotations
+
 import argparse
 import glob
 import json
 import os
 import os.path as osp
-from typing import Callable, Dict, List, Sequence
+from typing import TYPE_CHECKING, Dict, List, Sequence
 
-import cv2
-import numpy as np
-import torch
-from mmdet.apis import DetInferencer
-from mmdet.utils import ConfigType
-from mmengine.dataset import pseudo_collate
-from mmengine.registry import FUNCTIONS
-from mmengine.utils import mkdir_or_exist
+from ssd_plugin_cli.errors import add_debug_arg, run_tool
+from ssd_plugin_cli.options import add_amp_args
 
-import ssd_plugin  # noqa: F401  (registers the components: configs need no custom_imports)
-from ssd_plugin.cli.amp import add_amp_args
-from ssd_plugin.cli.data_root import load_config_with_data_root
-from ssd_plugin.engine.amp import autocast_network, choose_amp
-from ssd_plugin.engine.checkpoint import weights_only_checkpoint_loading
-from ssd_plugin.engine.cli_errors import add_debug_arg, run_tool
-from ssd_plugin.visualization import border_safe
+# cv2, torch, mmdet and ssd_plugin are imported where they are used, after the arguments are
+# parsed: --help and a wrong option answer without loading the detection stack
+if TYPE_CHECKING:
+    import numpy as np
+    from mmdet.apis import DetInferencer
 
 IMG_EXTENSIONS = ('.jpg', '.jpeg', '.png', '.ppm', '.bmp', '.pgm', '.tif', '.tiff', '.webp')
 
@@ -98,6 +92,8 @@ def output_stems(files: Sequence[str]) -> List[str]:
 
 def read_image(path: str) -> np.ndarray:
     """The BGR image at ``path``; a clear error if it cannot be decoded."""
+    import cv2
+
     img = cv2.imread(path, cv2.IMREAD_COLOR)
     if img is None:
         raise ValueError(f'cannot read image {path} (missing, unsupported or corrupt)')
@@ -116,21 +112,6 @@ def detections(pred_instances, classes: Sequence[str], score_thr: float) -> List
     return sorted(out, key=lambda d: -d['score'])
 
 
-class _Inferencer(DetInferencer):
-    """mmdet's ``DetInferencer`` whose collate function is found without a warning.
-
-    mmengine looks the config's ``collate_fn`` up in the ``FUNCTIONS`` registry of the
-    inferencer's scope, but mmdet has no such registry: the lookup warns "Failed to search
-    registry with scope mmdet" and falls back to mmengine's, as this does at once.
-    """
-
-    def _init_collate(self, cfg: ConfigType) -> Callable:
-        collate_fn = cfg.test_dataloader.get('collate_fn')
-        if isinstance(collate_fn, dict):
-            collate_fn = collate_fn['type']
-        return FUNCTIONS.get(collate_fn) if collate_fn else pseudo_collate
-
-
 def build_inferencer(config: str, checkpoint: str, device: str) -> DetInferencer:
     """mmdet's ``DetInferencer`` for the config, its visualizer without storage backends.
 
@@ -138,6 +119,29 @@ def build_inferencer(config: str, checkpoint: str, device: str) -> DetInferencer
     warns "Failed to add LocalVisBackend"); this tool writes the drawn images itself. Boxes at
     the image's edges are drawn without "out of bounds" warnings (``border_safe``).
     """
+    from mmdet.apis import DetInferencer
+    from mmengine.dataset import pseudo_collate
+    from mmengine.registry import FUNCTIONS
+
+    import ssd_plugin  # noqa: F401  (registers the components: configs need no custom_imports)
+    from ssd_plugin.cli.data_root import load_config_with_data_root
+    from ssd_plugin.engine.checkpoint import weights_only_checkpoint_loading
+    from ssd_plugin.visualization import border_safe
+
+    class _Inferencer(DetInferencer):
+        """mmdet's ``DetInferencer`` whose collate function is found without a warning.
+
+        mmengine looks the config's ``collate_fn`` up in the ``FUNCTIONS`` registry of the
+        inferencer's scope, but mmdet has no such registry: the lookup warns "Failed to search
+        registry with scope mmdet" and falls back to mmengine's, as this does at once.
+        """
+
+        def _init_collate(self, cfg):
+            collate_fn = cfg.test_dataloader.get('collate_fn')
+            if isinstance(collate_fn, dict):
+                collate_fn = collate_fn['type']
+            return FUNCTIONS.get(collate_fn) if collate_fn else pseudo_collate
+
     cfg = load_config_with_data_root(config)
     if cfg.get('visualizer'):
         border_safe(cfg.visualizer).vis_backends = None
@@ -152,6 +156,8 @@ def draw_detections(visualizer, name: str, img: np.ndarray, sample, score_thr: f
     The visualizer draws on RGB (its palette is RGB); DetInferencer hands it array inputs
     unconverted, so its own drawing of a BGR array comes out with red and blue swapped.
     """
+    import numpy as np
+
     visualizer.add_datasample(name, img[..., ::-1], sample, draw_gt=False,
                               pred_score_thr=score_thr)  # fmt: skip
     return np.ascontiguousarray(visualizer.get_image()[..., ::-1])
@@ -159,6 +165,12 @@ def draw_detections(visualizer, name: str, img: np.ndarray, sample, score_thr: f
 
 def main(argv=None) -> None:
     args = parse_args(argv)
+    import cv2
+    import torch
+    from mmengine.utils import mkdir_or_exist
+
+    from ssd_plugin.engine.amp import autocast_network, choose_amp
+
     files = list_images(args.inputs)
     unreadable = [f for f in files if not cv2.haveImageReader(f)]
     if unreadable:  # checked before any work: nothing is half-written

@@ -11,8 +11,7 @@ import argparse
 import json
 import time
 
-from ssd_plugin.datasets.demo_shapes import make_demo_dataset
-from ssd_plugin.engine.cli_errors import add_debug_arg, run_tool
+from ssd_plugin_cli.errors import add_debug_arg, run_tool
 
 
 def _int_at_least(low: int):
@@ -60,6 +59,9 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 def main(argv=None) -> None:
     args = parse_args(argv)
+    # after parsing: ssd_plugin imports mmdet and torch, which --help does not need
+    from ssd_plugin.datasets.demo_shapes import make_demo_dataset
+
     start = time.perf_counter()
     try:
         ann_files = make_demo_dataset(

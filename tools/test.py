@@ -13,25 +13,13 @@ Examples::
 
 import argparse
 
-from mmdet.engine.hooks import DetVisualizationHook
-from mmdet.engine.hooks.utils import trigger_visualization_hook
-from mmdet.utils import setup_cache_size_limit_of_dynamo
-from mmengine.config import Config
-from mmengine.evaluator import DumpResults
-from mmengine.registry import RUNNERS
+from mmengine.config import Config  # no torch: mmengine's config module
 
-import ssd_plugin  # noqa: F401  (registers the components: configs need no custom_imports)
-from ssd_plugin.cli.amp import add_amp_args, apply_amp_cfg
-from ssd_plugin.cli.launch import (
-    add_launch_args,
-    add_run_hooks,
-    load_cfg,
-    setup_distributed,
-)
-from ssd_plugin.engine import QuietRunner
-from ssd_plugin.engine.checkpoint import weights_only_checkpoint_loading
-from ssd_plugin.engine.cli_errors import run_tool
-from ssd_plugin.visualization import border_safe
+from ssd_plugin_cli.errors import add_debug_arg, run_tool
+from ssd_plugin_cli.options import add_amp_args, add_launch_args
+
+# mmdet, mmengine's runner and ssd_plugin (torch) are imported where they are used, after the
+# arguments are parsed: --help and a wrong option answer without loading the detection stack
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -46,6 +34,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument('--wait-time', type=float, default=2, help='--show interval (s)')
     add_amp_args(parser)
     add_launch_args(parser)
+    add_debug_arg(parser)
     args = parser.parse_args(argv)
     if args.out is not None and not args.out.endswith(('.pkl', '.pickle')):
         parser.error(f'--out must be a .pkl or .pickle file, got {args.out}')
@@ -54,6 +43,13 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 def build_cfg(args: argparse.Namespace) -> Config:
     """The config as the command line asks for it."""
+    from mmdet.engine.hooks.utils import trigger_visualization_hook
+
+    import ssd_plugin  # noqa: F401  (registers the components: configs need no custom_imports)
+    from ssd_plugin.cli.amp import apply_amp_cfg
+    from ssd_plugin.cli.launch import load_cfg
+    from ssd_plugin.visualization import border_safe
+
     cfg = load_cfg(args.config, args)
     cfg.load_from = args.checkpoint
     apply_amp_cfg(cfg, args.amp, args.amp_dtype)  # --amp, --amp-dtype or the config's amp
@@ -65,6 +61,15 @@ def build_cfg(args: argparse.Namespace) -> Config:
 
 def main(argv=None) -> None:
     args = parse_args(argv)
+    from mmdet.engine.hooks import DetVisualizationHook
+    from mmdet.utils import setup_cache_size_limit_of_dynamo
+    from mmengine.evaluator import DumpResults
+    from mmengine.registry import RUNNERS
+
+    from ssd_plugin.cli.launch import add_run_hooks, setup_distributed
+    from ssd_plugin.engine import QuietRunner
+    from ssd_plugin.engine.checkpoint import weights_only_checkpoint_loading
+
     setup_cache_size_limit_of_dynamo()
     cfg = build_cfg(args)
     setup_distributed(cfg)

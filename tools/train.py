@@ -13,24 +13,13 @@ Examples::
 
 import argparse
 
-from mmdet.utils import setup_cache_size_limit_of_dynamo
-from mmengine.config import Config
-from mmengine.registry import RUNNERS
+from mmengine.config import Config  # no torch: mmengine's config module
 
-import ssd_plugin  # noqa: F401  (registers the components: configs need no custom_imports)
-from ssd_plugin.cli.amp import add_amp_args, apply_amp_cfg
-from ssd_plugin.cli.launch import (
-    add_hooks,
-    add_launch_args,
-    add_run_hooks,
-    load_cfg,
-    setup_distributed,
-)
-from ssd_plugin.cli.resume import resolve_auto_resume
-from ssd_plugin.cli.train_options import add_train_options, apply_train_options, check_sync_bn
-from ssd_plugin.engine import QuietRunner
-from ssd_plugin.engine.checkpoint import weights_only_checkpoint_loading
-from ssd_plugin.engine.cli_errors import run_tool
+from ssd_plugin_cli.errors import add_debug_arg, run_tool
+from ssd_plugin_cli.options import add_amp_args, add_launch_args, add_train_options
+
+# mmdet, mmengine's runner and ssd_plugin (torch) are imported where they are used, after the
+# arguments are parsed: --help and a wrong option answer without loading the detection stack
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -43,11 +32,17 @@ def parse_args(argv=None) -> argparse.Namespace:
                         'last_checkpoint in the work dir names (or, where that one is missing or '
                         'damaged, the newest intact checkpoint there)')  # fmt: skip
     add_launch_args(parser)
+    add_debug_arg(parser)
     return parser.parse_args(argv)
 
 
 def build_cfg(args: argparse.Namespace) -> Config:
     """The config as the command line asks for it."""
+    import ssd_plugin  # noqa: F401  (registers the components: configs need no custom_imports)
+    from ssd_plugin.cli.amp import apply_amp_cfg
+    from ssd_plugin.cli.launch import add_hooks, load_cfg
+    from ssd_plugin.cli.train_options import apply_train_options
+
     cfg = load_cfg(args.config, args)
     apply_amp_cfg(cfg, args.amp, args.amp_dtype)  # --amp, --amp-dtype or the config's amp
     apply_train_options(cfg, args)
@@ -63,6 +58,15 @@ def build_cfg(args: argparse.Namespace) -> Config:
 
 def main(argv=None) -> None:
     args = parse_args(argv)
+    from mmdet.utils import setup_cache_size_limit_of_dynamo
+    from mmengine.registry import RUNNERS
+
+    from ssd_plugin.cli.launch import add_run_hooks, setup_distributed
+    from ssd_plugin.cli.resume import resolve_auto_resume
+    from ssd_plugin.cli.train_options import check_sync_bn
+    from ssd_plugin.engine import QuietRunner
+    from ssd_plugin.engine.checkpoint import weights_only_checkpoint_loading
+
     setup_cache_size_limit_of_dynamo()
     cfg = build_cfg(args)
     # a plain --resume skips a truncated newest checkpoint (killed while saving, disk full)

@@ -2,17 +2,18 @@
 
 Every converter reads one ``.pth`` file, renames (and sometimes reshapes) its tensors with a pure
 ``convert(state_dict, source)`` function and saves the result; :func:`converter_main` is that
-``main``, so the tools hold only their ``convert`` and their help texts.
+``main`` after parsing, so the tools hold only their ``convert`` and their help texts. Their
+parser (``SRC DST --debug``) is :func:`ssd_plugin_cli.options.converter_parser`: ``--help``
+answers before this module (and torch) is imported.
 """
 
 import argparse
-from typing import Callable, Dict, Optional, Sequence, Tuple
+from typing import Callable, Dict, Optional, Tuple
 
 import torch
 from torch import Tensor
 
 from ..engine.checkpoint import load_state_dict_file
-from ..engine.cli_errors import add_debug_arg
 
 __all__ = ['StateDictConverter', 'convert_checkpoint_file', 'converter_main']
 
@@ -49,31 +50,20 @@ def convert_checkpoint_file(
 
 def converter_main(
     convert: StateDictConverter,
-    description: str,
-    src_help: str,
-    dst_help: str,
-    argv: Optional[Sequence[str]] = None,
+    args: argparse.Namespace,
     keep_wrapper: bool = True,
     describe: Optional[Callable[[Dict[str, Tensor], str], str]] = None,
 ) -> None:
-    """``main`` of a converter tool: ``SRC DST`` arguments, conversion, one line on stdout.
+    """``main`` of a converter tool after parsing: the conversion, then one line on stdout.
 
     Args:
         convert: The converter's pure function.
-        description: The tool's ``--help`` description.
-        src_help: Help text of ``src``.
-        dst_help: Help text of ``dst``.
-        argv: Arguments (default: ``sys.argv[1:]``).
+        args: The arguments of :func:`ssd_plugin_cli.options.converter_parser` (``src``,
+            ``dst``).
         keep_wrapper: See :func:`convert_checkpoint_file`.
         describe: ``describe(state_dict, src)`` names what was converted in the printed line
             (e.g. the source model) from the input state dict; None names nothing.
     """
-    parser = argparse.ArgumentParser(description=description)
-    parser.add_argument('src', help=src_help)
-    parser.add_argument('dst', help=dst_help)
-    add_debug_arg(parser)
-    args = parser.parse_args(argv)
-
     state_dict, converted = convert_checkpoint_file(args.src, args.dst, convert, keep_wrapper)
     what = '' if describe is None else f' of {describe(state_dict, args.src)}'
     print(f'converted {len(converted)} tensors{what} from {args.src} to {args.dst}')

@@ -10,28 +10,20 @@ wrappers; for a dataset without ``data_root`` its ``ann_file`` and ``data_prefix
 root as it was.
 """
 
-import argparse
 import os.path as osp
 import warnings
 from typing import Iterator, List, Optional
 
 from mmengine.config import Config
 
+# the option itself is built without torch, for the tools' parsers; re-exported for the tools
+# that import it from here
+from ssd_plugin_cli.options import add_data_root_arg
+
 __all__ = ['move_data_root', 'add_data_root_arg', 'load_config_with_data_root']
 
 _LOADERS = ('train_dataloader', 'val_dataloader', 'test_dataloader')
 _EVALUATORS = ('val_evaluator', 'test_evaluator')
-
-
-def add_data_root_arg(parser: argparse.ArgumentParser) -> None:
-    """Add ``--data-root DIR`` (see :func:`move_data_root`)."""
-    parser.add_argument(
-        '--data-root',
-        metavar='DIR',
-        help="read the config's datasets from DIR instead of its data_root: every dataset root "
-        'and evaluator annotation file moves, keeping its path relative to the root '
-        '(applied before --cfg-options)',
-    )
 
 
 def load_config_with_data_root(

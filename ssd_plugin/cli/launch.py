@@ -1,4 +1,7 @@
-"""What ``tools/train.py`` and ``tools/test.py`` share: arguments, config loading, CPU launch.
+"""What ``tools/train.py`` and ``tools/test.py`` share: config loading, hooks, CPU launch.
+
+Their launch options are built by :func:`ssd_plugin_cli.options.add_launch_args` (no torch, so
+``--help`` answers at once); :func:`load_cfg` applies them.
 
 Both add :data:`RUN_HOOKS` to any config that lacks them (:func:`add_run_hooks`), so a config
 written without the plugin's hooks still gets them, under ``mim train`` / ``mim test`` too.
@@ -22,18 +25,17 @@ import os.path as osp
 from typing import Sequence
 
 import torch.multiprocessing as mp
-from mmengine.config import Config, DictAction
+from mmengine.config import Config
 from mmengine.dist import init_dist, is_distributed
 from mmengine.registry import MODEL_WRAPPERS
 from torch import cuda
 from torch.nn.parallel import DistributedDataParallel
 
-from .data_root import add_data_root_arg, load_config_with_data_root
+from .data_root import load_config_with_data_root
 
 __all__ = [
     'RUN_HOOKS',
     'add_hooks',
-    'add_launch_args',
     'add_run_hooks',
     'load_cfg',
     'setup_distributed',
@@ -45,21 +47,10 @@ __all__ = [
 RUN_HOOKS = ('CheckpointGuardHook', 'TrainProgressHook', 'EvalProgressHook', 'CpuThreadsHook')
 
 
-def add_launch_args(parser: argparse.ArgumentParser) -> None:
-    """Add ``--work-dir``, ``--data-root``, ``--cfg-options``, ``--launcher``, ``--local-rank``."""
-    parser.add_argument('--work-dir', help='folder for logs, checkpoints and metrics')
-    add_data_root_arg(parser)
-    parser.add_argument('--cfg-options', nargs='+', action=DictAction,
-                        help='override config settings, key=value (e.g. '
-                        'train_dataloader.batch_size=4 model.bbox_head.num_classes=3)')  # fmt: skip
-    parser.add_argument('--launcher', choices=['none', 'pytorch', 'slurm', 'mpi'],
-                        default='none', help='job launcher')  # fmt: skip
-    # torch.distributed.launch passes --local-rank (torch >= 2.0), older launchers --local_rank
-    parser.add_argument('--local_rank', '--local-rank', type=int, default=0)
-
-
 def load_cfg(config: str, args: argparse.Namespace) -> Config:
-    """Load a config and apply the :func:`add_launch_args` arguments, as mmdet's tools do.
+    """Load a config and apply the launch arguments, as mmdet's tools do.
+
+    ``args`` holds those of :func:`ssd_plugin_cli.options.add_launch_args`.
 
     ``--data-root`` moves the datasets first, then ``--cfg-options`` apply. ``work_dir`` is, in
     priority order: ``--work-dir``, the config's, ``./work_dirs/<name>``. Also sets

@@ -1,4 +1,7 @@
-"""``tools/train.py``'s options that decide what a run trains on N processes.
+"""``tools/train.py``'s options that decide what a run trains on N processes, applied to a config.
+
+The options themselves are built by :func:`ssd_plugin_cli.options.add_train_options` (no torch);
+:func:`apply_train_options` writes them into the config.
 
 - ``--auto-scale-lr`` / ``--no-auto-scale-lr``: the learning rate follows the global batch
   (:mod:`ssd_plugin.engine.global_batch`); by default it does wherever the config names
@@ -16,31 +19,15 @@ import argparse
 from mmengine.config import Config
 from mmengine.device import get_device
 
+from ssd_plugin_cli.options import SYNC_BN_IMPLEMENTATIONS
+
 from ..engine.global_batch import auto_scale_lr_cfg
 
-__all__ = ['add_train_options', 'apply_train_options', 'check_sync_bn']
-
-#: mmengine's ``sync_bn`` values: torch's SyncBatchNorm or mmcv's.
-SYNC_BN_IMPLEMENTATIONS = ('torch', 'mmcv')
-
-
-def add_train_options(parser: argparse.ArgumentParser) -> None:
-    """Add ``--[no-]auto-scale-lr``, ``--sync-bn``, ``--seed`` and ``--deterministic``."""
-    parser.add_argument(
-        '--auto-scale-lr', action=argparse.BooleanOptionalAction, default=None,
-        help='scale the lr by total batch / auto_scale_lr.base_batch_size (the default where '
-        'the config names the base; --no-auto-scale-lr keeps the lr as written)')  # fmt: skip
-    parser.add_argument(
-        '--sync-bn', nargs='?', const='torch', choices=SYNC_BN_IMPLEMENTATIONS,
-        help="BatchNorm statistics over all processes (mmengine's sync_bn; 'torch' unless "
-        "'mmcv' is named); needs GPUs, helps when each GPU holds a few images")  # fmt: skip
-    parser.add_argument('--seed', type=int, help='random seed (randomness.seed)')
-    parser.add_argument('--deterministic', action='store_true',
-                        help='deterministic algorithms (randomness.deterministic)')  # fmt: skip
+__all__ = ['apply_train_options', 'check_sync_bn']
 
 
 def apply_train_options(cfg: Config, args: argparse.Namespace) -> None:
-    """Write the :func:`add_train_options` arguments into ``cfg``.
+    """Write the :func:`ssd_plugin_cli.options.add_train_options` arguments into ``cfg``.
 
     Raises:
         ValueError: ``--auto-scale-lr`` on a config without ``auto_scale_lr.base_batch_size``.

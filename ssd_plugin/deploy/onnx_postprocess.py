@@ -125,7 +125,11 @@ class PostProcessStage(nn.Module):
         n = self.prefix
         best, idx = scores.amax(dim=2).topk(n, dim=1)  # (B, n), descending
         cutoff = best[:, -1:]
-        cand = scores.gather(1, idx[..., None].expand(-1, -1, num_classes))  # (B, n, C)
+        # the prefix's rows as one row gather (ONNX Gather): OpenVINO 2026.4 folds the decode's
+        # background-dropping Slice into a GatherElements of (B, n, C) indices and then
+        # refuses the graph (its data, the softmax, has C + 1 channels)
+        rows = idx + torch.arange(idx.shape[0], device=idx.device)[:, None] * num_priors
+        cand = scores.reshape(-1, num_classes)[rows.flatten()].reshape(-1, n, num_classes)
         # below the cut-off: 0, which never passes "score > score_thr >= 0"
         cand = cand * (cand >= cutoff[..., None])
         if 0 < self.nms_pre < n:  # scores in the prefix rank as in the whole image

@@ -8,7 +8,7 @@ import pytest
 from mmengine.config import Config
 from tiny_ssd import write_net
 
-from ssd_plugin.engine.cli_errors import run_tool
+from ssd_plugin_cli.errors import run_tool
 
 TOOL = Path(__file__).parents[2] / 'tools' / 'model_converters' / 'caffe_ssd_to_plugin.py'
 pytestmark = pytest.mark.filterwarnings('ignore::UserWarning')

@@ -68,7 +68,6 @@ def test_the_network_is_int8_and_close_to_float32(graphs, tmp_path):
     for out, ort_out, ref in zip(int8, load_runtime(ort_int8, 'onnxruntime')(inputs), reference):
         assert out.shape == ref.shape and np.abs(out - ref).max() > 0  # int8, not float32
         assert snr_db(out, ref) >= MIN_SNR_DB
-        print("SNR", snr_db(out, ref), snr_db(ort_out, ref))
         assert snr_db(ort_out, ref) >= MIN_SNR_DB  # the yardstick holds for ONNX Runtime's too
 
 

@@ -45,6 +45,18 @@ def test_each_runtime_gives_pytorchs_detections(model, dets_graph, runtime):
     assert runtime_version(runtime) != '-'
 
 
+def test_openvino_reads_the_graph_without_a_box_size_filter(tmp_path):
+    """``min_bbox_size=-1`` (torchvision's configs): the post-processing then takes the
+    decode's background-dropping slice of the softmax as it is, a pattern OpenVINO 2026.4
+    refused as a class-channel gather (``GatherElements`` shapes); the graph reads and gives
+    PyTorch's detections."""
+    model = tiny_ssd(min_bbox_size=-1)
+    path = str(tmp_path / 'no_size_filter.onnx')
+    export_onnx(model, path, (SIZE, SIZE), with_nms=True, classes=('a', 'b', 'c'))
+    img = images(2)
+    assert_same_detections(*load_runtime(path, 'openvino')(img.numpy()), predict(model, img))
+
+
 def test_clear_errors(dets_graph, tmp_path):
     with pytest.raises(ValueError, match='runtime must be one of onnxruntime, openvino, opencv'):
         load_runtime(dets_graph, 'tensorrt')

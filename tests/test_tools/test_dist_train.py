@@ -1,9 +1,12 @@
-"""Distributed training and testing on CPUs (gloo): tools/dist_train.sh and tools/slurm_test.sh.
+"""Distributed training and testing on CPUs (gloo): the dist_* and slurm_* scripts.
 
 Two processes train SSDLite for two iterations on a tiny dataset; a probe hook
 (``dist_probe.py``) records, per rank, its own losses, what the message hub logged and the
 weights. Then ``slurm_test.sh`` (through stand-ins for ``srun``/``scontrol`` that start the tasks
-with Slurm's variables) evaluates the checkpoint with two processes.
+with Slurm's variables) and ``dist_test.sh`` evaluate the checkpoint with two processes each.
+The demo network, made deterministic, then trains on one global batch split over 1 process,
+2 processes (``slurm_train.sh``) and 2 "nodes" (``dist_train.sh`` twice): the same weights, the
+same log line and checkpoint meta.
 """
 
 import copy
@@ -107,28 +110,34 @@ def test_ranks_log_the_mean_loss_and_end_with_the_same_weights(dist_run):
     np.testing.assert_allclose(logged[0], own.mean(axis=0), atol=1e-4)
 
 
-def test_slurm_test_matches_single_process_test(dist_run, tmp_path):
+def test_slurm_test_and_dist_test_match_single_process_test(dist_run, tmp_path):
     config, work_dir, _ = dist_run
     checkpoint = osp.join(work_dir, 'epoch_2.pth')
     bin_dir = tmp_path / 'bin'
     slurm_env = fake_slurm(bin_dir)
 
-    dist_dir = str(tmp_path / 'slurm')
+    slurm_dir = str(tmp_path / 'slurm')
     run(['bash', osp.join(TOOLS, 'slurm_test.sh'), 'cpu', 'ssd-test', config, checkpoint,
-         '--work-dir', dist_dir],
+         '--work-dir', slurm_dir],
         cwd=str(tmp_path),
         env=dict(slurm_env, GPUS='2', GPUS_PER_NODE='2'))  # fmt: skip
     srun_args = (bin_dir / 'srun_args').read_text().split()
     assert srun_args[:2] == ['-p', 'cpu'] and '--ntasks=2' in srun_args
     assert srun_args[srun_args.index('-u') + 2 :][:2] == [config, checkpoint]
 
+    dist_dir = str(tmp_path / 'dist')
+    run(['bash', osp.join(TOOLS, 'dist_test.sh'), config, checkpoint, '2', '--work-dir', dist_dir],
+        cwd=str(tmp_path), env=dict(PYTHON=sys.executable, PORT=str(free_port())))  # fmt: skip
+
     single_dir = str(tmp_path / 'single')
     load_tool('test.py').main([config, checkpoint, '--work-dir', single_dir])
-    distributed, single = (mmengine.load(glob.glob(osp.join(d, '*', '*.json'))[0])
-                           for d in (dist_dir, single_dir))  # fmt: skip
+    slurm, dist, single = (mmengine.load(glob.glob(osp.join(d, '*', '*.json'))[0])
+                           for d in (slurm_dir, dist_dir, single_dir))  # fmt: skip
     metrics = [k for k in single if k.startswith('coco/')]
     assert metrics and 'coco/bbox_mAP' in metrics
-    np.testing.assert_equal({k: distributed[k] for k in metrics}, {k: single[k] for k in metrics})
+    for distributed in (slurm, dist):  # each process scores its shard; rank 0 merges them
+        np.testing.assert_equal({k: distributed[k] for k in metrics},
+                                {k: single[k] for k in metrics})  # fmt: skip
 
 
 DEMO = osp.join(CONFIGS, 'ssd_demo_shapes.py')

@@ -202,7 +202,8 @@ def class_logits(path, inputs: np.ndarray) -> np.ndarray:
     )
     sess = ort.InferenceSession(proto.SerializeToString(), providers=['CPUExecutionProvider'])
     logits = sess.run(None, {'input': inputs})[-1]
-    # ONNX Runtime's quantisation pre-processing may move the transpose to the other side
+    # classes last: the decode's softmax of few classes runs over a middle axis (between two
+    # transposes, MultiBoxHead.decode), which ONNX Runtime's pre-processing may move
     return logits if logits.shape[-1] < logits.shape[-2] else logits.swapaxes(-1, -2)
 
 

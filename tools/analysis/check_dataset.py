@@ -17,17 +17,14 @@ import sys
 
 sys.path.insert(0, osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__)))))
 
-import ssd_plugin  # noqa: E402,F401  (registers the components)
-from ssd_plugin.cli.data_root import (  # noqa: E402
-    add_data_root_arg,
-    load_config_with_data_root,
-)
-from ssd_plugin.datasets.dataset_check import (  # noqa: E402
-    SPLITS,
-    check_datasets,
-    format_reports,
-)
-from ssd_plugin.engine.cli_errors import run_tool  # noqa: E402
+# ssd_plugin (mmdet, torch) is imported after the arguments are parsed: --help and a wrong
+# option answer without loading the detection stack
+from ssd_plugin_cli.errors import add_debug_arg, run_tool  # noqa: E402
+from ssd_plugin_cli.options import add_data_root_arg  # noqa: E402
+
+#: The dataloaders --split names (ssd_plugin.datasets.dataset_check.SPLITS; a test checks that
+#: they agree).
+SPLITS = ('train', 'val', 'test')
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -38,6 +35,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument('--workers', type=int, default=min(8, os.cpu_count() or 1),
                         help='processes decoding images (default: cores, at most 8)')  # fmt: skip
     add_data_root_arg(parser)
+    add_debug_arg(parser)
     args = parser.parse_args(argv)
     if args.workers < 1:
         parser.error(f'--workers must be >= 1, got {args.workers}')
@@ -46,6 +44,10 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 def main(argv=None) -> int:
     args = parse_args(argv)
+    import ssd_plugin  # noqa: F401  (registers the components)
+    from ssd_plugin.cli.data_root import load_config_with_data_root
+    from ssd_plugin.datasets.dataset_check import check_datasets, format_reports
+
     cfg = load_config_with_data_root(args.config, args.data_root)
     reports = check_datasets(cfg, args.split, workers=args.workers)
     print(format_reports(reports))

@@ -23,23 +23,14 @@ import os.path as osp
 import sys
 import time
 
-import torch
 from mmengine.config import DictAction
 
 sys.path.insert(0, osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__)))))
 
-from ssd_plugin.analysis import (  # noqa: E402  (the repository root goes on sys.path first)
-    evaluate_coverage,
-    plot_coverage,
-    prepare_coverage,
-    search_scale_range,
-)
-from ssd_plugin.analysis.synthetic_coco import use_synthetic_coco  # noqa: E402
-from ssd_plugin.cli.data_root import (  # noqa: E402
-    add_data_root_arg,
-    load_config_with_data_root,
-)
-from ssd_plugin.engine.cli_errors import run_tool  # noqa: E402
+# (the repository root goes on sys.path first); torch and ssd_plugin are imported after the
+# arguments are parsed: --help and a wrong option answer without loading the detection stack
+from ssd_plugin_cli.errors import add_debug_arg, run_tool  # noqa: E402
+from ssd_plugin_cli.options import add_data_root_arg  # noqa: E402
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -72,6 +63,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     )
     parser.add_argument('--cfg-options', nargs='+', action=DictAction, help='override config keys')
     add_data_root_arg(parser)
+    add_debug_arg(parser)
     return parser.parse_args(argv)
 
 
@@ -106,6 +98,17 @@ def config_snippet(overrides: dict) -> str:
 
 def main(argv=None) -> None:
     args = parse_args(argv)
+    import torch
+
+    from ssd_plugin.analysis import (
+        evaluate_coverage,
+        plot_coverage,
+        prepare_coverage,
+        search_scale_range,
+    )
+    from ssd_plugin.analysis.synthetic_coco import use_synthetic_coco
+    from ssd_plugin.cli.data_root import load_config_with_data_root
+
     out_dir = args.out_dir or osp.join(
         'work_dirs', 'default_box_coverage', osp.splitext(osp.basename(args.config))[0]
     )

@@ -16,20 +16,10 @@ import argparse
 import os
 import os.path as osp
 
-import mmcv
-import torch
-from mmdet.registry import DATASETS, MODELS, VISUALIZERS
 from mmengine.config import DictAction
-from mmengine.dataset import pseudo_collate
-from mmengine.model import revert_sync_batchnorm
-from mmengine.registry import init_default_scope
-from mmengine.runner import load_checkpoint
 
-from ssd_plugin.analysis.ground_truths import dataset_metainfo
-from ssd_plugin.cli.data_root import add_data_root_arg, load_config_with_data_root
-from ssd_plugin.engine.checkpoint import weights_only_checkpoint_loading
-from ssd_plugin.engine.cli_errors import run_tool
-from ssd_plugin.visualization import border_safe
+from ssd_plugin_cli.errors import add_debug_arg, run_tool
+from ssd_plugin_cli.options import add_data_root_arg
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -44,6 +34,7 @@ def parse_args(argv=None) -> argparse.Namespace:
         '--cfg-options', nargs='+', action=DictAction, help='override config keys (key=value)'
     )
     add_data_root_arg(parser)
+    add_debug_arg(parser)
     return parser.parse_args(argv)
 
 
@@ -51,6 +42,20 @@ def main(argv=None) -> None:
     args = parse_args(argv)
     if args.num < 1:
         raise SystemExit(f'draw_predictions.py: error: --num must be >= 1, got {args.num}')
+    # after parsing: --help and a wrong option answer without loading the detection stack
+    import mmcv
+    import torch
+    from mmdet.registry import DATASETS, MODELS, VISUALIZERS
+    from mmengine.dataset import pseudo_collate
+    from mmengine.model import revert_sync_batchnorm
+    from mmengine.registry import init_default_scope
+    from mmengine.runner import load_checkpoint
+
+    from ssd_plugin.analysis.ground_truths import dataset_metainfo
+    from ssd_plugin.cli.data_root import load_config_with_data_root
+    from ssd_plugin.engine.checkpoint import weights_only_checkpoint_loading
+    from ssd_plugin.visualization import border_safe
+
     cfg = load_config_with_data_root(args.config, args.data_root, args.cfg_options)
     init_default_scope(cfg.get('default_scope', 'mmdet'))
     dataset = DATASETS.build(cfg.test_dataloader.dataset)

@@ -16,16 +16,13 @@ import argparse
 import json
 from typing import Dict
 
-import mmengine
-from mmdet.registry import DATASETS
 from mmengine.config import Config, DictAction
-from mmengine.evaluator import Evaluator
-from mmengine.registry import init_default_scope
 
-import ssd_plugin  # noqa: F401  (registers the components: configs need no custom_imports)
-from ssd_plugin.analysis.ground_truths import dataset_metainfo
-from ssd_plugin.cli.data_root import add_data_root_arg, load_config_with_data_root
-from ssd_plugin.engine.cli_errors import run_tool
+from ssd_plugin_cli.errors import add_debug_arg, run_tool
+from ssd_plugin_cli.options import add_data_root_arg
+
+# mmdet and ssd_plugin (torch) are imported where they are used, after the arguments are
+# parsed: --help and a wrong option answer without loading the detection stack
 
 
 def rescore(cfg: Config, results_file: str, split: str = 'test') -> Dict[str, float]:
@@ -39,6 +36,14 @@ def rescore(cfg: Config, results_file: str, split: str = 'test') -> Dict[str, fl
     Returns:
         dict[str, float]: The evaluator's metrics.
     """
+    import mmengine
+    from mmdet.registry import DATASETS
+    from mmengine.evaluator import Evaluator
+    from mmengine.registry import init_default_scope
+
+    import ssd_plugin  # noqa: F401  (registers the components: configs need no custom_imports)
+    from ssd_plugin.analysis.ground_truths import dataset_metainfo
+
     init_default_scope(cfg.get('default_scope', 'mmdet'))
     results = mmengine.load(results_file)
     if not isinstance(results, list) or not results:
@@ -62,7 +67,12 @@ def main(argv=None) -> None:
     parser.add_argument(
         '--cfg-options', nargs='+', action=DictAction,
         help='override config settings, e.g. test_evaluator.classwise=True')  # fmt: skip
+    add_debug_arg(parser)
     args = parser.parse_args(argv)
+    import mmengine
+
+    from ssd_plugin.cli.data_root import load_config_with_data_root
+
     cfg = load_config_with_data_root(args.config, args.data_root, args.cfg_options)
     metrics = rescore(cfg, args.results, args.split)
     print(json.dumps(metrics, indent=1))

@@ -19,15 +19,16 @@ import argparse
 import sys
 from typing import List, Optional
 
-from ssd_plugin.caffe.converter import (
-    DEFAULT_MAX_MEMORY_GIB,
-    DEFAULT_MAX_PROTOTXT_MIB,
-    DEFAULT_MEAN,
-    convert,
-)
-from ssd_plugin.engine.cli_errors import add_debug_arg, run_tool
+from ssd_plugin_cli.errors import add_debug_arg, run_tool
 
 __all__ = ['main', 'parse_args']
+
+# The converter's defaults (ssd_plugin.caffe.converter's DEFAULT_MEAN, DEFAULT_MAX_MEMORY_GIB,
+# DEFAULT_MAX_PROTOTXT_MIB) as --help states them: importing them would import mmdet and torch
+# before --help answers; a test checks that these equal the converter's.
+DEFAULT_MEAN = (104.0, 117.0, 123.0)
+DEFAULT_MAX_MEMORY_GIB = 2.0
+DEFAULT_MAX_PROTOTXT_MIB = 8.0
 
 
 def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
@@ -82,6 +83,8 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
 
 def main(argv: Optional[List[str]] = None) -> None:
     args = parse_args(argv)
+    from ssd_plugin.caffe.converter import convert  # after parsing: imports mmdet and torch
+
     convert(
         args.prototxt,
         args.caffemodel,

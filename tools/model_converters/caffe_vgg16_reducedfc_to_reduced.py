@@ -23,18 +23,23 @@ every other tensor is copied unchanged. The converted backbone therefore expects
 ``DetDataPreprocessor(mean=[123.675, 116.28, 103.53], std=[1, 1, 1], bgr_to_rgb=True)``.
 """
 
-from typing import Dict, Tuple
+from __future__ import annotations
 
-import torch
-from torch import Tensor
+from typing import TYPE_CHECKING, Dict, Tuple
 
-from ssd_plugin.cli.checkpoint_conversion import converter_main
-from ssd_plugin.engine.cli_errors import run_tool
-from ssd_plugin.models.backbones.reduced_vgg16 import VGG16_SEQUENTIAL_INDICES, ReducedVGG16
+from ssd_plugin_cli.errors import run_tool
+from ssd_plugin_cli.options import converter_parser
+
+if TYPE_CHECKING:  # torch is imported after the arguments are parsed (a quick --help)
+    from torch import Tensor
 
 
 def _key_map() -> Dict[str, Tuple[str, Tuple[int, ...]]]:
     """SRC key -> (ReducedVGG16 key, expected shape)."""
+    import torch
+
+    from ssd_plugin.models.backbones.reduced_vgg16 import VGG16_SEQUENTIAL_INDICES, ReducedVGG16
+
     with torch.device('meta'):
         ours = ReducedVGG16().state_dict()
     return {
@@ -75,14 +80,15 @@ def convert(state_dict: Dict[str, Tensor], source: str = 'state dict') -> Dict[s
 
 
 def main(argv=None) -> None:
-    converter_main(
-        convert,
+    args = converter_parser(
         __doc__.splitlines()[0],
         src_help='vgg16_reducedfc.pth (ssd.pytorch layout)',
         dst_help='output ReducedVGG16 checkpoint (.pth)',
-        argv=argv,
-        keep_wrapper=False,  # a backbone checkpoint for init_cfg=dict(type='Pretrained')
-    )
+    ).parse_args(argv)
+    from ssd_plugin.cli.checkpoint_conversion import converter_main
+
+    # a backbone checkpoint for init_cfg=dict(type='Pretrained'): a bare state dict
+    converter_main(convert, args, keep_wrapper=False)
 
 
 if __name__ == '__main__':

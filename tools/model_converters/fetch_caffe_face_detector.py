@@ -13,8 +13,7 @@ preprocessing the model expects (for ``caffe_ssd_to_plugin.py --mean``).
 
 import argparse
 
-from ssd_plugin.caffe.converter.face_detector_files import FACE_DETECTOR_MEAN, face_detector_files
-from ssd_plugin.engine.cli_errors import add_debug_arg, run_tool
+from ssd_plugin_cli.errors import add_debug_arg, run_tool
 
 
 def main(argv=None) -> None:
@@ -22,6 +21,12 @@ def main(argv=None) -> None:
     parser.add_argument('--cache-dir', help='where to keep the files')
     add_debug_arg(parser)
     args = parser.parse_args(argv)
+    # after parsing: ssd_plugin imports mmdet and torch, which --help does not need
+    from ssd_plugin.caffe.converter.face_detector_files import (
+        FACE_DETECTOR_MEAN,
+        face_detector_files,
+    )
+
     prototxt, caffemodel = face_detector_files(args.cache_dir)
     print(prototxt)
     print(caffemodel)

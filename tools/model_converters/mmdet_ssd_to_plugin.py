@@ -21,22 +21,30 @@ Checkpoints from mmdet < 2.14 use older SSD keys: upgrade them first with mmdet'
 ``tools/model_converters/upgrade_ssd_version.py``.
 """
 
+from __future__ import annotations
+
 import re
 from collections import OrderedDict
-from typing import Dict, List
+from typing import TYPE_CHECKING, Dict, List
 
-from torch import Tensor
+from ssd_plugin_cli.errors import run_tool
+from ssd_plugin_cli.options import converter_parser
 
-from ssd_plugin.cli.checkpoint_conversion import converter_main
-from ssd_plugin.engine.cli_errors import run_tool
-from ssd_plugin.models.backbones.reduced_vgg16 import VGG16_SEQUENTIAL_INDICES
+if TYPE_CHECKING:  # torch is imported after the arguments are parsed (a quick --help)
+    from torch import Tensor
 
 __all__ = ['convert', 'main']
 
-_VGG_NAMES = {index: name for name, index in VGG16_SEQUENTIAL_INDICES.items()}
 _VGG_KEY = re.compile(r'backbone\.features\.(\d+)\.(weight|bias)')
 _EXTRA_KEY = re.compile(r'neck\.extra_layers\.(\d+)\.([01])\.(.+)')
 _HEAD_KEY = re.compile(r'bbox_head\.(cls|reg)_convs\.(\d+)\.([01])\.(.+)')
+
+
+def _vgg_names() -> Dict[int, str]:
+    """VGG16's ``features`` index -> ReducedVGG16 layer name (``VGG16_SEQUENTIAL_INDICES``)."""
+    from ssd_plugin.models.backbones.reduced_vgg16 import VGG16_SEQUENTIAL_INDICES
+
+    return {index: name for name, index in VGG16_SEQUENTIAL_INDICES.items()}
 
 
 def _missing_keys(state_dict: Dict[str, Tensor], depthwise: bool) -> List[str]:
@@ -44,7 +52,7 @@ def _missing_keys(state_dict: Dict[str, Tensor], depthwise: bool) -> List[str]:
     required = []
     if any(_VGG_KEY.fullmatch(k) for k in state_dict):
         required += [
-            f'backbone.features.{i}.{p}' for i in sorted(_VGG_NAMES) for p in ('weight', 'bias')
+            f'backbone.features.{i}.{p}' for i in sorted(_vgg_names()) for p in ('weight', 'bias')
         ]
     extra_levels = {int(m.group(1)) for m in map(_EXTRA_KEY.fullmatch, state_dict) if m}
     for i in range(max(extra_levels, default=-1) + 1):
@@ -78,6 +86,7 @@ def convert(state_dict: Dict[str, Tensor], source: str = 'the state dict') -> Di
             them and ``source``.
     """
     depthwise = any(m and m.group(3) == '1' for m in (_HEAD_KEY.fullmatch(k) for k in state_dict))
+    vgg_names = _vgg_names()
     converted, unexpected = OrderedDict(), []
     for key, value in state_dict.items():
         vgg, extra, head = (
@@ -85,8 +94,8 @@ def convert(state_dict: Dict[str, Tensor], source: str = 'the state dict') -> Di
             _EXTRA_KEY.fullmatch(key),
             _HEAD_KEY.fullmatch(key),
         )
-        if vgg and int(vgg.group(1)) in _VGG_NAMES:
-            new_key = f'backbone.{_VGG_NAMES[int(vgg.group(1))]}.{vgg.group(2)}'
+        if vgg and int(vgg.group(1)) in vgg_names:
+            new_key = f'backbone.{vgg_names[int(vgg.group(1))]}.{vgg.group(2)}'
         elif key.startswith('backbone.') and not key.startswith('backbone.features.'):
             new_key = key
         elif key == 'neck.l2_norm.weight':
@@ -115,13 +124,14 @@ def convert(state_dict: Dict[str, Tensor], source: str = 'the state dict') -> Di
 
 
 def main(argv=None) -> None:
-    converter_main(
-        convert,
+    args = converter_parser(
         __doc__.splitlines()[0],
         src_help='mmdet SSD checkpoint (.pth)',
         dst_help='output checkpoint for ssd_plugin configs',
-        argv=argv,
-    )
+    ).parse_args(argv)
+    from ssd_plugin.cli.checkpoint_conversion import converter_main
+
+    converter_main(convert, args)
 
 
 if __name__ == '__main__':

@@ -47,22 +47,24 @@ classification convs' weights and biases). For COCO (K = 91: background and cate
 select mmdet's 80 classes among the 90 with ``class_channels``.
 """
 
+from __future__ import annotations
+
+import functools
 import re
 from collections import OrderedDict
-from typing import Callable, Dict, List, Optional, Tuple
+from typing import TYPE_CHECKING, Callable, Dict, List, Optional, Tuple
 
-from torch import Tensor
+from ssd_plugin_cli.errors import run_tool
+from ssd_plugin_cli.options import converter_parser
 
-from ssd_plugin.cli.checkpoint_conversion import converter_main
-from ssd_plugin.engine.cli_errors import run_tool
-from ssd_plugin.models.backbones.reduced_vgg16 import VGG16_SEQUENTIAL_INDICES
+if TYPE_CHECKING:  # torch is imported after the arguments are parsed (a quick --help)
+    from torch import Tensor
 
 __all__ = ['detect_model', 'convert', 'main']
 
 VGG = 'ssd300_vgg16'
 SSDLITE = 'ssdlite320_mobilenet_v3_large'
 
-_VGG_NAMES = {index: name for name, index in VGG16_SEQUENTIAL_INDICES.items()}
 # torchvision's extra.0 starts at VGG16's pool4 (index 23): conv5_x are 1, 3, 5 there.
 _POOL4_INDEX = 23
 _FC_NAMES = {'1': 'fc6', '3': 'fc7'}
@@ -70,6 +72,14 @@ _HEAD_KEY = re.compile(r'head\.(classification|regression)_head\.module_list\.(\
 _BRANCH = {'classification': 'cls', 'regression': 'reg'}
 
 _Rename = Callable[[str], Optional[str]]
+
+
+@functools.cache
+def _vgg_names() -> Dict[int, str]:
+    """VGG16's ``features`` index -> ReducedVGG16 layer name (``VGG16_SEQUENTIAL_INDICES``)."""
+    from ssd_plugin.models.backbones.reduced_vgg16 import VGG16_SEQUENTIAL_INDICES
+
+    return {index: name for name, index in VGG16_SEQUENTIAL_INDICES.items()}
 
 
 def detect_model(state_dict: Dict[str, Tensor], source: str = 'the state dict') -> str:
@@ -96,12 +106,13 @@ def _rename_vgg(key: str) -> Optional[str]:
     """Plugin key of an ssd300_vgg16 key (None: not an SSD300-VGG16 key)."""
     if key == 'backbone.scale_weight':
         return 'neck.l2_norms.0.weight'
+    vgg_names = _vgg_names()
     m = re.fullmatch(r'backbone\.features\.(\d+)\.(weight|bias)', key)
-    if m and int(m.group(1)) in _VGG_NAMES:
-        return f'backbone.{_VGG_NAMES[int(m.group(1))]}.{m.group(2)}'
+    if m and int(m.group(1)) in vgg_names:
+        return f'backbone.{vgg_names[int(m.group(1))]}.{m.group(2)}'
     m = re.fullmatch(r'backbone\.extra\.0\.(\d+)\.(weight|bias)', key)
-    if m and int(m.group(1)) + _POOL4_INDEX in _VGG_NAMES:
-        return f'backbone.{_VGG_NAMES[int(m.group(1)) + _POOL4_INDEX]}.{m.group(2)}'
+    if m and int(m.group(1)) + _POOL4_INDEX in vgg_names:
+        return f'backbone.{vgg_names[int(m.group(1)) + _POOL4_INDEX]}.{m.group(2)}'
     m = re.fullmatch(r'backbone\.extra\.0\.7\.([13])\.(weight|bias)', key)
     if m:
         return f'backbone.{_FC_NAMES[m.group(1)]}.{m.group(2)}'
@@ -219,7 +230,7 @@ def convert(state_dict: Dict[str, Tensor], source: str = 'the state dict') -> Di
         )
     if model == VGG:
         needed = [
-            f'backbone.{name}.{p}' for name in _VGG_NAMES.values() for p in ('weight', 'bias')
+            f'backbone.{name}.{p}' for name in _vgg_names().values() for p in ('weight', 'bias')
         ]
         missing = [k for k in needed if k not in converted]
         if missing:
@@ -228,12 +239,16 @@ def convert(state_dict: Dict[str, Tensor], source: str = 'the state dict') -> Di
 
 
 def main(argv=None) -> None:
-    converter_main(
-        convert,
+    args = converter_parser(
         __doc__.splitlines()[0],
         src_help='torchvision ssd300_vgg16 / ssdlite320_mobilenet_v3_large .pth',
         dst_help='output checkpoint for the *_torchvision_coco.py configs',
-        argv=argv,
+    ).parse_args(argv)
+    from ssd_plugin.cli.checkpoint_conversion import converter_main
+
+    converter_main(
+        convert,
+        args,
         describe=lambda state_dict, src: f'torchvision {detect_model(state_dict, src)}',
     )
 

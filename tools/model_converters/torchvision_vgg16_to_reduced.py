@@ -36,14 +36,15 @@ exactly (zero padding is zero in both). The converted backbone therefore expects
 ``DetDataPreprocessor(mean=[123.675, 116.28, 103.53], std=[1, 1, 1], bgr_to_rgb=True)``.
 """
 
-from typing import Dict, Tuple
+from __future__ import annotations
 
-import torch
-from torch import Tensor
+from typing import TYPE_CHECKING, Dict, Tuple
 
-from ssd_plugin.cli.checkpoint_conversion import converter_main
-from ssd_plugin.engine.cli_errors import run_tool
-from ssd_plugin.models.backbones.reduced_vgg16 import VGG16_SEQUENTIAL_INDICES, ReducedVGG16
+from ssd_plugin_cli.errors import run_tool
+from ssd_plugin_cli.options import converter_parser
+
+if TYPE_CHECKING:  # torch is imported after the arguments are parsed (a quick --help)
+    from torch import Tensor
 
 FC_KEEP_EVERY = 4  # 4096 -> 1024 filters (fc6 and fc7) and fc7 input channels
 TAP_KEEP_EVERY = 3  # 7x7 -> 3x3 taps 0, 3, 6 (hence dilation 6 at stride 16)
@@ -52,6 +53,10 @@ IMAGENET_STD_RGB = (58.395, 57.12, 57.375)  # torchvision's normalisation, in 0-
 
 def _source_shapes() -> Dict[str, Tuple[int, ...]]:
     """Shape of every SRC tensor the conversion reads."""
+    import torch
+
+    from ssd_plugin.models.backbones.reduced_vgg16 import VGG16_SEQUENTIAL_INDICES, ReducedVGG16
+
     with torch.device('meta'):
         ours = ReducedVGG16().state_dict()
     shapes = {
@@ -80,6 +85,10 @@ def convert(state_dict: Dict[str, Tensor], source: str = 'state dict') -> Dict[s
         KeyError: A needed key is missing (all missing keys are named).
         ValueError: A tensor has the wrong shape.
     """
+    import torch
+
+    from ssd_plugin.models.backbones.reduced_vgg16 import VGG16_SEQUENTIAL_INDICES
+
     shapes = _source_shapes()
     missing = [key for key in shapes if key not in state_dict]
     if missing:
@@ -109,14 +118,15 @@ def convert(state_dict: Dict[str, Tensor], source: str = 'state dict') -> Dict[s
 
 
 def main(argv=None) -> None:
-    converter_main(
-        convert,
+    args = converter_parser(
         __doc__.splitlines()[0],
         src_help='torchvision VGG16 ImageNet state dict (.pth)',
         dst_help='output ReducedVGG16 checkpoint (.pth)',
-        argv=argv,
-        keep_wrapper=False,  # a backbone checkpoint for init_cfg=dict(type='Pretrained')
-    )
+    ).parse_args(argv)
+    from ssd_plugin.cli.checkpoint_conversion import converter_main
+
+    # a backbone checkpoint for init_cfg=dict(type='Pretrained'): a bare state dict
+    converter_main(convert, args, keep_wrapper=False)
 
 
 if __name__ == '__main__':
