@@ -19,8 +19,13 @@ PYTEST_ARGS ?= -n 2
 # The tests whose numerics or code path depend on the CPU's instruction set (bf16 autocast, the
 # float32 convolutions' summation order, int8), run again by `make test-isa` with oneDNN and
 # ATen capped to AVX2: an AVX2-only CPU (no AVX512, VNNI or native bf16), whatever CPU runs CI.
+# (tests/test_models but its DDP test, which checks gloo's gradient averaging, not arithmetic.)
 ISA_TESTS ?= tests/test_engine/test_amp.py tests/test_deploy tests/test_tools/test_export_onnx.py \
-	tests/test_models tests/test_caffe/test_fusion.py tests/test_caffe/test_opencv_parity.py
+	tests/test_models/test_backbones tests/test_models/test_dense_heads \
+	tests/test_models/test_necks tests/test_models/test_task_modules \
+	tests/test_models/test_other_backbones.py \
+	tests/test_models/test_losses/test_multibox_loss_module.py \
+	tests/test_caffe/test_fusion.py tests/test_caffe/test_opencv_parity.py
 
 .PHONY: setup lint format test test-isa demo bench clean
 

@@ -26,6 +26,7 @@ fails with a ``RuntimeError`` saying so instead of skipping the checks.
 """
 
 from numbers import Real
+from operator import itemgetter
 from typing import List, Union
 
 import numpy as np
@@ -37,6 +38,12 @@ from .annotation_checks import BoxCheckMixin
 from .image_loading import ImageFileCheckMixin
 
 __all__ = ['CheckedCocoDataset']
+
+# Boxes checked at once. Whole-file temporaries (tens of MiB at COCO's size) would, once freed,
+# raise glibc's mmap threshold and stay resident in its heap while mmdet builds its list.
+_CHUNK = 8192
+_BOX, _SIZE = np.dtype((np.float64, 4)), np.dtype((np.float64, 2))
+_size = itemgetter('width', 'height')
 
 _NO_COCO = (
     "{self.ann_file}: mmdet's CocoDataset.load_data_list {what} while it parsed the images, "
@@ -73,6 +80,7 @@ class CheckedCocoDataset(ImageFileCheckMixin, BoxCheckMixin, CocoDataset):
             raise ValueError(f'{self.ann_file} lists no images')
         if not self._classes_checked:
             raise RuntimeError(_NO_COCO.format(self=self, what='never called parse_data_info'))
+        del self._dropped_ann_ids  # parse_data_info's, which the dataset keeps no longer
         self._report_box_checks()
         self._check_image_files(data_list)
         return data_list
@@ -105,10 +113,9 @@ class CheckedCocoDataset(ImageFileCheckMixin, BoxCheckMixin, CocoDataset):
                     f"is not in the config's classes {self.metainfo['classes']}; add it there, "
                     f'or set ignore_unlisted_categories=True to train on a subset of the classes'
                 )
-        if self._dropped_ann_ids:
-            kept = [
-                a for a in raw_data_info['raw_ann_info'] if a['id'] not in self._dropped_ann_ids
-            ]
+        dropped = self._dropped_ann_ids
+        if dropped and not dropped.isdisjoint(a['id'] for a in raw_data_info['raw_ann_info']):
+            kept = [a for a in raw_data_info['raw_ann_info'] if a['id'] not in dropped]
             raw_data_info = {**raw_data_info, 'raw_ann_info': kept}
         return super().parse_data_info(raw_data_info)
 
@@ -118,6 +125,7 @@ class CheckedCocoDataset(ImageFileCheckMixin, BoxCheckMixin, CocoDataset):
         mmdet's ``parse_data_info`` then sees only usable boxes (``w, h >= 1`` after
         clipping, so the ``min_size`` of the check is 1) and drops none of them. Annotations
         whose ``area`` is missing or not positive (which mmdet would drop) get their box's area.
+        The boxes are checked ``_CHUNK`` at a time, so that no temporary of the check is large.
         """
         images = self.coco.imgs
         anns = self.coco.dataset.get('annotations') or []
@@ -125,27 +133,37 @@ class CheckedCocoDataset(ImageFileCheckMixin, BoxCheckMixin, CocoDataset):
         if orphans:  # mmdet never reads them
             self._record_dropped("with an image_id not among the file's images", orphans)
             anns = [a for a in anns if a.get('image_id') in images]
-        ids = [a['id'] for a in anns]
+        dropped, no_area = set(), []
+        for start in range(0, len(anns), _CHUNK):
+            part = anns[start : start + _CHUNK]
+            keep = self._check_box_chunk(part, images)
+            dropped.update(a['id'] for a, k in zip(part, keep) if not k)
+            no_area.extend(a for a, k in zip(part, keep) if k and not _positive(a.get('area')))
+        for ann in no_area:
+            x1, y1, w, h = ann['bbox']
+            ann['area'] = w * h
+        self._record_fixed('with a missing or non-positive area (set to the box area)',
+                           [a['id'] for a in no_area])  # fmt: skip
+        return dropped
+
+    def _check_box_chunk(self, anns: List[dict], images: dict) -> List[bool]:
+        """Check and clip (in place) the boxes of ``anns``; whether to keep each of them."""
         try:  # None (null in the file) becomes NaN: a non-finite box
-            xyxy = np.array([a.get('bbox') for a in anns], dtype=np.float64).reshape(-1, 4)
+            xyxy = np.fromiter(map(_xywh, anns), dtype=_BOX, count=len(anns))
         except (TypeError, ValueError):
             bad = next(a for a in anns if not _is_xywh(a.get('bbox')))
             raise ValueError(f'annotation id {bad["id"]} of image id {bad["image_id"]} in '
                              f'{self.ann_file} has bbox {bad.get("bbox")!r}; expected 4 numbers '
                              f'[x, y, w, h]') from None  # fmt: skip
         xyxy[:, 2:] += xyxy[:, :2]
-        sizes = [(images[a['image_id']]['width'], images[a['image_id']]['height']) for a in anns]
-        clipped, keep = self._check_boxes(xyxy, np.array(sizes).reshape(-1, 2), ids, min_size=1)
+        sizes = np.fromiter((_size(images[a['image_id']]) for a in anns), dtype=_SIZE,
+                            count=len(anns))  # fmt: skip
+        ids = [a['id'] for a in anns]
+        clipped, keep = self._check_boxes(xyxy, sizes, ids, min_size=1)
         for i in np.flatnonzero(keep & (clipped != xyxy).any(1)):
             x1, y1, x2, y2 = clipped[i].tolist()
             anns[i]['bbox'] = [x1, y1, x2 - x1, y2 - y1]
-        no_area = [i for i in np.flatnonzero(keep) if not _positive(anns[i].get('area'))]
-        for i in no_area:
-            x1, y1, w, h = anns[i]['bbox']
-            anns[i]['area'] = w * h
-        self._record_fixed('with a missing or non-positive area (set to the box area)',
-                           [ids[i] for i in no_area])  # fmt: skip
-        return {ids[i] for i in np.flatnonzero(~keep)}
+        return keep.tolist()
 
     def _check_classes(self) -> None:
         """Every config class is a category of the file, in the file's order."""
@@ -180,6 +198,14 @@ class CheckedCocoDataset(ImageFileCheckMixin, BoxCheckMixin, CocoDataset):
                 logger='current',
             )
         return kept
+
+
+def _xywh(ann: dict):
+    """``ann``'s bbox for ``np.fromiter``, which would spread a single value over all four."""
+    bbox = ann.get('bbox')
+    if isinstance(bbox, (list, tuple)) and len(bbox) == 4:
+        return bbox
+    raise ValueError(bbox)
 
 
 def _positive(value) -> bool:

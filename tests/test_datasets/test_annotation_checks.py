@@ -20,6 +20,7 @@ from mmengine.config import Config
 from mmengine.logging import MMLogger
 from mmengine.runner import Runner
 
+from ssd_plugin.datasets import checked_coco
 from ssd_plugin.datasets.demo_shapes import DEMO_CLASSES, make_split
 
 REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
@@ -81,7 +82,14 @@ def _break_coco(data):
     return anns[3]['bbox'][2] - 4.0, anns[3]['bbox'][3] - 2.5
 
 
-def test_coco_bad_boxes_are_dropped_and_clipped_with_one_warning(coco, log):
+@pytest.fixture(params=[None, 2], ids=['one_chunk', 'chunks_of_2'])
+def chunk(request, monkeypatch):
+    """The file's boxes checked at once (default) or two at a time: the same result."""
+    if request.param is not None:
+        monkeypatch.setattr(checked_coco, '_CHUNK', request.param)
+
+
+def test_coco_bad_boxes_are_dropped_and_clipped_with_one_warning(coco, log, chunk):
     root, data = coco
     total = len(data['annotations'])
     clipped_w, clipped_h = _break_coco(data)
@@ -105,18 +113,20 @@ def test_coco_bad_boxes_are_dropped_and_clipped_with_one_warning(coco, log):
     assert (img_id, (0.0, 0.0, clipped_w, clipped_h)) in _boxes(dataset)
 
 
-def test_coco_boxes_mmdet_drops_silently_are_counted_too(coco, log):
+def test_coco_boxes_mmdet_drops_silently_are_counted_too(coco, log, chunk):
     root, data = coco
     anns = data['annotations']
     anns[0]['bbox'][2] = 0.5  # mmdet: w < 1, dropped
     anns[1]['area'] = 0  # mmdet: area <= 0, dropped; here the box is kept with its area
     anns[2]['image_id'] = 999  # no such image: mmdet never reads it
+    anns[4]['bbox'][3] = 0.25  # in another chunk of 2 than box 1
+    del anns[5]['area']
     dataset = _coco_dataset(root, data)
     out = log()
-    assert '1 narrower or shorter than 1 px (after clipping): ids [1]' in out
+    assert '2 narrower or shorter than 1 px (after clipping): ids [1, 5]' in out
     assert "1 with an image_id not among the file's images: ids [3]" in out
-    assert '1 with a missing or non-positive area (set to the box area): ids [2]' in out
-    assert len(_boxes(dataset)) == len(anns) - 2
+    assert '2 with a missing or non-positive area (set to the box area): ids [2, 6]' in out
+    assert len(_boxes(dataset)) == len(anns) - 3  # boxes 2 and 6 kept, unlike in mmdet
 
 
 def test_coco_strict_turns_the_warning_into_an_error(coco):
@@ -127,11 +137,16 @@ def test_coco_strict_turns_the_warning_into_an_error(coco):
         _coco_dataset(root, data, strict=True)
 
 
-def test_coco_malformed_bbox_is_named(coco):
+@pytest.mark.parametrize(
+    'bbox, shown',
+    [([1, 2, 3], r'\[1, 2, 3\]'), (None, 'None'), (5, '5'), ('abcd', "'abcd'"),
+     ([1, 2, 3, 'x'], r"\[1, 2, 3, 'x'\]"), ([1, [2], 3, 4], r'\[1, \[2\], 3, 4\]')],
+)  # fmt: skip
+def test_coco_malformed_bbox_is_named(coco, chunk, bbox, shown):
     root, data = coco
-    data['annotations'][5]['bbox'] = [1, 2, 3]
+    data['annotations'][5]['bbox'] = bbox
     with pytest.raises(ValueError, match=r'annotation id 6 of image id \d+ in .*instances_train'
-                       r'.json has bbox \[1, 2, 3\]; expected 4 numbers'):  # fmt: skip
+                       rf'.json has bbox {shown}; expected 4 numbers'):  # fmt: skip
         _coco_dataset(root, data)
 
 

@@ -510,7 +510,9 @@ def bench_family(family: str, args, workdir: str, images) -> Tuple[List[List[str
             times = {stage: best.get((impl.name, stage)) for stage in STAGES}
             post = common.ms(times['post'])
             if times['post'] is None and times['net'] is not None:
-                times['post'] = times['full'] - times['net']
+                # best full minus best net, two separate minima: on a busy machine it can
+                # come out below 0, which means "within the noise", not a negative time
+                times['post'] = max(times['full'] - times['net'], 0.0)
                 post = f'~{times["post"]:.1f}'
             dets = impl.num_detections(results[(impl.name, 'full')])
             net, full = common.ms(times['net']), common.ms(times['full'])
