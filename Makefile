@@ -10,7 +10,7 @@ PIP := $(PY) -m pip install --isolated --disable-pip-version-check --progress-ba
 	-c requirements/constraints.txt
 STACK_STAMP := $(VENV)/.stack-installed
 PLUGIN_STAMP := $(VENV)/.plugin-installed
-PLUGIN_SRC := setup.py MANIFEST.in $(shell find ssd_plugin configs tools -type f \
+PLUGIN_SRC := setup.py MANIFEST.in $(shell find ssd_plugin ssd_plugin_cli configs tools -type f \
 	\( -name '*.py' -o -name '*.sh' -o -name '*.yml' \) -not -path '*/.mim/*' 2>/dev/null)
 DEMO_DIR ?= work_dirs/demo
 # make demo AMP=0: the float32 demo (default: --amp, bf16 where the CPU has it natively)

@@ -1,33 +1,21 @@
-"""The tools' ``--amp`` / ``--amp-dtype`` options and what they write into a config.
+"""What the tools' ``--amp`` / ``--amp-dtype`` options write into a config.
 
-Command-line glue only: the precision choice and the network's autocast are
+Command-line glue only: the options are built by :func:`ssd_plugin_cli.options.add_amp_args`
+(no torch, so ``--help`` answers at once); the precision choice and the network's autocast are
 :mod:`ssd_plugin.engine.amp`; :class:`~ssd_plugin.engine.hooks.MixedPrecisionHook` applies them
 during a run.
 """
 
-import argparse
 from typing import Optional
 
 import torch
 from mmengine.config import Config
 
-from ..engine.amp import AMP_DTYPES, AmpChoice, choose_amp
+from ..engine.amp import AmpChoice, choose_amp
 
-__all__ = ['add_amp_args', 'apply_amp_cfg']
+__all__ = ['apply_amp_cfg']
 
 _AMP_KEYS = ('dtype', 'channels_last', 'loss_scale')
-
-
-def add_amp_args(parser: argparse.ArgumentParser) -> None:
-    """Add ``--amp`` and ``--amp-dtype`` (tools/train.py, tools/test.py, image_demo.py)."""
-    parser.add_argument(
-        '--amp', action='store_true',
-        help='mixed precision for the network: bf16 autocast + channels_last on CPUs with '
-        'native bf16 (else float32) and bf16-capable GPUs, float16 with a loss scaler on other '
-        'GPUs; fp32 weights, loss and post-processing')  # fmt: skip
-    parser.add_argument(
-        '--amp-dtype', choices=list(AMP_DTYPES),
-        help='the --amp precision instead of auto (float16: GPUs only)')  # fmt: skip
 
 
 def apply_amp_cfg(cfg: Config, amp: bool = False, dtype: Optional[str] = None,

@@ -1,4 +1,4 @@
-"""Move a config's data to another folder: the ``--data-root DIR`` option of the tools.
+"""Move a config's data to another folder: what the tools' ``--data-root DIR`` option does.
 
 A config's ``data_root`` is expanded into every dataset and evaluator while the file is read
 (``ann_file=data_root + 'annotations/...'``, ``data_root=data_root``), so overriding the top-level
@@ -7,7 +7,7 @@ under the config's ``data_root`` instead: the ``data_root`` of each dataset of t
 test dataloaders (inside ``RepeatDataset`` / ``ConcatDataset`` / ``ClassBalancedDataset``
 wrappers; for a dataset without ``data_root`` its ``ann_file`` and ``data_prefix`` paths) and the
 ``ann_file`` of each val / test evaluator (one or a list), keeping every path relative to the
-root as it was.
+root as it was. The option itself is :func:`ssd_plugin_cli.options.add_data_root_arg`.
 """
 
 import os.path as osp
@@ -16,11 +16,7 @@ from typing import Iterator, List, Optional
 
 from mmengine.config import Config
 
-# the option itself is built without torch, for the tools' parsers; re-exported for the tools
-# that import it from here
-from ssd_plugin_cli.options import add_data_root_arg
-
-__all__ = ['move_data_root', 'add_data_root_arg', 'load_config_with_data_root']
+__all__ = ['move_data_root', 'load_config_with_data_root']
 
 _LOADERS = ('train_dataloader', 'val_dataloader', 'test_dataloader')
 _EVALUATORS = ('val_evaluator', 'test_evaluator')

@@ -19,7 +19,7 @@ Which precision (:func:`choose_amp`):
 ``dtype`` chooses instead of ``'auto'``: ``'bfloat16'`` (``'bf16'``) or ``'float16'``
 (``'fp16'``, GPUs only). The tools take ``--amp`` and ``--amp-dtype``; a config may hold the same
 as ``amp = dict(dtype='auto', channels_last=True)``, which the tools then apply without the flag
-(:mod:`ssd_plugin.cli.amp`: the options and the config they write).
+(:mod:`ssd_plugin_cli.options`: the options; :mod:`ssd_plugin.cli.amp`: the config they write).
 :class:`~ssd_plugin.engine.hooks.MixedPrecisionHook` logs the choice and its reason once at the
 start of the run (a warning where bf16 is asked for on a CPU that emulates it) and puts the
 autocast around the network.
@@ -52,7 +52,8 @@ __all__ = [
     'remove_autocast_network',
 ]
 
-#: The accepted ``dtype`` names and what they mean (None: decided by the device).
+#: The accepted ``dtype`` names and what they mean (None: decided by the device). The tools'
+#: --amp-dtype lists the same names (``ssd_plugin_cli.options.AMP_DTYPE_NAMES``, checked equal).
 AMP_DTYPES = {
     'auto': None,
     'bfloat16': torch.bfloat16,

@@ -6,7 +6,8 @@ import pytest
 import torch
 from mmengine.config import Config
 
-from ssd_plugin.cli.amp import add_amp_args, apply_amp_cfg
+from ssd_plugin.cli.amp import apply_amp_cfg
+from ssd_plugin_cli.options import add_amp_args
 
 
 def test_the_options_accept_the_dtype_names_and_refuse_others(capsys):

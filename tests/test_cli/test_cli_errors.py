@@ -1,7 +1,6 @@
 """run_tool: a tool's refusal is one line and exit status 1; the traceback in the log or --debug."""
 
 import ast
-import importlib.util
 import os
 import subprocess
 import sys
@@ -102,37 +101,6 @@ _NOT_USER_TOOLS = {'plot_curves.py', 'torchvision_na_share.py'}
 )
 def test_every_user_tool_ends_in_run_tool(tool):
     assert _main_block_calls_run_tool(REPO / tool), f'{tool}: end with sys.exit(run_tool(main))'
-
-
-#: Tools whose parsers do not call add_debug_arg yet (their owners' change; strict: a tool
-#: that lists --debug must leave this set).
-_NO_DEBUG_IN_HELP = {
-    'tools/deploy/eval_runtimes.py', 'tools/deploy/export_onnx.py',
-    'tools/deploy/quantize_onnx.py', 'tools/deploy/quantize_openvino.py',
-}  # fmt: skip
-
-_RUN_TOOL_USERS = sorted(
-    p.relative_to(REPO).as_posix()
-    for folder in ('tools', 'tools/analysis', 'tools/deploy', 'tools/model_converters')
-    for p in (REPO / folder).glob('*.py')
-    if 'run_tool(main)' in p.read_text()
-)
-
-
-@pytest.mark.parametrize('tool', [
-    pytest.param(t, marks=pytest.mark.xfail(strict=True, reason='no add_debug_arg yet'))
-    if t in _NO_DEBUG_IN_HELP else t
-    for t in _RUN_TOOL_USERS
-])  # fmt: skip
-def test_every_tools_help_lists_debug(tool, capsys):
-    """run_tool reads --debug; each tool's --help says so (the parser's own help text)."""
-    spec = importlib.util.spec_from_file_location('help_' + Path(tool).stem, REPO / tool)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    with pytest.raises(SystemExit) as exit_info:
-        module.main(['--help'])
-    assert exit_info.value.code == 0
-    assert 'SSD_PLUGIN_DEBUG=1' in capsys.readouterr().out
 
 
 def test_a_tool_refusal_in_a_subprocess(tmp_path):

@@ -1,15 +1,13 @@
 """ssd_plugin_cli's option builders: the copies of runtime tables it keeps agree with them."""
 
-import argparse
 import importlib.util
 from pathlib import Path
 
-import pytest
-
 from ssd_plugin.caffe import converter
 from ssd_plugin.datasets import dataset_check
+from ssd_plugin.deploy import quantize, runtimes
 from ssd_plugin.engine.amp import AMP_DTYPES
-from ssd_plugin_cli.options import AMP_DTYPE_NAMES, add_amp_args
+from ssd_plugin_cli.options import AMP_DTYPE_NAMES
 
 REPO = Path(__file__).parents[2]
 
@@ -26,15 +24,6 @@ def test_amp_dtype_choices_are_the_runtime_table():
     assert AMP_DTYPE_NAMES == tuple(AMP_DTYPES)
 
 
-def test_amp_dtype_refuses_a_name_the_runtime_does_not_know(capsys):
-    parser = argparse.ArgumentParser()
-    add_amp_args(parser)
-    assert parser.parse_args(['--amp', '--amp-dtype', 'bf16']).amp_dtype == 'bf16'
-    with pytest.raises(SystemExit):
-        parser.parse_args(['--amp-dtype', 'int8'])
-    assert "invalid choice: 'int8'" in capsys.readouterr().err
-
-
 def test_caffe_converter_help_states_the_converters_defaults():
     tool = _tool('tools/model_converters/caffe_ssd_to_plugin.py')
     assert tool.DEFAULT_MEAN == converter.DEFAULT_MEAN
@@ -44,3 +33,10 @@ def test_caffe_converter_help_states_the_converters_defaults():
 
 def test_check_dataset_splits_are_the_checkers():
     assert _tool('tools/analysis/check_dataset.py').SPLITS == dataset_check.SPLITS
+
+
+def test_deploy_tools_choices_are_the_runtimes():
+    assert _tool('tools/deploy/eval_runtimes.py').RUNTIMES == runtimes.RUNTIMES
+    tool = _tool('tools/deploy/quantize_onnx.py')
+    assert tool.INT8_TARGETS == tuple(quantize.INT8_TARGETS)
+    assert tool.QUANT_OPS == quantize.QUANT_OPS

@@ -6,11 +6,8 @@ import os.path as osp
 import pytest
 from mmengine.config import Config
 
-from ssd_plugin.cli.data_root import (
-    add_data_root_arg,
-    load_config_with_data_root,
-    move_data_root,
-)
+from ssd_plugin.cli.data_root import load_config_with_data_root, move_data_root
+from ssd_plugin_cli.options import add_data_root_arg
 
 REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 CONFIGS = osp.join(REPO, 'configs')

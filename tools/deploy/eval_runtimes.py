@@ -16,15 +16,14 @@ import argparse
 import os.path as osp
 from typing import Dict, List, Optional
 
-from mmdet.apis import init_detector
-from mmengine.registry import init_default_scope
+from ssd_plugin_cli.errors import add_debug_arg, run_tool
+from ssd_plugin_cli.options import add_data_root_arg
 
-import ssd_plugin  # noqa: F401  (registers the components: configs need no custom_imports)
-from ssd_plugin.cli.data_root import add_data_root_arg, load_config_with_data_root
-from ssd_plugin.deploy.onnx_eval import bbox_map, evaluate_onnx, evaluate_pytorch
-from ssd_plugin.deploy.runtimes import RUNTIMES, runtime_version
-from ssd_plugin.engine.checkpoint import weights_only_checkpoint_loading
-from ssd_plugin.engine.cli_errors import run_tool
+# mmdet and ssd_plugin (torch) are imported where they are used, after the arguments are
+# parsed: --help and a wrong option answer without loading the detection stack
+
+#: ssd_plugin.deploy.runtimes.RUNTIMES, for --runtimes' choices (a test checks that they agree)
+RUNTIMES = ('onnxruntime', 'openvino', 'opencv')
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -38,6 +37,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument('--batch-size', type=int, default=8, help='images per call (default 8)')
     parser.add_argument('--eval-images', type=int, help='evaluate on the first N val images')
     add_data_root_arg(parser)
+    add_debug_arg(parser)
     args = parser.parse_args(argv)
     for path in (args.config, args.checkpoint, *args.models):
         if not osp.isfile(path):
@@ -47,6 +47,15 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 def main(argv=None) -> List[Dict[str, Optional[float]]]:
     args = parse_args(argv)
+    from mmdet.apis import init_detector
+    from mmengine.registry import init_default_scope
+
+    import ssd_plugin  # noqa: F401  (registers the components: configs need no custom_imports)
+    from ssd_plugin.cli.data_root import load_config_with_data_root
+    from ssd_plugin.deploy.onnx_eval import bbox_map, evaluate_onnx, evaluate_pytorch
+    from ssd_plugin.deploy.runtimes import runtime_version
+    from ssd_plugin.engine.checkpoint import weights_only_checkpoint_loading
+
     cfg = load_config_with_data_root(args.config, args.data_root)
     init_default_scope(cfg.get('default_scope', 'mmdet'))
     with weights_only_checkpoint_loading():  # loads mmengine's checkpoints with torch >= 2.6

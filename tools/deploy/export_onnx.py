@@ -27,15 +27,12 @@ import argparse
 import os.path as osp
 from typing import Optional, Tuple
 
-import onnx
-from mmdet.apis import init_detector
-from mmengine.config import Config
+from mmengine.config import Config  # no torch: mmengine's config module
 
-import ssd_plugin  # noqa: F401  (registers the components: configs need no custom_imports)
-from ssd_plugin.cli.data_root import load_config_with_data_root
-from ssd_plugin.deploy import export_onnx
-from ssd_plugin.engine.checkpoint import weights_only_checkpoint_loading
-from ssd_plugin.engine.cli_errors import run_tool
+from ssd_plugin_cli.errors import add_debug_arg, run_tool
+
+# onnx, mmdet and ssd_plugin (torch) are imported where they are used, after the arguments are
+# parsed: --help and a wrong option answer without loading the detection stack
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -56,6 +53,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument('--normalize', action=argparse.BooleanOptionalAction, default=True,
                         help='include the channel flip, mean and std (default: yes)')  # fmt: skip
     parser.add_argument('--device', default='cpu', help='device to trace on (default cpu)')
+    add_debug_arg(parser)
     args = parser.parse_args(argv)
     for key in ('config', 'checkpoint'):
         if not osp.isfile(getattr(args, key)):
@@ -78,6 +76,14 @@ def pipeline_input_size(cfg: Config) -> Optional[Tuple[int, int]]:
 
 def main(argv=None) -> None:
     args = parse_args(argv)
+    import onnx
+    from mmdet.apis import init_detector
+
+    import ssd_plugin  # noqa: F401  (registers the components: configs need no custom_imports)
+    from ssd_plugin.cli.data_root import load_config_with_data_root
+    from ssd_plugin.deploy import export_onnx
+    from ssd_plugin.engine.checkpoint import weights_only_checkpoint_loading
+
     cfg = load_config_with_data_root(args.config)  # mmdet:: bases without pkg_resources' warning
     input_size = tuple(args.input_size) if args.input_size else pipeline_input_size(cfg)
     if input_size is None:

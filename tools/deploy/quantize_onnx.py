@@ -18,19 +18,16 @@ the graph it belongs to, then one line compares the two bbox mAPs. Examples::
 import argparse
 import os.path as osp
 
-from mmengine.registry import init_default_scope
+from ssd_plugin_cli.errors import add_debug_arg, run_tool
+from ssd_plugin_cli.options import add_data_root_arg
 
-import ssd_plugin  # noqa: F401  (registers the components: configs need no custom_imports)
-from ssd_plugin.cli.data_root import add_data_root_arg, load_config_with_data_root
-from ssd_plugin.deploy.onnx_eval import bbox_map, evaluate_onnx
-from ssd_plugin.deploy.quantize import (
-    INT8_TARGETS,
-    QUANT_OPS,
-    calibration_batches,
-    int8_settings,
-    quantize_onnx,
-)
-from ssd_plugin.engine.cli_errors import run_tool
+# mmdet and ssd_plugin (torch) are imported where they are used, after the arguments are
+# parsed: --help and a wrong option answer without loading the detection stack
+
+# ssd_plugin.deploy.quantize's INT8_TARGETS (keys) and QUANT_OPS, for --target and --ops (a test
+# checks that they agree)
+INT8_TARGETS = ('avx2', 'vnni', 'amx')
+QUANT_OPS = ('Conv', 'Relu', 'Clip', 'MaxPool', 'Add', 'Concat')
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -58,6 +55,7 @@ def parse_args(argv=None) -> argparse.Namespace:
                         help='print the val bbox mAP of the float32 and int8 graphs')  # fmt: skip
     parser.add_argument('--eval-images', type=int, help='evaluate on the first N val images')
     add_data_root_arg(parser)
+    add_debug_arg(parser)
     args = parser.parse_args(argv)
     for key in ('config', 'model'):
         if not osp.isfile(getattr(args, key)):
@@ -67,6 +65,13 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 def main(argv=None) -> dict:
     args = parse_args(argv)
+    from mmengine.registry import init_default_scope
+
+    import ssd_plugin  # noqa: F401  (registers the components: configs need no custom_imports)
+    from ssd_plugin.cli.data_root import load_config_with_data_root
+    from ssd_plugin.deploy.onnx_eval import bbox_map, evaluate_onnx
+    from ssd_plugin.deploy.quantize import calibration_batches, int8_settings, quantize_onnx
+
     cfg = load_config_with_data_root(args.config, args.data_root)
     init_default_scope(cfg.get('default_scope', 'mmdet'))
     settings = int8_settings(args.target, args.format, args.per_channel)

@@ -12,13 +12,11 @@ is OpenVINO IR (``.xml`` + ``.bin``). Score it next to PyTorch and the other run
 import argparse
 import os.path as osp
 
-from mmengine.registry import init_default_scope
+from ssd_plugin_cli.errors import add_debug_arg, run_tool
+from ssd_plugin_cli.options import add_data_root_arg
 
-import ssd_plugin  # noqa: F401  (registers the components: configs need no custom_imports)
-from ssd_plugin.cli.data_root import add_data_root_arg, load_config_with_data_root
-from ssd_plugin.deploy.openvino_quantize import quantize_openvino
-from ssd_plugin.deploy.quantize import calibration_batches
-from ssd_plugin.engine.cli_errors import run_tool
+# mmdet and ssd_plugin (torch) are imported where they are used, after the arguments are
+# parsed: --help and a wrong option answer without loading the detection stack
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -30,6 +28,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument('--calib-images', type=int, default=100,
                         help='val images to calibrate on (default 100)')  # fmt: skip
     add_data_root_arg(parser)
+    add_debug_arg(parser)
     args = parser.parse_args(argv)
     for key in ('config', 'model'):
         if not osp.isfile(getattr(args, key)):
@@ -41,6 +40,13 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 def main(argv=None) -> str:
     args = parse_args(argv)
+    from mmengine.registry import init_default_scope
+
+    import ssd_plugin  # noqa: F401  (registers the components: configs need no custom_imports)
+    from ssd_plugin.cli.data_root import load_config_with_data_root
+    from ssd_plugin.deploy.openvino_quantize import quantize_openvino
+    from ssd_plugin.deploy.quantize import calibration_batches
+
     cfg = load_config_with_data_root(args.config, args.data_root)
     init_default_scope(cfg.get('default_scope', 'mmdet'))
     batches = calibration_batches(cfg, args.model, args.calib_images)

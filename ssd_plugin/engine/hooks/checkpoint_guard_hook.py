@@ -27,8 +27,8 @@ from mmengine.hooks import CheckpointHook, Hook
 from mmengine.model import is_model_wrapper
 
 from ..finite_state import NonFiniteTensors, find_non_finite
-from ..rank_agreement import any_rank
 from ..method_wrap import unwrap_method, wrap_method
+from ..rank_agreement import any_rank
 
 __all__ = ['CheckpointGuardHook', 'private_save_api_problem']
 

@@ -48,9 +48,10 @@ def _worker(rank: int, world_size: int, init_file: str, result_dir: str) -> None
 
 def test_outputs_become_the_mean_over_ranks(tmp_path):
     world_size = 2
-    # fork: the workers need no fresh interpreter (which would re-import mmdet, slowly)
+    # spawn, not fork: a fork after ONNX Runtime's, OpenVINO's or OpenMP's thread pools have
+    # started (other tests in this pytest process) can deadlock the child
     mp.start_processes(_worker, args=(world_size, str(tmp_path / 'init'), str(tmp_path)),
-                       nprocs=world_size, start_method='fork')  # fmt: skip
+                       nprocs=world_size, start_method='spawn')  # fmt: skip
     expected = {
         key: sum(_outputs(r)[key].detach() for r in range(world_size)) / world_size
         for key in ('loss', 'loss_cls', 'acc')

@@ -1,6 +1,6 @@
 """MultiBoxLoss under DDP: the gradient of any split of a batch is the whole batch's (gloo).
 
-Two processes (forked, gloo) each hold half of a batch; a linear "head" wrapped in
+Two processes (spawned, gloo) each hold half of a batch; a linear "head" wrapped in
 ``DistributedDataParallel`` predicts both outputs from fixed per-box features. After one
 backward pass DDP's averaged gradient must equal the gradient one process computes on the
 whole batch, and the mean of the two processes' losses the whole batch's loss.
@@ -70,15 +70,18 @@ def _worker(rank: int, init_file: str, result_dir: str) -> None:
     torch.save(dict(loss=loss.detach(), calls=calls,
                     grads={k: p.grad for k, p in model.module.named_parameters()}),
                os.path.join(result_dir, f'rank{rank}.pt'))  # fmt: skip
+    # DDP's reducer before its process group: destroyed the other way round, the exit can hang
+    del model
     dist.destroy_process_group()
 
 
 @pytest.fixture(scope='module')
 def ranks(tmp_path_factory):
     root = tmp_path_factory.mktemp('ddp_loss')
-    # fork: the workers need no fresh interpreter (which would re-import mmdet, slowly)
+    # spawn, not fork: a fork after ONNX Runtime's, OpenVINO's or OpenMP's thread pools have
+    # started (other tests in this pytest process) can deadlock the child
     mp.start_processes(_worker, args=(str(root / 'init'), str(root)), nprocs=WORLD_SIZE,
-                       start_method='fork')  # fmt: skip
+                       start_method='spawn')  # fmt: skip
     return [torch.load(root / f'rank{r}.pt') for r in range(WORLD_SIZE)]
 
 
