@@ -65,7 +65,9 @@ def main(argv=None) -> None:
         load_checkpoint(model, args.checkpoint, map_location='cpu')
     model.cfg = cfg
     model.to(args.device).eval()
-    visualizer = VISUALIZERS.build(border_safe(cfg.visualizer))  # boxes at edges: no warnings
+    vis_cfg = border_safe(cfg.visualizer)  # boxes at edges: no warnings
+    vis_cfg.vis_backends = None  # the PNGs are written to --out-dir, not to a run's backends
+    visualizer = VISUALIZERS.build(vis_cfg)
     visualizer.dataset_meta = model.dataset_meta = dataset_metainfo(
         dataset, 'test_dataloader.dataset'
     )
