@@ -17,8 +17,10 @@ DEMO_DIR ?= work_dirs/demo
 AMP ?= 1
 PYTEST_ARGS ?= -n 2
 # The tests whose numerics or code path depend on the CPU's instruction set (bf16 autocast, the
-# float32 convolutions' summation order, int8), run again by `make test-isa` with oneDNN and
-# ATen capped to AVX2: an AVX2-only CPU (no AVX512, VNNI or native bf16), whatever CPU runs CI.
+# float32 convolutions' summation order, int8), run again by `make test-isa` as on an AVX2-only
+# CPU (no AVX512, VNNI or native bf16), whatever CPU runs CI: tools/cpu_kind/run_as.sh masks
+# CPUID for every library (ONNX Runtime's int8 kernels included) where the CPU offers CPUID
+# faulting, and caps oneDNN and ATen through their environment everywhere.
 # (tests/test_models but its DDP test, which checks gloo's gradient averaging, not arithmetic.)
 ISA_TESTS ?= tests/test_engine/test_amp.py tests/test_deploy tests/test_tools/test_export_onnx.py \
 	tests/test_models/test_backbones tests/test_models/test_dense_heads \
@@ -63,7 +65,7 @@ test: setup lint
 	$(MAKE) --no-print-directory test-isa
 
 test-isa: setup
-	ONEDNN_MAX_CPU_ISA=AVX2 ATEN_CPU_CAPABILITY=avx2 $(PY) -m pytest $(PYTEST_ARGS) $(ISA_TESTS)
+	bash tools/cpu_kind/run_as.sh avx2 $(PY) -m pytest $(PYTEST_ARGS) $(ISA_TESTS)
 
 demo: setup
 	DEMO_AMP=$(AMP) bash tools/run_demo.sh $(DEMO_DIR)

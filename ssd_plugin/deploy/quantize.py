@@ -35,6 +35,7 @@ import onnx
 from mmengine.config import Config
 from onnx import numpy_helper
 
+from ..utils.cpu_features import cpu_flags
 from .onnx_eval import graph_metadata, pipeline_batches
 
 __all__ = [
@@ -98,26 +99,17 @@ class Int8Settings:
 
 
 def cpu_int8_target(flags: Optional[Iterable[str]] = None) -> str:
-    """The int8 target of a CPU with the feature ``flags`` (default: this CPU's
-    ``/proc/cpuinfo`` flags): ``amx``, ``vnni``, else ``avx2`` (also for non-x86 CPUs and where
-    the flags cannot be read: the settings that hold everywhere)."""
+    """The int8 target of a CPU with the feature ``flags`` (default: this CPU's flags as its
+    libraries see them, :func:`~ssd_plugin.utils.cpu_flags`): ``amx``, ``vnni``, else ``avx2``
+    (also for non-x86 CPUs and where the flags cannot be read: the settings that hold
+    everywhere)."""
     if flags is None:
-        flags = _cpu_flags() if platform.machine().lower() in ('x86_64', 'amd64') else ()
+        flags = cpu_flags() if platform.machine().lower() in ('x86_64', 'amd64') else ()
     flags = set(flags)
     for target, needs in _TARGET_FLAGS:
         if flags & set(needs):
             return target
     return 'avx2'
-
-
-def _cpu_flags(cpuinfo: str = '/proc/cpuinfo') -> frozenset:
-    if not osp.isfile(cpuinfo):
-        return frozenset()
-    with open(cpuinfo) as f:
-        for line in f:
-            if line.startswith('flags'):
-                return frozenset(line.split(':', 1)[1].split())
-    return frozenset()
 
 
 def int8_settings(target: str = 'auto', quant_format: str = 'qdq',

@@ -31,7 +31,6 @@ gradient copy per step (PyTorch warns that the strides differ), not a wrong resu
 
 import logging
 import os
-import os.path as osp
 import platform
 from dataclasses import dataclass
 from typing import Callable, FrozenSet, Iterable, Optional
@@ -39,6 +38,7 @@ from typing import Callable, FrozenSet, Iterable, Optional
 import torch
 from torch import nn
 
+from ..utils import cpu_features
 from .method_wrap import is_wrapped, unwrap_method, wrap_method
 
 __all__ = [
@@ -123,20 +123,16 @@ def cpu_bf16_flags(cpuinfo: str = '/proc/cpuinfo') -> FrozenSet[str]:
     """The native-bf16 feature flags this CPU has and oneDNN may use (see
     :data:`NATIVE_BF16_FLAGS`).
 
-    Reads torch's own CPU checks (cpuinfo, any OS) and, on Linux, the kernel's flag list; an
-    x86 CPU's flags are dropped under a :data:`ONEDNN_CAPS_WITHOUT_BF16` cap.
+    Reads torch's own CPU checks (cpuinfo, any OS) and, on Linux, the kernel's flag list (less
+    what a CPUID mask hides, :func:`~ssd_plugin.utils.cpu_flags`); an x86 CPU's flags are
+    dropped under a :data:`ONEDNN_CAPS_WITHOUT_BF16` cap.
     """
     found = set()
     if getattr(torch.cpu, '_is_avx512_bf16_supported', lambda: False)():
         found.add('avx512_bf16')
     if getattr(torch.cpu, '_is_amx_tile_supported', lambda: False)():
         found.add('amx_bf16')  # torch checks the AMX tile unit, which comes with AMX-BF16
-    if osp.isfile(cpuinfo):
-        with open(cpuinfo) as f:
-            for line in f:
-                if line.startswith(('flags', 'Features')):  # x86, Arm
-                    found.update(set(line.split(':', 1)[1].split()) & set(NATIVE_BF16_FLAGS))
-                    break
+    found.update(cpu_features.cpu_flags(cpuinfo) & set(NATIVE_BF16_FLAGS))
     if onednn_isa_cap() in ONEDNN_CAPS_WITHOUT_BF16:
         found -= {'avx512_bf16', 'amx_bf16'}
     return frozenset(found)

@@ -229,7 +229,7 @@ def test_dist_memory_measures_both_datasets(tmp_path):
     out = run([sys.executable, osp.join(BENCH, 'dist_memory.py'), '--synthetic-coco', '40',
                '300', '--processes', '2', '--workers', '1', '--batches', '2'],
               cwd=str(tmp_path))  # fmt: skip
-    assert 'uptime: ' in out and '; flags: ' in out and 'versions: python' in out
+    assert 'uptime: ' in out and '; ISA flags: ' in out and 'versions: python' in out
     assert '2 processes x 1 data loader workers, 2 batches of 8 each' in out
     header, rows = table(out, 'Memory (MiB)')
     assert header[1] == 'dataset' and [r[1] for r in rows] == ['CocoDataset', 'CheckedCocoDataset']

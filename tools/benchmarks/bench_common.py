@@ -24,6 +24,8 @@ from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple
 import torch
 from torch import Tensor
 
+from ssd_plugin.utils import describe_isa
+
 REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 LOAD_LIMIT = 0.5
 VERSIONED = (
@@ -131,6 +133,7 @@ def print_header(
         print(warning)
     print(f'torch threads: {torch.get_num_threads()} (interop {torch.get_num_interop_threads()}), '
           f'{os.cpu_count()} logical CPUs: {cpu_name()}')  # fmt: skip
+    print(f'ISA flags: {describe_isa()}')
     if device == 'cuda':
         tf32 = (torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32)
         print(f'device: cuda ({torch.cuda.get_device_name()}), TF32 matmul {tf32[0]}, '

@@ -9,6 +9,8 @@
 #
 # Other options go to bench_inference.py (--families, --batches, --int8-target, --no-openvino,
 # --checkpoint CFG CKPT, ...). Python: $PYTHON, else the repository's .venv, else python3.
+# A smaller CPU kind's kernels on this CPU (an AVX2-only CPU's, say):
+#   bash tools/cpu_kind/run_as.sh avx2 bash tools/benchmarks/cpu_report.sh
 # Report figures only from a run whose header shows a load average below 0.5, and label them
 # with the flags line: figures from one CPU kind are never another's.
 set -u
@@ -19,7 +21,7 @@ repo="$(dirname "$(dirname "$here")")"
 families=(--families ssd300 ssdlite) repeats=(--repeats 3) warmup=(--warmup 1)
 for arg in "$@"; do
     case "$arg" in
-        -h|--help) sed -n '2,13p' "${BASH_SOURCE[0]}"; exit 0 ;;
+        -h|--help) sed -n '2,15p' "${BASH_SOURCE[0]}"; exit 0 ;;
         --quick) families=() repeats=() warmup=() ;;  # bench_inference.py's tiny settings
         --families|--families=*) families=() ;;
         --repeats|--repeats=*) repeats=() ;;
@@ -32,11 +34,9 @@ if [ -z "${PYTHON:-}" ]; then
 fi
 echo "# CPU report ($(date -u '+%Y-%m-%d %H:%M UTC'))"
 echo "cpu: $(grep -m1 'model name' /proc/cpuinfo 2>/dev/null | cut -d: -f2- | sed 's/^ *//'), $(nproc) logical CPUs, $(uname -m)"
-# the flags that pick the kernels: SIMD width, int8 dot products (VNNI), bf16, AMX
-flags="$(grep -m1 -E '^(flags|Features)' /proc/cpuinfo 2>/dev/null | cut -d: -f2- | tr ' ' '\n' \
-    | grep -E '^(avx2|fma|avx512f|avx512bw|avx512_vnni|avx_vnni|avx512_bf16|avx512_fp16|amx_[a-z0-9]+|asimd|asimddp|bf16|i8mm|sve)$' \
-    | sort -u | tr '\n' ' ')"
-echo "ISA flags: ${flags:-none of avx2/avx512/vnni/bf16/amx}"
+# the flags that pick the kernels (SIMD width, VNNI, bf16, AMX) as the libraries see them: under
+# tools/cpu_kind/run_as.sh, the smaller kind's, with what the mask hides of the hardware
+echo "ISA flags: $(cd "$repo" && "$PYTHON" -c 'from ssd_plugin.utils import describe_isa; print(describe_isa())' 2>/dev/null)"
 echo "oneDNN cap: ONEDNN_MAX_CPU_ISA=${ONEDNN_MAX_CPU_ISA:-unset}"
 echo "load: $(uptime)"
 cd "$repo" && exec "$PYTHON" "$here/bench_inference.py" --device cpu ${defaults[@]+"${defaults[@]}"} "$@"

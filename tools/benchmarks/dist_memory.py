@@ -28,6 +28,8 @@ from typing import Dict, List
 sys.path.insert(0, osp.dirname(osp.abspath(__file__)))
 from bench_common import REPO, cpu_name, print_table, versions  # noqa: E402
 
+from ssd_plugin.utils import describe_isa  # noqa: E402
+
 DATASETS = ('CocoDataset', 'CheckedCocoDataset')
 CLASSES = ('a', 'b', 'c')  # write_synthetic_coco's default classes
 
@@ -126,16 +128,6 @@ def summary(results: List[dict]) -> Dict[str, float]:
     )
 
 
-def cpu_flags() -> str:
-    """The CPU's vector extensions (``/proc/cpuinfo`` flags: AVX, AMX, VNNI, BF16)."""
-    try:
-        with open('/proc/cpuinfo') as f:
-            flags = next(line for line in f if line.startswith('flags')).split(':')[1].split()
-    except (OSError, StopIteration):
-        return '?'
-    return ' '.join(f for f in flags if f.startswith(('avx', 'amx')) or 'vnni' in f) or 'none'
-
-
 def main(argv=None) -> None:
     args = parse_args(argv)
     if args.rank_run:
@@ -144,7 +136,7 @@ def main(argv=None) -> None:
     print("# Peak memory of a distributed run's datasets")
     print(f'command: {shlex.join(["python", osp.relpath(__file__, REPO), *sys.argv[1:]])}')
     print(f'uptime: {subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip()}')
-    print(f'CPU: {os.cpu_count()} logical CPUs, {cpu_name()}; flags: {cpu_flags()}')
+    print(f'CPU: {os.cpu_count()} logical CPUs, {cpu_name()}; ISA flags: {describe_isa()}')
     print('versions: ' + ', '.join(f'{k} {v}' for k, v in versions().items()))
     with tempfile.TemporaryDirectory() as tmp:
         ann_file = args.ann_file
