@@ -100,7 +100,11 @@ COVERED = {
         ('tests/test_tools/test_cpu_report.py::test_cpu_report_prints_the_flags_load_and_both_tables',),
     'bash tools/benchmarks/cpu_report.sh --quick':
         ('tests/test_tools/test_cpu_report.py::test_cpu_report_prints_the_flags_load_and_both_tables',),
-    'make test-isa': (f'{ME}::test_make_test_runs_the_isa_tests_under_the_avx2_cap',),
+    'make test-isa': (f'{ME}::test_make_test_runs_the_isa_tests_as_an_avx2_cpu',),
+    'bash tools/cpu_kind/run_as.sh avx2 bash tools/benchmarks/cpu_report.sh':
+        ('tests/test_tools/test_cpu_report.py::test_cpu_report_prints_the_flags_load_and_both_tables',
+         'tests/test_tools/test_cpu_kind.py::'
+         'test_avx2_kind_reaches_onnx_runtime_openvino_torch_and_the_int8_target'),
     # docs/own_data.md
     'python tools/make_demo_dataset.py --out data/my_shapes':
         (f'{OWN_DATA}::test_own_data_example_runs_as_written',),
@@ -238,12 +242,12 @@ def test_make_targets_run_the_documented_steps():
         assert step in test, f'make test does not run {step!r}:\n{test}'
 
 
-def test_make_test_runs_the_isa_tests_under_the_avx2_cap():
+def test_make_test_runs_the_isa_tests_as_an_avx2_cpu():
     """docs/cpu_runtimes.md's `make test-isa`, which `make test` (and so CI) runs after the suite:
-    the instruction-set-sensitive tests with oneDNN and ATen capped to AVX2."""
+    the instruction-set-sensitive tests as an AVX2-only CPU (tools/cpu_kind/run_as.sh, whose
+    effect on every library test_cpu_kind.py checks)."""
     isa = _make_dry_run('test-isa')
-    caps = 'ONEDNN_MAX_CPU_ISA=AVX2 ATEN_CPU_CAPABILITY=avx2'
-    capped = re.search(rf'^{caps} \S+ -m pytest -n 2 (.+)$', isa, re.M)
+    capped = re.search(r'^bash tools/cpu_kind/run_as.sh avx2 \S+ -m pytest -n 2 (.+)$', isa, re.M)
     assert capped, isa
     for path in capped.group(1).split():
         assert osp.exists(osp.join(REPO, path)), path

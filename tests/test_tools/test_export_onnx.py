@@ -11,6 +11,7 @@ import cv2
 import numpy as np
 import onnx
 import onnxruntime as ort
+import openvino as ov
 import pytest
 import torch
 from demo_checkpoint import DEMO_CONFIG, demo_checkpoint
@@ -317,6 +318,14 @@ def test_every_runtime_scored_next_to_pytorch(tmp_path, checkpoint, pseudo_demo,
         [DEMO_CONFIG, fp32, ov_int8, '--calib-images', '2', '--data-root', root]
     )
     assert f'wrote {ov_int8}: int8 (NNCF) for OpenVINO' in capsys.readouterr().out
+    # the demo's ResNet: convolutions read int8, its residual sums stay float32 (FLOAT_TYPES)
+    ir_ops = ov.Core().read_model(ov_int8).get_ordered_ops()
+    # (ONNX's residual Add nodes keep their names; a Conv's bias Add is named after the Conv)
+    residual = [op for op in ir_ops if op.get_friendly_name().endswith('/Add')]
+    fake_quantized = [op for op in ir_ops if op.get_type_name() == 'FakeQuantize']
+    readers = {t.get_node().get_type_name() for op in fake_quantized
+               for t in op.output(0).get_target_inputs()}  # fmt: skip
+    assert residual and 'Convolution' in readers and 'Add' not in readers
     rows = load_tool('deploy/eval_runtimes.py').main(
         [DEMO_CONFIG, checkpoint, fp32, ov_int8, '--data-root', root, '--batch-size', '2']
     )
