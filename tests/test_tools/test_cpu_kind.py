@@ -110,3 +110,23 @@ def test_without_a_compiler_only_the_environment_caps_apply(tmp_path):
     assert env['ONEDNN_MAX_CPU_ISA'] == 'AVX2' and env['ATEN_CPU_CAPABILITY'] == 'avx2'
     assert 'cpuid_mask' not in env.get('LD_PRELOAD', '')
     assert run_as('avx3', 'true', check=False).returncode == 2  # unknown kinds are refused
+
+
+@needs_faulting
+def test_the_mask_survives_a_program_s_own_signal_setup():
+    """A program that sets SIGSEGV back to its default with glibc's signal() (which bypasses
+    sigaction()), and a thread with a small alternate signal stack (a CPUID fault must not be
+    handled on it: its frame of AVX512 state does not fit), still reads the masked CPUID."""
+    code = """
+import ctypes
+libc = ctypes.CDLL(None, use_errno=True)
+libc.signal(11, ctypes.c_void_p(0))  # SIG_DFL, through signal()
+small = ctypes.create_string_buffer(2048)  # MINSIGSTKSZ
+class StackT(ctypes.Structure):
+    _fields_ = [('sp', ctypes.c_void_p), ('flags', ctypes.c_int), ('size', ctypes.c_size_t)]
+assert libc.sigaltstack(ctypes.byref(StackT(ctypes.addressof(small), 0, 2048)), None) == 0
+import torch  # cpuinfo reads CPUID now, after both
+print(torch.backends.cpu.get_cpu_capability())
+"""
+    proc = run_as('avx2', sys.executable, '-c', code)
+    assert proc.stdout.split() == ['AVX2']

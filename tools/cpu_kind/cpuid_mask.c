@@ -109,6 +109,33 @@ int sigaction(int sig, const struct sigaction *act, struct sigaction *old) {
     return 0;
 }
 
+int __sigaction(int sig, const struct sigaction *act, struct sigaction *old) {
+    return sigaction(sig, act, old);
+}
+
+/* glibc's signal() and its variants install handlers without calling sigaction() */
+static sighandler_t set_handler(int sig, sighandler_t handler, const char *name) {
+    if (sig != SIGSEGV || !masking) {
+        sighandler_t (*real)(int, sighandler_t) = dlsym(RTLD_NEXT, name);
+        return real(sig, handler);
+    }
+    struct sigaction act = {.sa_handler = handler}, old;
+    sigaction(sig, &act, &old);
+    return old.sa_handler;
+}
+
+sighandler_t signal(int sig, sighandler_t handler) { return set_handler(sig, handler, "signal"); }
+sighandler_t bsd_signal(int sig, sighandler_t handler) {
+    return set_handler(sig, handler, "bsd_signal");
+}
+sighandler_t sysv_signal(int sig, sighandler_t handler) {
+    return set_handler(sig, handler, "sysv_signal");
+}
+sighandler_t __sysv_signal(int sig, sighandler_t handler) {
+    return set_handler(sig, handler, "__sysv_signal");
+}
+sighandler_t sigset(int sig, sighandler_t handler) { return set_handler(sig, handler, "sigset"); }
+
 __attribute__((constructor)) static void cpuid_mask_init(void) {
     real_sigaction = dlsym(RTLD_NEXT, "sigaction");
     const char *kind = getenv("CPUID_MASK");
@@ -120,7 +147,9 @@ __attribute__((constructor)) static void cpuid_mask_init(void) {
         fprintf(stderr, "cpuid_mask: CPUID_MASK=%s is not a kind (avx2, avx512_core)\n", kind);
         exit(2);
     }
-    struct sigaction handler = {.sa_sigaction = on_sigsegv, .sa_flags = SA_SIGINFO | SA_ONSTACK};
+    /* no SA_ONSTACK: a CPUID fault has a healthy stack, and a library may leave a freed
+     * alternate signal stack registered */
+    struct sigaction handler = {.sa_sigaction = on_sigsegv, .sa_flags = SA_SIGINFO};
     sigemptyset(&handler.sa_mask);
     if (real_sigaction(SIGSEGV, &handler, &chained) != 0 || set_cpuid_enabled(0) != 0) {
         real_sigaction(SIGSEGV, &chained, NULL);
