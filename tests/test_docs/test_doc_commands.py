@@ -101,6 +101,11 @@ COVERED = {
     'bash tools/benchmarks/cpu_report.sh --quick':
         ('tests/test_tools/test_cpu_report.py::test_cpu_report_prints_the_flags_load_and_both_tables',),
     'make test-isa': (f'{ME}::test_make_test_runs_the_isa_tests_as_an_avx2_cpu',),
+    'bash tools/cpu_kind/run_as.sh avx2 COMMAND [ARGS...]':
+        ('tests/test_tools/test_cpu_kind.py::'
+         'test_avx2_kind_reaches_onnx_runtime_openvino_torch_and_the_int8_target',),
+    'bash tools/cpu_kind/run_as.sh avx512_core COMMAND [ARGS...]':
+        ('tests/test_tools/test_cpu_kind.py::test_avx512_core_kind_keeps_avx512_but_not_vnni',),
     'bash tools/cpu_kind/run_as.sh avx2 bash tools/benchmarks/cpu_report.sh':
         ('tests/test_tools/test_cpu_report.py::test_cpu_report_prints_the_flags_load_and_both_tables',
          'tests/test_tools/test_cpu_kind.py::'
