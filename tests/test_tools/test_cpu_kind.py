@@ -16,7 +16,7 @@ import sys
 import pytest
 from tool_runner import REPO, TOOLS
 
-from ssd_plugin.utils.cpu_features import hardware_flags
+from ssd_plugin.utils.cpu_features import cpu_flags, hardware_flags
 
 RUN_AS = osp.join(TOOLS, 'cpu_kind', 'run_as.sh')
 K = 64
@@ -82,7 +82,7 @@ def test_avx512_core_kind_keeps_avx512_but_not_vnni():
     assert 'avx512_vnni' not in seen['flags'] and seen['int8_target'] == 'avx2'
 
 
-@pytest.mark.skipif(not FLAGS & {'avx512_vnni', 'avx_vnni'}, reason='needs a VNNI CPU')
+@pytest.mark.skipif(not cpu_flags() & {'avx512_vnni', 'avx_vnni'}, reason='needs a VNNI CPU')
 def test_the_probe_tells_the_kernels_apart_on_a_vnni_cpu():
     seen, _ = probe()
     assert seen['matmul'] == EXACT and seen['int8_target'] in ('vnni', 'amx')
