@@ -343,6 +343,9 @@ def _mmdet_checkpoint(path: str) -> None:
     cfg.model.backbone.init_cfg = None  # no download
     torch.manual_seed(0)
     model = MODELS.build(cfg.model)
+    # as mmdet's runner does: building leaves some weights (the L2Norm's scale) as uninitialised
+    # memory, whose garbage made the test's detections NaN in some processes
+    model.init_weights()
     # mmdet's classifier conv per level; the background is the last of 81 columns
     state_dict = _confident(model.state_dict(), r'bbox_head\.cls_convs\.\d+\.0\.bias', 81, 0)
     torch.save(dict(state_dict=state_dict, meta=dict()), path)
