@@ -66,7 +66,7 @@ def main(argv=None) -> None:
     from mmengine.evaluator import DumpResults
     from mmengine.registry import RUNNERS
 
-    from ssd_plugin.cli.launch import add_run_hooks, setup_distributed
+    from ssd_plugin.cli.launch import add_run_hooks, end_distributed, setup_distributed
     from ssd_plugin.engine import QuietRunner
     from ssd_plugin.engine.checkpoint import weights_only_checkpoint_loading
 
@@ -84,6 +84,9 @@ def main(argv=None) -> None:
     if args.show_dir:
         (hook,) = [h for h in runner.hooks if isinstance(h, DetVisualizationHook)]
         runner.logger.info(f'--show-dir: the drawn predictions are in {hook.test_out_dir}')
+    if cfg.launcher != 'none':
+        del runner  # its DDP model goes before the process group
+        end_distributed()
 
 
 if __name__ == '__main__':

@@ -61,7 +61,7 @@ def main(argv=None) -> None:
     from mmdet.utils import setup_cache_size_limit_of_dynamo
     from mmengine.registry import RUNNERS
 
-    from ssd_plugin.cli.launch import add_run_hooks, setup_distributed
+    from ssd_plugin.cli.launch import add_run_hooks, end_distributed, setup_distributed
     from ssd_plugin.cli.resume import resolve_auto_resume
     from ssd_plugin.cli.train_options import check_sync_bn
     from ssd_plugin.engine import QuietRunner
@@ -79,6 +79,9 @@ def main(argv=None) -> None:
         runner.logger.warning(resume_note)
     with weights_only_checkpoint_loading():  # loads mmengine's checkpoints with torch >= 2.6
         runner.train()
+    if cfg.launcher != 'none':
+        del runner  # its DDP reducer goes before the process group
+        end_distributed()
 
 
 if __name__ == '__main__':

@@ -19,11 +19,13 @@ so the default wrapper says the same (no buffer sync in forward) as ``forward_sy
 """
 
 import argparse
+import gc
 import inspect
 import os
 import os.path as osp
 from typing import Sequence
 
+import torch.distributed as dist
 import torch.multiprocessing as mp
 from mmengine.config import Config
 from mmengine.dist import init_dist, is_distributed
@@ -37,6 +39,7 @@ __all__ = [
     'RUN_HOOKS',
     'add_hooks',
     'add_run_hooks',
+    'end_distributed',
     'load_cfg',
     'setup_distributed',
 ]
@@ -120,6 +123,20 @@ def setup_distributed(cfg: Config) -> bool:
         wrapper_cfg['device_ids'] = None  # a CPU module takes no device ids
     cfg.model_wrapper_cfg = wrapper_cfg
     return True
+
+
+def end_distributed() -> None:
+    """Wait for every rank, then destroy the process group, before a distributed tool exits.
+
+    On several nodes the rendezvous store lives on node 0: a rank still tearing its process group
+    down when node 0 has exited aborts (``terminate called without an active exception``), and
+    torch asks for ``destroy_process_group`` before exit. The caller frees its DDP model first:
+    a reducer that outlives its process group can hang the exit. Does nothing undistributed.
+    """
+    if dist.is_available() and dist.is_initialized():
+        gc.collect()  # the caller's DDP reducer, if only a reference cycle still holds it
+        dist.barrier()
+        dist.destroy_process_group()
 
 
 def add_hooks(cfg: Config, names: Sequence[str]) -> None:
