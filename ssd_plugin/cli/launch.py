@@ -133,7 +133,7 @@ def end_distributed() -> None:
     torch asks for ``destroy_process_group`` before exit. The caller frees its DDP model first:
     a reducer that outlives its process group can hang the exit. Does nothing undistributed.
     """
-    if dist.is_available() and dist.is_initialized():
+    if is_distributed():
         gc.collect()  # the caller's DDP reducer, if only a reference cycle still holds it
         dist.barrier()
         dist.destroy_process_group()
